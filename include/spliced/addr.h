@@ -1,0 +1,33 @@
+/* include/spliced/addr.h: socket addresses as operators write them.
+ *
+ * Accepted forms: "127.0.0.1:8080", "[::1]:8080", "*:8080" (every address: the
+ * IPv6 wildcard, dual-stack where the host has IPv6, else 0.0.0.0), and
+ * "host.name:8080", resolved once with getaddrinfo. Resolving blocks, so
+ * addr_parse() is for start-up and config checks only, never a worker. */
+#ifndef SPLICED_ADDR_H
+#define SPLICED_ADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define ADDR_TEXT_MAX 80 /* "[" + INET6_ADDRSTRLEN + "]:65535" fits */
+
+struct addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	bool wildcard;              /* written as "*:PORT" */
+};
+
+/* 0, or -1 with a message in err (e.g. "port out of range in '1.2.3.4:0'").
+ * allow_zero_port: port 0 is accepted (tests bind to it; listeners never do). */
+int addr_parse(struct addr *, const char *text, bool allow_zero_port,
+    char *err, size_t errlen);
+
+/* "1.2.3.4:80" / "[::1]:80" into buf (ADDR_TEXT_MAX), returns buf. */
+const char *addr_format(const struct sockaddr *, char *buf, size_t buflen);
+
+/* Same family, address and port. */
+bool addr_equal(const struct addr *, const struct addr *);
+
+#endif

@@ -1,0 +1,128 @@
+/* include/spliced/config.h: the configuration snapshot.
+ *
+ * A config is parsed whole (from an INI file with inih, or from the one-off
+ * command line), validated, and then never changed: workers and connections
+ * share it read-only and hold a reference for as long as they use it.
+ *
+ * Errors: every function that can fail writes one line into err, naming the
+ * file, the line and the key ("spliced.ini:12: [listener web] timeout_idle:
+ * '5x' is not a duration (use ms, s, m or h)"), and returns -1 / NULL. Keys
+ * that belong to later work are rejected as "not supported yet"; unknown
+ * keys and sections are errors too, never ignored. Without a line (config_set)
+ * the message starts at the section: "[listener cli] bind: ...".
+ *
+ * Every struct config comes from config_new() or config_load*(): config.c
+ * keeps private state behind it, so never make one yourself. */
+#ifndef SPLICED_CONFIG_H
+#define SPLICED_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spliced/addr.h"
+
+#define CONFIG_ERR_MAX 512
+
+enum config_splice {
+	CONFIG_SPLICE_AUTO,
+	CONFIG_SPLICE_ALWAYS,
+	CONFIG_SPLICE_NEVER,
+};
+
+enum config_log_level {
+	CONFIG_LOG_ERROR,
+	CONFIG_LOG_WARN,
+	CONFIG_LOG_INFO,
+	CONFIG_LOG_DEBUG,
+};
+
+struct config_server {
+	char *name;
+	char *host;                 /* "ADDRESS:PORT" as written, for logs */
+	struct addr addr;
+	unsigned weight;            /* 1..256, default 1 */
+	int line;                   /* 0: from config_set() */
+};
+
+struct config_backend {
+	char *name;
+	struct config_server *servers;
+	size_t nservers;
+	unsigned retries;           /* default 2 */
+	int line;                   /* of the section header; 0: config_set() */
+};
+
+struct config_listener {
+	char *name;
+	struct addr *binds;
+	size_t nbinds;
+	char *backend_name;
+	struct config_backend *backend;   /* resolved by validation */
+	unsigned timeout_connect_ms;      /* default 5s */
+	unsigned timeout_idle_ms;         /* default 5m */
+	unsigned max_connections;         /* 0 = only the global limit */
+	enum config_splice splice;        /* default: [global] splice */
+	size_t splice_threshold;          /* default: [global] splice_threshold */
+	int line;                         /* of the section header */
+};
+
+struct config {
+	atomic_uint refs;
+	char *path;                 /* file, or "command line" */
+
+	unsigned workers;           /* 0 = auto: one per CPU */
+	unsigned max_connections;   /* default 10000 */
+	enum config_log_level log_level;   /* default info */
+	bool access_log;            /* default on */
+	enum config_splice splice;  /* default auto */
+	size_t splice_threshold;    /* default 64k */
+	size_t pipe_size;           /* default 256k; 4k..1g */
+	size_t buffer_size;         /* default 16k; 1k..64m */
+	unsigned max_pipes;         /* 0 = derived */
+	unsigned shutdown_timeout_ms;      /* default 30s */
+
+	struct config_listener *listeners;
+	size_t nlisteners;
+	struct config_backend *backends;
+	size_t nbackends;
+};
+
+/* Parse and validate a file. NULL with err set on any problem (parsing goes on
+ * to the end of the file; err holds the first problem). refs is 1. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+
+/* The same from a string; name stands for the file in messages. For tests. */
+struct config *config_load_string(const char *text, const char *name,
+    char *err, size_t errlen);
+
+/* A builder for configs that do not come from a file (the one-off command
+ * line): start from defaults, set keys as if they were in a file, finish.
+ * name stands for the file in messages; NULL means "command line". refs is 1. */
+struct config *config_new(const char *name);
+/* section: "global", "listener NAME" or "backend NAME", created on first use.
+ * As in a file, bind and server may repeat and other keys may be set once.
+ * 0, or -1 with err naming section and key (no line). */
+int config_set(struct config *, const char *section, const char *key,
+    const char *value, char *err, size_t errlen);
+/* Validation after all keys are set: listeners have binds and an existing
+ * backend, backends have servers, no address is bound twice; listeners
+ * without their own splice / splice_threshold take [global]'s. Values were
+ * range-checked when set. Call it last: it points listeners at their
+ * backends, so no key may be set after it. 0 or -1 with err. */
+int config_finish(struct config *, char *err, size_t errlen);
+
+struct config *config_ref(struct config *);
+void config_unref(struct config *);     /* frees on the last reference; NULL is fine */
+
+/* Value syntax, exposed for tests and the command line. 0 or -1; size and
+ * duration set errno to EINVAL (not the syntax) or ERANGE (too large).
+ * Digits only (no sign, no fraction); units and keywords in any case. */
+int config_parse_size(const char *, size_t *);          /* 64k, 1m, 1g, 4096 (k = 1024) */
+int config_parse_duration_ms(const char *, unsigned *); /* 500ms, 5s, 5m, 1h; "0" alone; a unit is required */
+int config_parse_bool(const char *, bool *);            /* on/off yes/no true/false 1/0 */
+int config_parse_splice(const char *, enum config_splice *);
+const char *config_splice_name(enum config_splice);
+
+#endif

@@ -1,0 +1,27 @@
+/* include/spliced/log.h: levelled log lines on stderr.
+ *
+ * One line per call, written with a single write(2) so lines from different
+ * workers never interleave:
+ *     2026-11-22T22:52:59.123Z warn: message
+ * Messages are formatted here; never pass peer bytes as the format.
+ * The level is set once at start-up, before workers exist. */
+#ifndef SPLICED_LOG_H
+#define SPLICED_LOG_H
+
+#include "spliced/config.h"
+
+void log_set_level(enum config_log_level);
+enum config_log_level log_get_level(void);
+/* Route libevent's own messages into this log. */
+void log_route_libevent(void);
+
+void log_msg(enum config_log_level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(CONFIG_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(CONFIG_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(CONFIG_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) \
+	do { if (log_get_level() >= CONFIG_LOG_DEBUG) log_msg(CONFIG_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

@@ -1,0 +1,57 @@
+/* include/spliced/pipepool.h: the pipes of one worker's splice movers.
+ *
+ * Not thread-safe: each worker owns one pool. A direction takes a pipe when it
+ * starts splicing and gives it back as soon as the pipe is empty, so idle
+ * connections hold none. An empty pipe is kept for reuse; a pipe that still
+ * holds bytes (its connection died) is closed, never reused, because the
+ * bytes would leak into another connection. pipepool_trim(), called about
+ * once a second, closes idle pipes beyond the first PIPEPOOL_KEEP once they
+ * have sat unused for PIPEPOOL_IDLE_MS, so a burst does not pin fds or the
+ * per-user pipe budget afterwards. */
+#ifndef SPLICED_PIPEPOOL_H
+#define SPLICED_PIPEPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PIPEPOOL_KEEP 4
+#define PIPEPOOL_IDLE_MS 1000
+
+struct spipe {
+	int rfd, wfd;
+	size_t size;                /* what the kernel granted */
+	size_t queued;              /* bytes inside the pipe now */
+};
+
+enum pipepool_fail {            /* why pipepool_get() said no */
+	PIPEPOOL_FAIL_CAP,          /* max pipes are out */
+	PIPEPOOL_FAIL_BUDGET,       /* the kernel granted a pipe too small to help */
+	PIPEPOOL_FAIL_ERROR,        /* pipe creation failed (EMFILE, ENFILE, ...) */
+	PIPEPOOL_FAIL_MAX_,
+};
+
+struct pipepool_stats {
+	unsigned in_use, pooled;
+	uint64_t created, reused, closed_dirty;
+	uint64_t fails[PIPEPOOL_FAIL_MAX_];
+};
+
+struct pipepool;
+
+/* max: pipes out at once (in use + pooled); pipe_size: asked of F_SETPIPE_SZ;
+ * min_size: a granted size below this is refused (PIPEPOOL_FAIL_BUDGET).
+ * NULL with errno. */
+struct pipepool *pipepool_new(unsigned max, size_t pipe_size, size_t min_size);
+void pipepool_free(struct pipepool *);        /* NULL is fine */
+
+/* 0 with *p filled (queued = 0), or -1 with *why set: the caller copies. */
+int pipepool_get(struct pipepool *, struct spipe *p, enum pipepool_fail *why);
+/* Returns the pipe (empty: kept; holding bytes: closed). *p is cleared. */
+void pipepool_put(struct pipepool *, struct spipe *p);
+/* Close the idle pipes beyond PIPEPOOL_KEEP that have been idle for
+ * PIPEPOOL_IDLE_MS. now_ms: CLOCK_MONOTONIC_COARSE in milliseconds. */
+void pipepool_trim(struct pipepool *, uint64_t now_ms);
+
+void pipepool_stats(const struct pipepool *, struct pipepool_stats *);
+
+#endif

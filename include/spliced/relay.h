@@ -1,0 +1,138 @@
+/* include/spliced/relay.h: one direction of a proxied connection.
+ *
+ * A direction moves bytes from socket `in` to socket `out` until `in` reaches
+ * end of stream (then it shuts down `out` for writing) or something fails.
+ * It reads only when everything it read before has been written, so it never
+ * holds more than one buffer or one pipe of bytes, whatever the traffic.
+ * Buffers and pipes come from the worker's relay_ctx and are held only while
+ * bytes are in flight: an idle direction holds neither.
+ *
+ * The state machine and the auto policy live in relay.c; the two movers, copy
+ * (relay_copy.c) and splice (relay_splice.c), sit behind struct relay_mover. */
+#ifndef SPLICED_RELAY_H
+#define SPLICED_RELAY_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spliced/config.h"
+#include "spliced/pipepool.h"
+
+/* Consecutive reads that fill the whole copy buffer before auto splices: the
+ * kernel holds more than a buffer, so this is a stream, not an exchange. */
+#define RELAY_STREAMER_READS 2
+/* Bytes one direction moves per callback before it lets other connections
+ * of the worker run (level-triggered polling brings it back). */
+#define RELAY_BUDGET (1024 * 1024)
+/* Idle copy buffers a worker keeps for reuse. */
+#define RELAY_BUFS_KEEP 64
+
+enum relay_mode { RELAY_MODE_COPY, RELAY_MODE_SPLICE, RELAY_MODE_MAX_ };
+
+enum relay_state {
+	RELAY_READING,              /* nothing held; waiting for `in` */
+	RELAY_WRITING,              /* bytes held; waiting for `out` (not reading) */
+	RELAY_DONE,                 /* all written and `out` shut down for writing */
+	RELAY_FAILED,               /* see fail_side and err */
+};
+
+enum relay_side { RELAY_SIDE_IN, RELAY_SIDE_OUT };
+
+enum relay_fallback {           /* why a direction that wanted to splice copied */
+	RELAY_FALLBACK_POOL_FULL,
+	RELAY_FALLBACK_PIPE_BUDGET,
+	RELAY_FALLBACK_PIPE_ERROR,
+	RELAY_FALLBACK_UNSUPPORTED,
+	RELAY_FALLBACK_MAX_,
+};
+
+struct relay_stats {            /* per worker, summed when read */
+	uint64_t bytes[RELAY_MODE_MAX_];
+	uint64_t fallbacks[RELAY_FALLBACK_MAX_];
+};
+
+/* What the directions of one worker share. Not thread-safe. */
+struct relay_ctx {
+	struct event_base *base;
+	struct pipepool *pipes;     /* NULL: never splice */
+	size_t buffer_size;
+	char **bufs;                /* idle copy buffers */
+	unsigned nbufs;
+	struct relay_stats stats;
+};
+
+struct relay_dir;
+typedef void (*relay_cb)(struct relay_dir *, void *arg);
+
+struct relay_dir {
+	struct relay_ctx *ctx;
+	const struct relay_mover *mover;
+	int in, out;
+	struct event rd, wr;        /* `in` readable, `out` writable */
+	bool rd_on, wr_on;
+	enum relay_state state;
+	enum config_splice policy;
+	size_t threshold;
+	/* Held only while bytes are in flight. */
+	struct spipe pipe;          /* rfd < 0: none */
+	char *buf;                  /* NULL: none */
+	size_t off, len;            /* buf[off..len) still to write */
+	/* Auto policy inputs. */
+	uint64_t burst;             /* bytes carried in the current burst */
+	uint64_t wake_bytes;        /* bytes read since `in` last ran dry */
+	unsigned full_reads;        /* consecutive reads that filled the holder */
+	bool no_splice;             /* a pipe could not be had this burst */
+	bool short_read;            /* the last read did not fill the holder */
+	/* Results. */
+	uint64_t bytes[RELAY_MODE_MAX_];   /* written to `out`, by mover */
+	uint64_t last_io_ms;        /* CLOCK_MONOTONIC_COARSE of the last byte */
+	enum relay_side fail_side;
+	int err;
+	relay_cb cb;                /* on DONE or FAILED */
+	void *arg;
+};
+
+/* The auto policy: which mover the next read should use. Pure. splice_ok:
+ * the platform can splice and a pipe may be tried. */
+enum relay_mode relay_policy(enum config_splice policy, size_t threshold,
+    uint64_t burst, unsigned full_reads, bool splice_ok);
+
+void relay_ctx_init(struct relay_ctx *, struct event_base *,
+    struct pipepool *pipes, size_t buffer_size);
+void relay_ctx_cleanup(struct relay_ctx *);
+
+/* Set up a direction; nothing moves until relay_start(). cb runs once, when
+ * the direction reaches RELAY_DONE or RELAY_FAILED. 0 or -1 (event setup). */
+int relay_init(struct relay_dir *, struct relay_ctx *, int in, int out,
+    enum config_splice policy, size_t threshold, relay_cb cb, void *arg);
+void relay_start(struct relay_dir *);
+/* Stop and release: events removed, buffer returned, pipe returned (a pipe
+ * still holding bytes is closed). The sockets are the caller's. */
+void relay_cleanup(struct relay_dir *);
+
+const char *relay_state_name(enum relay_state);
+const char *relay_fallback_name(enum relay_fallback);
+
+/* The movers. relay_copy.c / relay_splice.c; relay.c drives them. */
+struct relay_mover {
+	const char *name;
+	enum relay_mode mode;
+	/* Take what holds bytes (buffer or pipe). 0, or -1 with *why: copy instead. */
+	int (*acquire)(struct relay_dir *, enum relay_fallback *why);
+	/* Give it back; it is empty unless the connection is being torn down. */
+	void (*release)(struct relay_dir *);
+	size_t (*pending)(const struct relay_dir *);
+	size_t (*capacity)(const struct relay_dir *);
+	/* in -> holder. >0 read, 0 would block (or *eof), -1 error. */
+	ssize_t (*fill)(struct relay_dir *, bool *eof);
+	/* holder -> out. >0 written, 0 would block, -1 error. */
+	ssize_t (*flush)(struct relay_dir *);
+};
+
+extern const struct relay_mover relay_copy_mover;
+extern const struct relay_mover relay_splice_mover;
+
+#endif

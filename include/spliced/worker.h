@@ -1,0 +1,71 @@
+/* include/spliced/worker.h: worker threads, one event_base each.
+ *
+ * A worker owns everything its connections touch: the event base, the pipe
+ * pool, copy buffers, balancing state and counters. Nothing on the data path
+ * is shared with other workers except the read-only config and the limit
+ * counters (atomics). Other threads talk to a worker only through
+ * worker_wake/worker_drain/worker_stop, which are thread-safe. */
+#ifndef SPLICED_WORKER_H
+#define SPLICED_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "spliced/backend.h"
+#include "spliced/config.h"
+#include "spliced/conn.h"
+#include "spliced/listener.h"
+#include "spliced/relay.h"
+
+enum worker_cmd { WORKER_RUN, WORKER_DRAIN, WORKER_STOP };
+
+struct worker_stats {
+	uint64_t connections;
+	uint64_t reasons[CONN_REASON_MAX_];
+	uint64_t connect_failures;  /* attempts, including retried ones */
+};
+
+struct worker_accept;           /* listener.c */
+
+struct worker {
+	unsigned id;
+	pthread_t thread;
+	bool started;
+	struct event_base *base;
+	struct config *cfg;         /* a reference */
+	struct listener_set *ls;
+	struct worker **peers;      /* every worker, self included */
+	unsigned npeers;
+	struct pipepool *pipes;     /* NULL when splicing is impossible */
+	struct relay_ctx relay;
+	struct backend_rr *rr;      /* one per cfg->backends[] */
+	struct worker_accept *acc;
+	TAILQ_HEAD(conn_list, conn) conns;
+	unsigned nconns;
+	struct event *notify, *tick;
+	_Atomic enum worker_cmd cmd;
+	enum worker_cmd seen;       /* the last command acted on */
+	atomic_bool finished;       /* its loop has returned */
+	struct event *exited;       /* activated (another thread's) when finished */
+	struct worker_stats st;
+};
+
+/* NULL with err. max_pipes: this worker's share. */
+struct worker *worker_new(unsigned id, struct config *, struct listener_set *,
+    unsigned max_pipes, char *err, size_t errlen);
+void worker_free(struct worker *);            /* after worker_join; NULL ok */
+int worker_start(struct worker *);            /* 0 / -1 with errno */
+void worker_join(struct worker *);
+
+/* Thread-safe. */
+void worker_wake(struct worker *);            /* re-check waiting clients */
+void worker_drain(struct worker *);           /* stop accepting; exit once idle */
+void worker_stop(struct worker *);            /* close everything now; exit */
+
+/* Worker thread: a connection ended (slot already released by conn.c). */
+void worker_conn_gone(struct worker *, bool wake_peers);
+
+#endif

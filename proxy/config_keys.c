@@ -1,0 +1,487 @@
+/* proxy/config_keys.c: every key of the config, and the syntax of values.
+ *
+ * One table per section gives each key its type, its field and its range;
+ * config_key_set() parses a value by that type, checks the range and
+ * stores it. Values: numbers are digits only (no sign); sizes take k, m or
+ * g (powers of 1024); durations need ms, s, m or h ("0" alone is allowed);
+ * keywords are case-insensitive, names are not. */
+#include "config_keys.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define KIB		1024ull
+#define MIB		(1024 * KIB)
+#define GIB		(1024 * MIB)
+#define DURATION_MAX	(24u * 3600 * 1000)	/* a day, in ms */
+#define MAX_CONN	10000000u
+
+#define NUM(n, t, f, lo, hi, r) { .name = n, .type = CONFIG_KEY_##t, \
+	.off = f, .min = lo, .max = hi, .range = r }
+#define KW(n, t, f)	{ .name = n, .type = CONFIG_KEY_##t, .off = f }
+#define LATER(n)	{ .name = n, .type = CONFIG_KEY_LATER }
+#define G(f)		offsetof(struct config, f)
+#define L(f)		offsetof(struct config_listener, f)
+#define B(f)		offsetof(struct config_backend, f)
+
+static const struct config_key global_keys[] = {
+	NUM("workers", WORKERS, G(workers), 1, 1024, "1..1024 or auto"),
+	NUM("max_connections", UINT, G(max_connections), 1, MAX_CONN,
+	    "1..10000000"),
+	KW("log_level", LOG_LEVEL, G(log_level)),
+	KW("access_log", BOOL, G(access_log)),
+	KW("splice", SPLICE, G(splice)),
+	NUM("splice_threshold", SIZE, G(splice_threshold), 0, GIB, "0..1g"),
+	NUM("pipe_size", SIZE, G(pipe_size), 4 * KIB, GIB, "4k..1g"),
+	NUM("buffer_size", SIZE, G(buffer_size), KIB, 64 * MIB, "1k..64m"),
+	NUM("max_pipes", UINT, G(max_pipes), 0, MAX_CONN, "0..10000000"),
+	NUM("shutdown_timeout", DURATION, G(shutdown_timeout_ms), 0,
+	    DURATION_MAX, "0..24h"),
+	LATER("user"), LATER("admin"), LATER("resolver"),
+	{ .name = NULL },
+};
+
+static const struct config_key listener_keys[] = {
+	KW("bind", BIND, 0),
+	KW("backend", NAME, L(backend_name)),
+	NUM("timeout_connect", DURATION, L(timeout_connect_ms), 1,
+	    DURATION_MAX, "1ms..24h"),
+	NUM("timeout_idle", DURATION, L(timeout_idle_ms), 1, DURATION_MAX,
+	    "1ms..24h"),
+	NUM("max_connections", UINT, L(max_connections), 0, MAX_CONN,
+	    "0..10000000"),
+	KW("splice", SPLICE, L(splice)),
+	NUM("splice_threshold", SIZE, L(splice_threshold), 0, GIB, "0..1g"),
+	LATER("proxy_protocol"), LATER("accept_proxy"),
+	{ .name = NULL },
+};
+
+static const struct config_key backend_keys[] = {
+	KW("server", SERVER, 0),
+	NUM("retries", UINT, B(retries), 0, 100, "0..100"),
+	KW("balance", BALANCE, 0),
+	LATER("health_check"), LATER("health_interval"),
+	LATER("health_timeout"), LATER("rise"), LATER("fall"),
+	LATER("resolve_interval"),
+	{ .name = NULL },
+};
+
+static const char *const splice_names[] = {
+	[CONFIG_SPLICE_AUTO] = "auto",
+	[CONFIG_SPLICE_ALWAYS] = "always",
+	[CONFIG_SPLICE_NEVER] = "never",
+};
+
+static const char *const log_level_names[] = {
+	[CONFIG_LOG_ERROR] = "error",
+	[CONFIG_LOG_WARN] = "warn",
+	[CONFIG_LOG_INFO] = "info",
+	[CONFIG_LOG_DEBUG] = "debug",
+};
+
+/* ---- values ---- */
+
+/* Leading digits: no sign, no space, no base prefix. 0, or -1 with EINVAL
+ * (no digit) or ERANGE. */
+static int
+digits(const char **sp, unsigned long long *v)
+{
+	const char *s = *sp;
+	unsigned long long n = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return errno = EINVAL, -1;
+	for (; isdigit((unsigned char)*s); s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (n > (ULLONG_MAX - d) / 10)
+			return errno = ERANGE, -1;
+		n = n * 10 + d;
+	}
+	*sp = s;
+	*v = n;
+	return 0;
+}
+
+static int
+number_parse(const char *s, unsigned long long *v)
+{
+	if (digits(&s, v) < 0)
+		return -1;
+	return *s == '\0' ? 0 : (errno = EINVAL, -1);
+}
+
+int
+config_parse_size(const char *s, size_t *out)
+{
+	unsigned long long n;
+	unsigned shift = 0;
+
+	if (s == NULL || digits(&s, &n) < 0)
+		return -1;
+	switch (tolower((unsigned char)*s)) {
+	case 'k': shift = 10; s++; break;
+	case 'm': shift = 20; s++; break;
+	case 'g': shift = 30; s++; break;
+	}
+	if (*s != '\0')
+		return errno = EINVAL, -1;
+	if (n > (SIZE_MAX >> shift))
+		return errno = ERANGE, -1;
+	*out = (size_t)(n << shift);
+	return 0;
+}
+
+int
+config_parse_duration_ms(const char *s, unsigned *out)
+{
+	unsigned long long n, mul;
+
+	if (s == NULL || digits(&s, &n) < 0)
+		return -1;
+	/* A bare number is refused (seconds? milliseconds?), except 0,
+	 * which is the same in every unit. */
+	if (*s == '\0' && n != 0)
+		return errno = EINVAL, -1;
+	if (*s == '\0' || strcasecmp(s, "ms") == 0)
+		mul = 1;
+	else if (strcasecmp(s, "s") == 0)
+		mul = 1000;
+	else if (strcasecmp(s, "m") == 0)
+		mul = 60 * 1000;
+	else if (strcasecmp(s, "h") == 0)
+		mul = 3600 * 1000;
+	else
+		return errno = EINVAL, -1;
+	if (n > UINT_MAX / mul)
+		return errno = ERANGE, -1;
+	*out = (unsigned)(n * mul);
+	return 0;
+}
+
+int
+config_parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = { "on", "yes", "true", "1" };
+	static const char *const no[] = { "off", "no", "false", "0" };
+
+	for (size_t i = 0; s != NULL && i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0 || strcasecmp(s, no[i]) == 0) {
+			*out = strcasecmp(s, yes[i]) == 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+keyword(const char *s, const char *const *names, size_t n)
+{
+	for (size_t i = 0; s != NULL && i < n; i++)
+		if (strcasecmp(s, names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+int
+config_parse_splice(const char *s, enum config_splice *out)
+{
+	int i = keyword(s, splice_names, 3);
+
+	if (i < 0)
+		return -1;
+	*out = (enum config_splice)i;
+	return 0;
+}
+
+const char *
+config_splice_name(enum config_splice s)
+{
+	return (unsigned)s < 3 ? splice_names[s] : "?";
+}
+
+bool
+config_name_ok(const char *s)
+{
+	return *s != '\0' && s[strspn(s, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")] == '\0';
+}
+
+/* ---- keys ---- */
+
+static const struct config_key *
+table(enum config_sect kind)
+{
+	switch (kind) {
+	case CONFIG_SECT_GLOBAL: return global_keys;
+	case CONFIG_SECT_LISTENER: return listener_keys;
+	case CONFIG_SECT_BACKEND: return backend_keys;
+	default: return NULL;
+	}
+}
+
+const struct config_key *
+config_key_find(enum config_sect kind, const char *name)
+{
+	const struct config_key *k = table(kind);
+
+	for (; k != NULL && k->name != NULL; k++)
+		if (strcasecmp(k->name, name) == 0)
+			return k;
+	return NULL;
+}
+
+const char *
+config_key_home(enum config_sect kind, const char *name)
+{
+	if (kind != CONFIG_SECT_GLOBAL &&
+	    config_key_find(CONFIG_SECT_GLOBAL, name) != NULL)
+		return "[global]";
+	if (kind != CONFIG_SECT_LISTENER &&
+	    config_key_find(CONFIG_SECT_LISTENER, name) != NULL)
+		return "[listener NAME]";
+	if (kind != CONFIG_SECT_BACKEND &&
+	    config_key_find(CONFIG_SECT_BACKEND, name) != NULL)
+		return "[backend NAME]";
+	return NULL;
+}
+
+static int
+bind_add(struct config_listener *l, const char *value, char *why, size_t n)
+{
+	struct addr a, *binds;
+
+	if (addr_parse(&a, value, false, why, n) < 0)
+		return -1;
+	if ((binds = realloc(l->binds, (l->nbinds + 1) * sizeof(*binds))) == NULL) {
+		snprintf(why, n, "out of memory");
+		return -1;
+	}
+	l->binds = binds;
+	l->binds[l->nbinds++] = a;
+	return 0;
+}
+
+static int
+server_option(struct config_server *srv, const char *opt, bool *have_weight,
+    char *why, size_t n)
+{
+	unsigned long long w;
+
+	if (strncasecmp(opt, "weight=", 7) == 0) {
+		if (*have_weight) {
+			snprintf(why, n, "weight given twice");
+			return -1;
+		}
+		if (number_parse(opt + 7, &w) < 0 || w < 1 || w > 256) {
+			snprintf(why, n, "'%s': weight must be 1..256", opt);
+			return -1;
+		}
+		srv->weight = (unsigned)w;
+		*have_weight = true;
+	} else if (strncasecmp(opt, "max_connections=", 16) == 0) {
+		snprintf(why, n, "server option max_connections "
+		    "is not supported yet");
+		return -1;
+	} else {
+		snprintf(why, n, "unknown server option '%s' (expected weight=N)",
+		    opt);
+		return -1;
+	}
+	return 0;
+}
+
+/* "NAME ADDRESS:PORT [weight=N]" */
+static int
+server_add(struct config_backend *b, const char *value, int line, char *why,
+    size_t n)
+{
+	struct config_server srv = { .weight = 1, .line = line }, *servers;
+	char *copy, *name, *where, *opt, *save = NULL;
+	bool have_weight = false;
+	int rc = -1;
+
+	if ((copy = strdup(value)) == NULL) {
+		snprintf(why, n, "out of memory");
+		return -1;
+	}
+	name = strtok_r(copy, " \t", &save);
+	if ((where = strtok_r(NULL, " \t", &save)) == NULL) {
+		snprintf(why, n, "'%s': expected NAME ADDRESS:PORT [weight=N]",
+		    value);
+		goto fail;
+	}
+	if (!config_name_ok(name)) {
+		snprintf(why, n, "'%s' is not a valid server name "
+		    "(letters, digits, '_', '.' and '-')", name);
+		goto fail;
+	}
+	for (size_t i = 0; i < b->nservers; i++) {
+		if (strcmp(b->servers[i].name, name) != 0)
+			continue;
+		if (b->servers[i].line > 0)
+			snprintf(why, n, "server name '%s' is already used "
+			    "on line %d", name, b->servers[i].line);
+		else
+			snprintf(why, n, "server name '%s' is already used",
+			    name);
+		goto fail;
+	}
+	while ((opt = strtok_r(NULL, " \t", &save)) != NULL)
+		if (server_option(&srv, opt, &have_weight, why, n) < 0)
+			goto fail;
+	/* Last: the only step that may wait on the resolver. */
+	if (addr_parse(&srv.addr, where, false, why, n) < 0)
+		goto fail;
+	if ((srv.name = strdup(name)) == NULL ||
+	    (srv.host = strdup(where)) == NULL ||
+	    (servers = realloc(b->servers,
+	    (b->nservers + 1) * sizeof(*servers))) == NULL) {
+		snprintf(why, n, "out of memory");
+		goto fail;
+	}
+	b->servers = servers;
+	b->servers[b->nservers++] = srv;
+	srv.name = srv.host = NULL;     /* the backend owns them now */
+	rc = 0;
+fail:
+	free(srv.name);
+	free(srv.host);
+	free(copy);
+	return rc;
+}
+
+static int
+balance_set(const char *v, char *why, size_t n)
+{
+	if (strcasecmp(v, "roundrobin") == 0)
+		return 0;
+	if (strcasecmp(v, "leastconn") == 0 || strcasecmp(v, "source") == 0 ||
+	    strcasecmp(v, "random") == 0)
+		snprintf(why, n, "'%s' is not supported yet (only roundrobin)", v);
+	else
+		snprintf(why, n, "'%s' is not a balance algorithm (roundrobin)", v);
+	return -1;
+}
+
+/* Numbers of every kind, range-checked. Too large to parse is out of
+ * range too: the operator needs the range, not the overflow. */
+static int
+number_set(const struct config_key *k, const char *v, unsigned long long *x,
+    char *why, size_t n)
+{
+	const char *what;
+	size_t size;
+	unsigned ms;
+	int rc;
+
+	errno = 0;
+	if (k->type == CONFIG_KEY_SIZE) {
+		what = "a size (a number, optionally with k, m or g)";
+		if ((rc = config_parse_size(v, &size)) == 0)
+			*x = size;
+	} else if (k->type == CONFIG_KEY_DURATION) {
+		what = "a duration (use ms, s, m or h)";
+		if ((rc = config_parse_duration_ms(v, &ms)) == 0)
+			*x = ms;
+	} else {
+		what = k->type == CONFIG_KEY_WORKERS ? "a number or auto" :
+		    "a number";
+		rc = number_parse(v, x);
+	}
+	if (rc < 0 && errno != ERANGE) {
+		if (k->type == CONFIG_KEY_DURATION &&
+		    v[strspn(v, "0123456789")] == '\0')
+			snprintf(why, n, "'%s' needs a unit (ms, s, m or h)", v);
+		else
+			snprintf(why, n, "'%s' is not %s", v, what);
+		return -1;
+	}
+	if (rc < 0 || *x < k->min || *x > k->max) {
+		snprintf(why, n, "'%s' is out of range (%s)", v, k->range);
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_key_set(const struct config_key *k, void *base, const char *v,
+    int line, char *why, size_t n)
+{
+	char *field = (char *)base + k->off;
+	unsigned long long x;
+	int i;
+
+	if (k->type == CONFIG_KEY_LATER) {
+		snprintf(why, n, "not supported yet");
+		return -1;
+	}
+	if (*v == '\0') {
+		snprintf(why, n, "empty value");
+		return -1;
+	}
+	if (k->type == CONFIG_KEY_WORKERS && strcasecmp(v, "auto") == 0) {
+		*(unsigned *)field = 0;
+		return 0;
+	}
+	switch (k->type) {
+	case CONFIG_KEY_WORKERS:
+	case CONFIG_KEY_UINT:
+	case CONFIG_KEY_DURATION:
+		if (number_set(k, v, &x, why, n) < 0)
+			return -1;
+		*(unsigned *)field = (unsigned)x;
+		return 0;
+	case CONFIG_KEY_SIZE:
+		if (number_set(k, v, &x, why, n) < 0)
+			return -1;
+		*(size_t *)field = (size_t)x;
+		return 0;
+	case CONFIG_KEY_BOOL:
+		if (config_parse_bool(v, (bool *)field) == 0)
+			return 0;
+		snprintf(why, n, "'%s' is not a boolean "
+		    "(on/off, yes/no, true/false, 1/0)", v);
+		return -1;
+	case CONFIG_KEY_SPLICE:
+		if (config_parse_splice(v, (enum config_splice *)field) == 0)
+			return 0;
+		snprintf(why, n, "'%s' is not a splice mode "
+		    "(auto, always or never)", v);
+		return -1;
+	case CONFIG_KEY_LOG_LEVEL:
+		if ((i = keyword(v, log_level_names, 4)) < 0) {
+			snprintf(why, n, "'%s' is not a log level "
+			    "(error, warn, info or debug)", v);
+			return -1;
+		}
+		*(enum config_log_level *)field = (enum config_log_level)i;
+		return 0;
+	case CONFIG_KEY_NAME:
+		if (!config_name_ok(v)) {
+			snprintf(why, n, "'%s' is not a valid name "
+			    "(letters, digits, '_', '.' and '-')", v);
+			return -1;
+		}
+		if ((*(char **)field = strdup(v)) == NULL) {
+			snprintf(why, n, "out of memory");
+			return -1;
+		}
+		return 0;
+	case CONFIG_KEY_BIND:
+		return bind_add(base, v, why, n);
+	case CONFIG_KEY_SERVER:
+		return server_add(base, v, line, why, n);
+	case CONFIG_KEY_BALANCE:
+		return balance_set(v, why, n);
+	default:
+		snprintf(why, n, "internal error: key type %d", (int)k->type);
+		return -1;
+	}
+}

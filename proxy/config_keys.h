@@ -1,0 +1,63 @@
+/* proxy/config_keys.h: the keys of each section and the values they take.
+ *
+ * Private to the config module: config_keys.c knows what a key accepts;
+ * config.c knows sections, lines, the INI file and the checks across keys.
+ * Dependence is one way, config.c on this. */
+#ifndef SPLICED_CONFIG_KEYS_H
+#define SPLICED_CONFIG_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "spliced/config.h"
+
+enum config_sect {
+	CONFIG_SECT_NONE,           /* before the first header */
+	CONFIG_SECT_GLOBAL,
+	CONFIG_SECT_LISTENER,
+	CONFIG_SECT_BACKEND,
+	CONFIG_SECT_SKIP,           /* under a header already reported bad */
+};
+
+enum config_key_type {
+	CONFIG_KEY_UINT,
+	CONFIG_KEY_WORKERS,         /* a number, or auto (0) */
+	CONFIG_KEY_SIZE,
+	CONFIG_KEY_DURATION,
+	CONFIG_KEY_BOOL,
+	CONFIG_KEY_SPLICE,
+	CONFIG_KEY_LOG_LEVEL,
+	CONFIG_KEY_NAME,            /* a section's name (listener backend) */
+	CONFIG_KEY_BIND,            /* repeats */
+	CONFIG_KEY_SERVER,          /* repeats */
+	CONFIG_KEY_BALANCE,
+	CONFIG_KEY_LATER,           /* documented, belongs to later work */
+};
+
+struct config_key {
+	const char *name;
+	enum config_key_type type;
+	size_t off;                 /* of the field in the section's struct */
+	unsigned long long min, max;
+	const char *range;          /* min..max as an operator writes it */
+};
+
+/* The key of that kind of section (case-insensitive), or NULL. */
+const struct config_key *config_key_find(enum config_sect, const char *name);
+
+/* For a key unknown in its section: the section it belongs in
+ * ("[global]"), or NULL. */
+const char *config_key_home(enum config_sect, const char *name);
+
+/* Parse value into the field of the section's struct at base (struct
+ * config, config_listener or config_backend). A bind or a server is
+ * appended. 0, or -1 with the problem in why ("'5x' is not a duration (use
+ * ms, s, m or h)"). line: kept by servers. May block resolving a host. */
+int config_key_set(const struct config_key *, void *base, const char *value,
+    int line, char *why, size_t whylen);
+
+/* A listener, backend or server name: [A-Za-z0-9_.-]+, for logs and
+ * metric labels. */
+bool config_name_ok(const char *);
+
+#endif

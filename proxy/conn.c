@@ -1,0 +1,331 @@
+/* proxy/conn.c: a client/backend pair, its timers and how it ends.
+ *
+ *   conn_start -> CONNECTING --connected--> RELAYING --both done / failure /
+ *                   |  ^ refused or timeout:          idle / shutdown--> conn_close
+ *                   |  +- next server (retries)
+ *                   +-- no server left --> conn_close(CONNECT_FAILED)
+ *
+ * One timer serves both phases: timeout_connect while connecting, then
+ * timeout_idle. The idle timer is not re-armed per byte: it compares the
+ * directions' last-I/O stamps when it fires and sleeps for the remainder. */
+#include "spliced/conn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spliced/backend.h"
+#include "spliced/clock.h"
+#include "spliced/log.h"
+#include "spliced/relay.h"
+#include "spliced/worker.h"
+
+struct conn {
+	struct worker *w;
+	struct listener *l;
+	const struct config_backend *bc;
+	struct backend_rr *rr;
+	int cfd, bfd;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+	ssize_t server;             /* index into bc->servers; -1 before any */
+	unsigned attempts;
+	bool relaying, closed;
+	unsigned pins;              /* >0: a caller up the stack still uses c */
+	bool one_done;
+	enum conn_reason first_end;
+	struct event cev;           /* the backend connect completing */
+	struct event timer;
+	struct relay_dir up, down;  /* client -> backend, backend -> client */
+	struct timespec started;
+	TAILQ_ENTRY(conn) link;
+};
+
+const char *
+conn_reason_name(enum conn_reason r)
+{
+	static const char *const names[] = { "client_eof", "server_eof",
+	    "client_reset", "server_reset", "client_error", "server_error",
+	    "connect_failed", "idle_timeout", "shutdown" };
+
+	return names[r];
+}
+
+static void
+timer_add(struct conn *c, uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	evtimer_add(&c->timer, &tv);
+}
+
+/* Abortive close: the peer sees an RST, never a clean end of a stream that
+ * was cut short. */
+static void
+reset_fd(int fd)
+{
+	struct linger lg = { 1, 0 };
+
+	if (fd >= 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static void
+access_log(struct conn *c, enum conn_reason why)
+{
+	char client[ADDR_TEXT_MAX], server[ADDR_TEXT_MAX + 64];
+	struct timespec now;
+	int64_t ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (int64_t)(now.tv_sec - c->started.tv_sec) * 1000 +
+	    (now.tv_nsec - c->started.tv_nsec) / 1000000;
+	addr_format((struct sockaddr *)&c->peer, client, sizeof(client));
+	if (c->relaying) {          /* the server that was reached, if any */
+		const struct config_server *s = &c->bc->servers[c->server];
+		char a[ADDR_TEXT_MAX];
+
+		snprintf(server, sizeof(server), "%s/%s", s->name,
+		    addr_format((const struct sockaddr *)&s->addr.ss, a, sizeof(a)));
+	} else
+		snprintf(server, sizeof(server), "-");
+	log_info("access listener=%s client=%s server=%s up_splice=%" PRIu64
+	    " up_copy=%" PRIu64 " down_splice=%" PRIu64 " down_copy=%" PRIu64
+	    " duration_ms=%" PRId64 " reason=%s", c->l->cfg->name, client, server,
+	    c->up.bytes[RELAY_MODE_SPLICE], c->up.bytes[RELAY_MODE_COPY],
+	    c->down.bytes[RELAY_MODE_SPLICE], c->down.bytes[RELAY_MODE_COPY],
+	    ms, conn_reason_name(why));
+}
+
+static void
+conn_free(struct conn *c)
+{
+	free(c);
+}
+
+static void
+conn_close(struct conn *c, enum conn_reason why)
+{
+	struct worker *w = c->w;
+	bool wake;
+
+	if (c->closed)
+		return;
+	c->closed = true;
+	if (w->cfg->access_log)
+		access_log(c, why);
+	if (c->relaying) {
+		relay_cleanup(&c->up);
+		relay_cleanup(&c->down);
+	}
+	event_del(&c->cev);
+	event_del(&c->timer);
+	close(c->cfd);
+	if (c->bfd >= 0)
+		close(c->bfd);
+	TAILQ_REMOVE(&w->conns, c, link);
+	w->nconns--;
+	w->st.reasons[why]++;
+	wake = listener_release(w->ls, c->l);
+	if (c->pins == 0)
+		conn_free(c);
+	worker_conn_gone(w, wake);
+}
+
+static void
+unpin(struct conn *c)
+{
+	if (--c->pins == 0 && c->closed)
+		conn_free(c);
+}
+
+/* Map a failed direction to who failed, and cut the other peer off. */
+static void
+dir_failed(struct conn *c, struct relay_dir *d)
+{
+	bool client_side = (d == &c->up) == (d->fail_side == RELAY_SIDE_IN);
+	bool reset = d->err == ECONNRESET || d->err == EPIPE;
+	enum conn_reason why;
+
+	if (client_side)
+		why = reset ? CONN_CLIENT_RESET : CONN_CLIENT_ERROR;
+	else
+		why = reset ? CONN_SERVER_RESET : CONN_SERVER_ERROR;
+	if (!reset)
+		log_info("listener %s: %s error: %s", c->l->cfg->name,
+		    client_side ? "client" : "server", strerror(d->err));
+	reset_fd(client_side ? c->bfd : c->cfd);
+	conn_close(c, why);
+}
+
+static void
+dir_cb(struct relay_dir *d, void *arg)
+{
+	struct conn *c = arg;
+
+	if (d->state == RELAY_FAILED) {
+		dir_failed(c, d);
+		return;
+	}
+	if (!c->one_done) {
+		c->one_done = true;
+		c->first_end = d == &c->up ? CONN_CLIENT_EOF : CONN_SERVER_EOF;
+		return;
+	}
+	conn_close(c, c->first_end);
+}
+
+static void
+idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	uint64_t last, now = clock_coarse_ms();
+	unsigned limit = c->l->cfg->timeout_idle_ms;
+
+	(void)fd, (void)what;
+	last = c->up.last_io_ms > c->down.last_io_ms ? c->up.last_io_ms : c->down.last_io_ms;
+	if (now - last >= limit) {
+		conn_close(c, CONN_IDLE_TIMEOUT);
+		return;
+	}
+	timer_add(c, limit - (now - last));
+}
+
+static void
+start_relay(struct conn *c)
+{
+	const struct config_listener *lc = c->l->cfg;
+	struct relay_ctx *ctx = &c->w->relay;
+
+	if (relay_init(&c->up, ctx, c->cfd, c->bfd, lc->splice,
+	    lc->splice_threshold, dir_cb, c) == -1 ||
+	    relay_init(&c->down, ctx, c->bfd, c->cfd, lc->splice,
+	    lc->splice_threshold, dir_cb, c) == -1) {
+		conn_close(c, CONN_SERVER_ERROR);
+		return;
+	}
+	c->relaying = true;
+	event_assign(&c->timer, c->w->base, -1, 0, idle_cb, c);
+	timer_add(c, lc->timeout_idle_ms);
+	/* Starting a direction may end the connection (an RST already queued):
+	 * the pin keeps c valid until both calls are done. */
+	c->pins++;
+	relay_start(&c->up);
+	if (!c->closed)
+		relay_start(&c->down);
+	unpin(c);
+}
+
+static void try_connect(struct conn *, ssize_t avoid);
+
+static void
+connect_failed(struct conn *c, const char *why)
+{
+	const struct config_server *s = &c->bc->servers[c->server];
+
+	log_info("listener %s: server %s/%s (%s): connect failed: %s",
+	    c->l->cfg->name, c->bc->name, s->name, s->host, why);
+	c->w->st.connect_failures++;
+	event_del(&c->cev);
+	event_del(&c->timer);
+	close(c->bfd);
+	c->bfd = -1;
+	try_connect(c, c->server);
+}
+
+static void
+connect_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int err;
+
+	if (what & EV_TIMEOUT) {
+		connect_failed(c, "timed out");
+		return;
+	}
+	if ((err = backend_connect_error(fd)) != 0) {
+		connect_failed(c, strerror(err));
+		return;
+	}
+	event_del(&c->timer);
+	start_relay(c);
+}
+
+static void
+try_connect(struct conn *c, ssize_t avoid)
+{
+	const struct config_listener *lc = c->l->cfg;
+
+	while (c->attempts <= c->bc->retries) {
+		c->attempts++;
+		c->server = (ssize_t)backend_rr_pick(c->rr, c->bc, avoid);
+		if ((c->bfd = backend_connect(&c->bc->servers[c->server].addr)) >= 0) {
+			event_assign(&c->cev, c->w->base, c->bfd, EV_WRITE,
+			    connect_cb, c);
+			event_add(&c->cev, NULL);
+			event_assign(&c->timer, c->w->base, -1, 0, connect_cb, c);
+			timer_add(c, lc->timeout_connect_ms);
+			return;
+		}
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			/* Our shortage, not the server's: no other server would
+			 * do better, and more clients would only share it. */
+			listener_accept_pause(c->w, errno);
+			break;
+		}
+		log_info("listener %s: server %s/%s (%s): connect failed: %s",
+		    lc->name, c->bc->name, c->bc->servers[c->server].name,
+		    c->bc->servers[c->server].host, strerror(errno));
+		c->w->st.connect_failures++;
+		avoid = c->server;
+	}
+	conn_close(c, CONN_CONNECT_FAILED);
+}
+
+void
+conn_start(struct worker *w, struct listener *l, int fd,
+    const struct sockaddr *peer, socklen_t peerlen)
+{
+	const struct config_backend *bc = l->cfg->backend;
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warn("listener %s: out of memory, closing a client", l->cfg->name);
+		close(fd);
+		worker_conn_gone(w, listener_release(w->ls, l));
+		return;
+	}
+	c->w = w;
+	c->l = l;
+	c->bc = bc;
+	c->rr = &w->rr[bc - w->cfg->backends];
+	c->cfd = fd;
+	c->bfd = -1;
+	c->server = -1;
+	if (peerlen > sizeof(c->peer))
+		peerlen = sizeof(c->peer);
+	memcpy(&c->peer, peer, peerlen);
+	c->peerlen = peerlen;
+	clock_gettime(CLOCK_MONOTONIC, &c->started);
+	/* Assigned up front so conn_close may always event_del them. */
+	event_assign(&c->cev, w->base, -1, 0, connect_cb, c);
+	event_assign(&c->timer, w->base, -1, 0, connect_cb, c);
+	TAILQ_INSERT_TAIL(&w->conns, c, link);
+	w->nconns++;
+	w->st.connections++;
+	try_connect(c, -1);
+}
+
+void
+conn_close_all(struct worker *w)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&w->conns)) != NULL)
+		conn_close(c, CONN_SHUTDOWN);
+}

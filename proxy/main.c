@@ -1,0 +1,447 @@
+/* proxy/main.c: command line, start-up, signals and the drain on shutdown.
+ *
+ * The main thread binds every listener before any worker runs, so a config
+ * that cannot be served fails at start with exit 1. It then only waits for
+ * signals; the data path lives entirely in the workers. */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "spliced/config.h"
+#include "spliced/listener.h"
+#include "spliced/log.h"
+#include "spliced/worker.h"
+#include "spliced/zerocopy.h"
+
+#define EXIT_USAGE 2
+
+struct opts {
+	const char *config;
+	bool check;
+	const char *listen;
+	const char **backends;
+	size_t nbackends;
+	const char *splice, *threshold, *workers;
+};
+
+struct proc {
+	struct config *cfg;
+	struct listener_set *ls;
+	struct worker **w;
+	unsigned nw;
+	struct event_base *base;
+	struct event *drain_timer, *exited;
+	bool draining, failed;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: spliced -c FILE              run with a config file\n"
+	    "       spliced -t -c FILE           check the config and the kernel's zero-copy support\n"
+	    "       spliced --listen ADDR:PORT --backend ADDR:PORT [--backend ...]\n"
+	    "               [--splice auto|always|never] [--splice-threshold SIZE] [--workers N]\n"
+	    "       spliced --version\n"
+	    "ADDR:PORT is 127.0.0.1:8080, [::1]:8080, *:8080 or host.name:8080.\n");
+}
+
+static void
+bad_usage(const char *fmt, const char *what)
+{
+	fprintf(stderr, "spliced: ");
+	fprintf(stderr, fmt, what);
+	fprintf(stderr, "\n");
+	usage(stderr);
+	exit(EXIT_USAGE);
+}
+
+static void
+parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "backend", required_argument, NULL, 'B' },
+		{ "splice", required_argument, NULL, 'S' },
+		{ "splice-threshold", required_argument, NULL, 'T' },
+		{ "workers", required_argument, NULL, 'W' },
+		{ "admin", required_argument, NULL, 'A' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":c:th", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->config = optarg; break;
+		case 't': o->check = true; break;
+		case 'L': o->listen = optarg; break;
+		case 'B':
+			o->backends = realloc(o->backends,
+			    (o->nbackends + 1) * sizeof(*o->backends));
+			if (o->backends == NULL)
+				exit(1);
+			o->backends[o->nbackends++] = optarg;
+			break;
+		case 'S': o->splice = optarg; break;
+		case 'T': o->threshold = optarg; break;
+		case 'W': o->workers = optarg; break;
+		case 'A':
+			bad_usage("--admin: not supported yet (%s)", optarg);
+			break;
+		case 'V':
+			printf("spliced %s (zero-copy: %s)\n", SPLICED_VERSION,
+			    zc_backend_name());
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case ':':
+			bad_usage("%s needs a value", argv[optind - 1]);
+			break;
+		default:
+			bad_usage("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		bad_usage("unexpected argument '%s'", argv[optind]);
+	if (o->config != NULL && (o->listen != NULL || o->nbackends > 0))
+		bad_usage("%s", "-c and --listen/--backend do not mix");
+	if (o->config == NULL && o->listen == NULL && o->nbackends == 0)
+		bad_usage("%s", "nothing to do: give -c FILE, or --listen and --backend");
+	if (o->config == NULL && (o->listen == NULL || o->nbackends == 0))
+		bad_usage("%s", "--listen and at least one --backend go together");
+	if (o->config != NULL && (o->splice || o->threshold || o->workers))
+		bad_usage("%s", "--splice, --splice-threshold and --workers go with --listen; "
+		    "use the config file's keys with -c");
+}
+
+/* The one-off relay: the same keys as a file, so the same validation. */
+static struct config *
+config_from_args(const struct opts *o)
+{
+	char err[CONFIG_ERR_MAX], name[32];
+	struct config *cfg = config_new("command line");
+	struct { const char *flag, *section, *key, *value; } set[] = {
+		{ "--workers", "global", "workers", o->workers },
+		{ "--splice", "global", "splice", o->splice },
+		{ "--splice-threshold", "global", "splice_threshold", o->threshold },
+		{ "--listen", "listener cli", "bind", o->listen },
+		{ NULL, "listener cli", "backend", "cli" },
+	};
+
+	if (cfg == NULL)
+		exit(1);
+	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
+		if (set[i].value != NULL && config_set(cfg, set[i].section,
+		    set[i].key, set[i].value, err, sizeof(err)) == -1)
+			bad_usage("%s", err);
+	for (size_t i = 0; i < o->nbackends; i++) {
+		char line[300];
+
+		snprintf(name, sizeof(name), "s%zu", i + 1);
+		snprintf(line, sizeof(line), "%s %s", name, o->backends[i]);
+		if (config_set(cfg, "backend cli", "server", line, err, sizeof(err)) == -1)
+			bad_usage("%s", err);
+	}
+	if (config_finish(cfg, err, sizeof(err)) == -1)
+		bad_usage("%s", err);
+	return cfg;
+}
+
+static unsigned
+count_workers(const struct config *cfg)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cfg->workers > 0)
+		return cfg->workers;
+	return n > 0 ? (unsigned)n : 1;
+}
+
+/* The pool caps, for the whole process. Every pipe costs two fds, and an
+ * unprivileged user shares pipe-user-pages-soft among all its pipes: past it
+ * the kernel hands out one-page pipes, so the cap keeps every pipe full size
+ * and lets the rest copy. */
+static unsigned
+derive_max_pipes(const struct config *cfg, unsigned nw)
+{
+	struct rlimit rl;
+	unsigned long fds = 1024, pages = 0, by_budget = ~0UL, total;
+	FILE *f;
+
+	if (cfg->max_pipes > 0)
+		total = cfg->max_pipes;
+	else {
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+			fds = rl.rlim_cur;
+		if (geteuid() != 0 &&
+		    (f = fopen("/proc/sys/fs/pipe-user-pages-soft", "r")) != NULL) {
+			if (fscanf(f, "%lu", &pages) == 1 && pages > 0)
+				by_budget = pages * 4096 / cfg->pipe_size;
+			fclose(f);
+		}
+		total = fds / 8;
+		if (total > cfg->max_connections)
+			total = cfg->max_connections;
+		if (total > by_budget)
+			total = by_budget;
+	}
+	total /= nw;
+	return total > 0 ? (unsigned)total : 1;
+}
+
+static void
+report_pipes(const struct config *cfg, unsigned per_worker)
+{
+	size_t got = cfg->pipe_size;
+	int fds[2];
+
+	if (!zc_splice_supported()) {
+		if (cfg->splice != CONFIG_SPLICE_NEVER)
+			log_info("this build cannot splice (zero-copy: %s): every byte is copied",
+			    zc_backend_name());
+		return;
+	}
+	if (zc_pipe_open(fds, &got) == 0) {
+		zc_pipe_close(fds);
+		if (got < cfg->pipe_size)
+			log_warn("pipe_size %zu: the kernel granted %zu (see "
+			    "/proc/sys/fs/pipe-max-size and pipe-user-pages-soft)",
+			    cfg->pipe_size, got);
+	}
+	log_info("pipes: %zu bytes each (asked %zu), at most %u per worker",
+	    got, cfg->pipe_size, per_worker);
+}
+
+static void
+drain_timeout_cb(evutil_socket_t fd, short what, void *arg);
+
+/* A worker's loop returned: after a drain that is the plan; otherwise the
+ * worker failed and the process cannot serve as configured. */
+static void
+exited_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proc *p = arg;
+
+	(void)fd, (void)what;
+	if (!p->draining) {
+		log_error("a worker stopped unexpectedly; shutting down");
+		p->failed = p->draining = true;
+		drain_timeout_cb(-1, 0, p);
+	}
+	for (unsigned i = 0; i < p->nw; i++)
+		if (!atomic_load(&p->w[i]->finished))
+			return;
+	event_base_loopbreak(p->base);
+}
+
+static void
+drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proc *p = arg;
+
+	(void)fd, (void)what;
+	log_warn("shutdown_timeout passed: closing the remaining connections");
+	for (unsigned i = 0; i < p->nw; i++)
+		worker_stop(p->w[i]);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct proc *p = arg;
+	unsigned ms = p->cfg->shutdown_timeout_ms;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	(void)what;
+	if (sig == SIGHUP) {
+		log_warn("SIGHUP: reloading is not supported yet; carrying on unchanged");
+		return;
+	}
+	if (p->draining) {
+		log_warn("%s again: closing every connection now", strsignal((int)sig));
+		drain_timeout_cb(-1, 0, p);
+		return;
+	}
+	p->draining = true;
+	log_info("%s: no longer accepting; draining connections for up to %u ms",
+	    strsignal((int)sig), ms);
+	for (unsigned i = 0; i < p->nw; i++)
+		worker_drain(p->w[i]);
+	evtimer_add(p->drain_timer, &tv);
+}
+
+static void
+log_totals(const struct proc *p)
+{
+	struct worker_stats st = { 0 };
+	struct relay_stats rs = { 0 };
+
+	for (unsigned i = 0; i < p->nw; i++) {
+		st.connections += p->w[i]->st.connections;
+		st.connect_failures += p->w[i]->st.connect_failures;
+		for (int m = 0; m < RELAY_MODE_MAX_; m++)
+			rs.bytes[m] += p->w[i]->relay.stats.bytes[m];
+		for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
+			rs.fallbacks[f] += p->w[i]->relay.stats.fallbacks[f];
+	}
+	log_info("totals: connections=%" PRIu64 " connect_failures=%" PRIu64
+	    " bytes_splice=%" PRIu64 " bytes_copy=%" PRIu64
+	    " splice_fallbacks pool_full=%" PRIu64 " pipe_budget=%" PRIu64
+	    " pipe_error=%" PRIu64 " unsupported=%" PRIu64,
+	    st.connections, st.connect_failures, rs.bytes[RELAY_MODE_SPLICE],
+	    rs.bytes[RELAY_MODE_COPY], rs.fallbacks[RELAY_FALLBACK_POOL_FULL],
+	    rs.fallbacks[RELAY_FALLBACK_PIPE_BUDGET],
+	    rs.fallbacks[RELAY_FALLBACK_PIPE_ERROR],
+	    rs.fallbacks[RELAY_FALLBACK_UNSUPPORTED]);
+}
+
+static int
+serve(struct proc *p)
+{
+	char err[CONFIG_ERR_MAX];
+	struct event *sigs[3] = { NULL };
+	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	sigset_t block, old;
+	unsigned per_worker;
+	int rc = 1;
+
+	p->nw = count_workers(p->cfg);
+	per_worker = derive_max_pipes(p->cfg, p->nw);
+	if ((p->ls = listener_set_bind(p->cfg, p->nw, err, sizeof(err))) == NULL) {
+		log_error("%s", err);
+		return 1;
+	}
+	if ((p->base = event_base_new()) == NULL ||
+	    (p->w = calloc(p->nw, sizeof(*p->w))) == NULL)
+		goto out;
+	for (unsigned i = 0; i < p->nw; i++)
+		if ((p->w[i] = worker_new(i, p->cfg, p->ls, per_worker, err,
+		    sizeof(err))) == NULL) {
+			log_error("%s", err);
+			goto out;
+		}
+	p->drain_timer = evtimer_new(p->base, drain_timeout_cb, p);
+	p->exited = event_new(p->base, -1, 0, exited_cb, p);
+	if (p->drain_timer == NULL || p->exited == NULL)
+		goto out;
+	for (unsigned i = 0; i < p->nw; i++) {
+		p->w[i]->peers = p->w;
+		p->w[i]->npeers = p->nw;
+		p->w[i]->exited = p->exited;
+	}
+	report_pipes(p->cfg, per_worker);
+	/* Workers never see the shutdown signals: only this thread does. */
+	sigemptyset(&block);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&block, signums[i]);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (unsigned i = 0; i < p->nw; i++)
+		if (worker_start(p->w[i]) == -1) {
+			log_error("cannot start worker %u: %s", i, strerror(errno));
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			goto out;
+		}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	for (int i = 0; i < 3; i++)
+		if ((sigs[i] = evsignal_new(p->base, signums[i], signal_cb, p)) == NULL ||
+		    event_add(sigs[i], NULL) == -1)
+			goto out;
+	log_info("ready: %zu listener%s, %u worker%s, zero-copy %s, splice %s",
+	    p->cfg->nlisteners, p->cfg->nlisteners == 1 ? "" : "s", p->nw,
+	    p->nw == 1 ? "" : "s", zc_backend_name(),
+	    config_splice_name(p->cfg->splice));
+	event_base_dispatch(p->base);
+	rc = p->failed ? 1 : 0;
+out:
+	/* On a failed start, the workers that run are stopped the same way. */
+	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
+		if (p->w[i] != NULL)
+			worker_stop(p->w[i]);
+	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
+		if (p->w[i] != NULL)
+			worker_join(p->w[i]);
+	if (p->w != NULL && rc == 0)
+		log_totals(p);
+	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
+		worker_free(p->w[i]);
+	free(p->w);
+	for (int i = 0; i < 3; i++)
+		if (sigs[i] != NULL)
+			event_free(sigs[i]);
+	if (p->drain_timer != NULL)
+		event_free(p->drain_timer);
+	if (p->exited != NULL)
+		event_free(p->exited);
+	if (p->base != NULL)
+		event_base_free(p->base);
+	listener_set_free(p->ls);
+	return rc;
+}
+
+static int
+check(const struct config *cfg, const char *path)
+{
+	size_t got = cfg->pipe_size;
+	int fds[2];
+
+	printf("configuration %s is valid: %zu listener(s), %zu backend(s)\n",
+	    path, cfg->nlisteners, cfg->nbackends);
+	printf("zero-copy: %s\n", zc_backend_name());
+	if (zc_splice_supported() && zc_pipe_open(fds, &got) == 0) {
+		zc_pipe_close(fds);
+		printf("pipe_size: asked %zu, granted %zu\n", cfg->pipe_size, got);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	char err[CONFIG_ERR_MAX];
+	struct opts o = { 0 };
+	struct proc p = { 0 };
+	int rc;
+
+	parse_args(argc, argv, &o);
+	if (o.config != NULL) {
+		if ((p.cfg = config_load(o.config, err, sizeof(err))) == NULL) {
+			fprintf(stderr, "spliced: %s\n", err);
+			return 1;
+		}
+	} else
+		p.cfg = config_from_args(&o);
+	free(o.backends);
+	if (o.check) {
+		rc = check(p.cfg, o.config ? o.config : "command line");
+		config_unref(p.cfg);
+		return rc;
+	}
+	/* A peer that went away must not kill the process: write errors are
+	 * handled per connection. */
+	signal(SIGPIPE, SIG_IGN);
+	log_set_level(p.cfg->log_level);
+	log_route_libevent();
+	if (evthread_use_pthreads() == -1) {
+		log_error("libevent has no pthreads support");
+		return 1;
+	}
+	rc = serve(&p);
+	if (rc == 0)
+		log_info("stopped");
+	config_unref(p.cfg);
+	return rc;
+}

@@ -1,0 +1,151 @@
+/* proxy/pipepool.c: a capped, per-worker pool of empty pipes.
+ *
+ * Idle pipes sit on a stack: the most recently returned pipe is handed out
+ * first (its pages are warm), so the bottom of the stack holds the pipes idle
+ * the longest, and trimming only ever looks there. */
+#include "spliced/pipepool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spliced/clock.h"
+#include "spliced/zerocopy.h"
+
+struct idle {
+	struct spipe p;
+	uint64_t since_ms;
+};
+
+struct pipepool {
+	unsigned max;
+	size_t pipe_size, min_size;
+	struct idle *idle;          /* stack, bottom = idle longest */
+	unsigned nidle, cap;
+	struct pipepool_stats st;
+};
+
+struct pipepool *
+pipepool_new(unsigned max, size_t pipe_size, size_t min_size)
+{
+	struct pipepool *pp;
+
+	if ((pp = calloc(1, sizeof(*pp))) == NULL)
+		return NULL;
+	pp->max = max;
+	pp->pipe_size = pipe_size;
+	pp->min_size = min_size;
+	return pp;
+}
+
+static void
+close_pipe(struct spipe *p)
+{
+	int fds[2] = { p->rfd, p->wfd };
+
+	zc_pipe_close(fds);
+	p->rfd = p->wfd = -1;
+}
+
+void
+pipepool_free(struct pipepool *pp)
+{
+	if (pp == NULL)
+		return;
+	for (unsigned i = 0; i < pp->nidle; i++)
+		close_pipe(&pp->idle[i].p);
+	free(pp->idle);
+	free(pp);
+}
+
+int
+pipepool_get(struct pipepool *pp, struct spipe *p, enum pipepool_fail *why)
+{
+	int fds[2];
+	size_t size = pp->pipe_size;
+
+	if (pp->nidle > 0) {
+		*p = pp->idle[--pp->nidle].p;
+		pp->st.reused++;
+		pp->st.in_use++;
+		return 0;
+	}
+	if (pp->st.in_use >= pp->max) {
+		*why = PIPEPOOL_FAIL_CAP;
+		goto fail;
+	}
+	if (zc_pipe_open(fds, &size) == -1) {
+		*why = PIPEPOOL_FAIL_ERROR;
+		goto fail;
+	}
+	if (size < pp->min_size) {
+		/* Past pipe-user-pages-soft the kernel hands out one-page pipes:
+		 * splicing 4 KiB per syscall pair is slower than copying. */
+		zc_pipe_close(fds);
+		*why = PIPEPOOL_FAIL_BUDGET;
+		goto fail;
+	}
+	p->rfd = fds[0];
+	p->wfd = fds[1];
+	p->size = size;
+	p->queued = 0;
+	pp->st.created++;
+	pp->st.in_use++;
+	return 0;
+fail:
+	pp->st.fails[*why]++;
+	return -1;
+}
+
+void
+pipepool_put(struct pipepool *pp, struct spipe *p)
+{
+	struct idle *grown;
+
+	if (p->rfd < 0)
+		return;
+	pp->st.in_use--;
+	if (p->queued > 0) {
+		pp->st.closed_dirty++;
+		goto drop;
+	}
+	if (pp->nidle == pp->cap) {
+		unsigned cap = pp->cap ? pp->cap * 2 : 8;
+
+		grown = realloc(pp->idle, cap * sizeof(*grown));
+		if (grown == NULL)
+			goto drop;
+		pp->idle = grown;
+		pp->cap = cap;
+	}
+	pp->idle[pp->nidle].p = *p;
+	pp->idle[pp->nidle].since_ms = clock_coarse_ms();
+	pp->nidle++;
+	p->rfd = p->wfd = -1;
+	p->queued = 0;
+	return;
+drop:
+	close_pipe(p);
+	p->queued = 0;
+}
+
+void
+pipepool_trim(struct pipepool *pp, uint64_t now)
+{
+	unsigned n = 0;
+
+	while (pp->nidle - n > PIPEPOOL_KEEP &&
+	    now - pp->idle[n].since_ms >= PIPEPOOL_IDLE_MS)
+		close_pipe(&pp->idle[n++].p);
+	if (n == 0)
+		return;
+	pp->nidle -= n;
+	memmove(pp->idle, pp->idle + n, pp->nidle * sizeof(*pp->idle));
+}
+
+void
+pipepool_stats(const struct pipepool *pp, struct pipepool_stats *st)
+{
+	*st = pp->st;
+	st->pooled = pp->nidle;
+}

@@ -1,0 +1,287 @@
+/* proxy/relay.c: the per-direction state machine and the auto policy.
+ *
+ * A connection has two directions, upstream (client -> backend) and
+ * downstream (backend -> client), each an instance of this machine:
+ *
+ *                       read some, `out` would block
+ *        +-----------+ ----------------------------> +-----------+
+ *  start | READING   |                               | WRITING   |
+ *  ----> | (nothing  |  <--------------------------- | (bytes    |
+ *        |  held)    |    `out` took everything      |  held)    |
+ *        +-----------+                               +-----------+
+ *          |  end of stream on `in` (read returns 0)       |
+ *          v                                               |
+ *        +-----------+   shutdown(out, SHUT_WR)            |
+ *        | DONE      |                                     |
+ *        +-----------+     read or write error, from any --+--> FAILED
+ *
+ * run() is the only place that moves bytes. It alternates flush (holder ->
+ * out) and fill (in -> holder) and reads only when the holder is empty, so:
+ *   - memory is bounded: one buffer or one pipe per direction, whatever the
+ *     traffic (backpressure: while `out` blocks, `in` is not even polled);
+ *   - end of stream is only ever seen with nothing held, so EOF is forwarded
+ *     right away and never overtakes bytes;
+ *   - the mover may change between fills, at the one clean point where
+ *     nothing is held: bytes never overtake each other across movers.
+ * Which mover the next fill uses is relay_policy(): a pure function of the
+ * direction's counters. The holder is given back whenever the direction
+ * waits for `in`, so an idle connection holds no buffer and no pipe. */
+#include "spliced/relay.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "spliced/clock.h"
+#include "spliced/log.h"
+#include "spliced/zerocopy.h"
+
+enum relay_mode
+relay_policy(enum config_splice policy, size_t threshold, uint64_t burst,
+    unsigned full_reads, bool splice_ok)
+{
+	if (!splice_ok || policy == CONFIG_SPLICE_NEVER)
+		return RELAY_MODE_COPY;
+	if (policy == CONFIG_SPLICE_ALWAYS)
+		return RELAY_MODE_SPLICE;
+	if (burst >= threshold || full_reads >= RELAY_STREAMER_READS)
+		return RELAY_MODE_SPLICE;
+	return RELAY_MODE_COPY;
+}
+
+void
+relay_ctx_init(struct relay_ctx *ctx, struct event_base *base,
+    struct pipepool *pipes, size_t buffer_size)
+{
+	*ctx = (struct relay_ctx){ .base = base, .pipes = pipes,
+	    .buffer_size = buffer_size };
+	ctx->bufs = calloc(RELAY_BUFS_KEEP, sizeof(*ctx->bufs));
+}
+
+void
+relay_ctx_cleanup(struct relay_ctx *ctx)
+{
+	for (unsigned i = 0; i < ctx->nbufs; i++)
+		free(ctx->bufs[i]);
+	free(ctx->bufs);
+	ctx->bufs = NULL;
+	ctx->nbufs = 0;
+}
+
+const char *
+relay_state_name(enum relay_state s)
+{
+	static const char *const names[] = { "reading", "writing", "done", "failed" };
+
+	return names[s];
+}
+
+const char *
+relay_fallback_name(enum relay_fallback f)
+{
+	static const char *const names[] = { "pool_full", "pipe_budget",
+	    "pipe_error", "unsupported" };
+
+	return names[f];
+}
+
+static void
+set_state(struct relay_dir *d, enum relay_state s)
+{
+	/* DONE and FAILED are final: the connection may already be closing. */
+	assert(d->state != RELAY_DONE && d->state != RELAY_FAILED);
+	d->state = s;
+}
+
+static void
+arm(struct relay_dir *d, bool rd, bool wr)
+{
+	if (rd != d->rd_on) {
+		if (rd)
+			event_add(&d->rd, NULL);
+		else
+			event_del(&d->rd);
+		d->rd_on = rd;
+	}
+	if (wr != d->wr_on) {
+		if (wr)
+			event_add(&d->wr, NULL);
+		else
+			event_del(&d->wr);
+		d->wr_on = wr;
+	}
+}
+
+/* fail() and finish() only record: run() calls the callback as its very
+ * last step, because the callback may free the connection and `d` with it. */
+static void
+fail(struct relay_dir *d, enum relay_side side, int err)
+{
+	arm(d, false, false);
+	d->fail_side = side;
+	d->err = err;
+	set_state(d, RELAY_FAILED);
+}
+
+static void
+finish(struct relay_dir *d)
+{
+	arm(d, false, false);
+	d->mover->release(d);
+	/* ENOTCONN: the peer already reset; the other direction will see it. */
+	(void)shutdown(d->out, SHUT_WR);
+	set_state(d, RELAY_DONE);
+}
+
+/* `in` has nothing more for now. A wake-up that carried less than a buffer
+ * was an exchange, not a stream: the next burst starts again in copy mode. */
+static void
+wait_in(struct relay_dir *d)
+{
+	if (d->wake_bytes < d->ctx->buffer_size) {
+		d->burst = 0;
+		d->full_reads = 0;
+		d->no_splice = false;
+	}
+	d->wake_bytes = 0;
+	d->short_read = false;
+	d->mover->release(d);
+	set_state(d, RELAY_READING);
+	arm(d, true, false);
+}
+
+static void
+choose_mover(struct relay_dir *d)
+{
+	const struct relay_mover *m;
+	enum relay_fallback why;
+	bool ok;
+
+	ok = d->ctx->pipes != NULL && !d->no_splice && zc_splice_supported();
+	m = relay_policy(d->policy, d->threshold, d->burst, d->full_reads, ok) ==
+	    RELAY_MODE_SPLICE ? &relay_splice_mover : &relay_copy_mover;
+	if (m == d->mover)
+		return;
+	d->mover->release(d);           /* empty: this is the clean point */
+	d->mover = m;
+	if (m->mode == RELAY_MODE_SPLICE && m->acquire(d, &why) == -1) {
+		d->ctx->stats.fallbacks[why]++;
+		d->no_splice = true;    /* not again before this burst ends */
+		d->mover = &relay_copy_mover;
+	}
+}
+
+/* The kernel cannot splice these sockets: turn splicing off for the process
+ * and carry on copying. Nothing was moved by the failed call. */
+static void
+splice_unsupported(struct relay_dir *d, int err)
+{
+	if (zc_splice_disable())
+		log_warn("splice(2) failed (%s): zero-copy disabled, copying from now on",
+		    err == ENOSYS ? "ENOSYS" : "EINVAL");
+	d->ctx->stats.fallbacks[RELAY_FALLBACK_UNSUPPORTED]++;
+	d->mover->release(d);
+	d->mover = &relay_copy_mover;
+}
+
+static void
+run(struct relay_dir *d)
+{
+	enum relay_fallback why;
+	size_t moved = 0;
+	ssize_t n;
+	bool eof;
+
+	for (;;) {
+		if (d->mover->pending(d) > 0) {
+			n = d->mover->flush(d);
+			if (n < 0) {
+				fail(d, RELAY_SIDE_OUT, errno);
+				break;
+			}
+			d->bytes[d->mover->mode] += (size_t)n;
+			d->ctx->stats.bytes[d->mover->mode] += (size_t)n;
+			moved += (size_t)n;
+			if (d->mover->pending(d) > 0) {
+				set_state(d, RELAY_WRITING);
+				arm(d, false, true);
+				break;
+			}
+		}
+		/* A short read drained `in`: poll instead of a read that would
+		 * only say EAGAIN. Level-triggered polling still reports EOF. */
+		if (d->short_read || moved >= RELAY_BUDGET) {
+			wait_in(d);
+			break;
+		}
+		choose_mover(d);
+		if (d->mover->acquire(d, &why) == -1) {
+			fail(d, RELAY_SIDE_IN, ENOMEM);
+			break;
+		}
+		n = d->mover->fill(d, &eof);
+		if (n < 0 && d->mover->mode == RELAY_MODE_SPLICE &&
+		    (errno == EINVAL || errno == ENOSYS)) {
+			splice_unsupported(d, errno);
+			continue;
+		}
+		if (n < 0) {
+			fail(d, RELAY_SIDE_IN, errno);
+			break;
+		}
+		if (eof) {
+			finish(d);
+			break;
+		}
+		if (n == 0) {
+			wait_in(d);
+			break;
+		}
+		d->burst += (size_t)n;
+		d->wake_bytes += (size_t)n;
+		d->short_read = (size_t)n < d->mover->capacity(d);
+		d->full_reads = d->short_read ? 0 : d->full_reads + 1;
+	}
+	if (moved > 0)
+		d->last_io_ms = clock_coarse_ms();
+	if (d->state == RELAY_DONE || d->state == RELAY_FAILED)
+		d->cb(d, d->arg);
+}
+
+static void
+io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	run(arg);
+}
+
+int
+relay_init(struct relay_dir *d, struct relay_ctx *ctx, int in, int out,
+    enum config_splice policy, size_t threshold, relay_cb cb, void *arg)
+{
+	*d = (struct relay_dir){ .ctx = ctx, .mover = &relay_copy_mover,
+	    .in = in, .out = out, .state = RELAY_READING, .policy = policy,
+	    .threshold = threshold, .pipe = { .rfd = -1, .wfd = -1 },
+	    .last_io_ms = clock_coarse_ms(), .cb = cb, .arg = arg };
+	if (event_assign(&d->rd, ctx->base, in, EV_READ | EV_PERSIST, io_cb, d) == -1 ||
+	    event_assign(&d->wr, ctx->base, out, EV_WRITE | EV_PERSIST, io_cb, d) == -1)
+		return -1;
+	return 0;
+}
+
+void
+relay_start(struct relay_dir *d)
+{
+	run(d);
+}
+
+void
+relay_cleanup(struct relay_dir *d)
+{
+	arm(d, false, false);
+	/* Both, whichever mover is current: a pipe still holding bytes is
+	 * closed by the pool, never reused. */
+	relay_copy_mover.release(d);
+	relay_splice_mover.release(d);
+}
