@@ -34,12 +34,14 @@ backend_rr_pick(struct backend_rr *rr, const struct config_backend *b,
 	if (rr->n == 1)
 		return 0;
 	/* Every server earns its weight each round; the richest is picked and
-	 * pays the total back, which interleaves heavy and light servers. */
+	 * pays the total back, which interleaves heavy and light servers. A
+	 * server sat out (it just failed) earns nothing this round, or it would
+	 * come back rich and be picked several times in a row. */
 	for (size_t i = 0; i < rr->n; i++) {
-		rr->current[i] += b->servers[i].weight;
-		total += b->servers[i].weight;
 		if ((ssize_t)i == avoid)
 			continue;
+		rr->current[i] += b->servers[i].weight;
+		total += b->servers[i].weight;
 		if (best == SIZE_MAX || rr->current[i] > rr->current[best])
 			best = i;
 	}

@@ -128,6 +128,18 @@ parse_args(int argc, char **argv, struct opts *o)
 		    "use the config file's keys with -c");
 }
 
+/* config_set() names "[section] key: "; on the command line the flag is
+ * what the user wrote, so name that instead. */
+static void
+bad_flag(const char *flag, const char *err)
+{
+	const char *why = strstr(err, ": ");
+
+	fprintf(stderr, "spliced: %s: %s\n", flag, why != NULL ? why + 2 : err);
+	usage(stderr);
+	exit(EXIT_USAGE);
+}
+
 /* The one-off relay: the same keys as a file, so the same validation. */
 static struct config *
 config_from_args(const struct opts *o)
@@ -139,7 +151,7 @@ config_from_args(const struct opts *o)
 		{ "--splice", "global", "splice", o->splice },
 		{ "--splice-threshold", "global", "splice_threshold", o->threshold },
 		{ "--listen", "listener cli", "bind", o->listen },
-		{ NULL, "listener cli", "backend", "cli" },
+		{ "--backend", "listener cli", "backend", "cli" },
 	};
 
 	if (cfg == NULL)
@@ -147,14 +159,14 @@ config_from_args(const struct opts *o)
 	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
 		if (set[i].value != NULL && config_set(cfg, set[i].section,
 		    set[i].key, set[i].value, err, sizeof(err)) == -1)
-			bad_usage("%s", err);
+			bad_flag(set[i].flag, err);
 	for (size_t i = 0; i < o->nbackends; i++) {
 		char line[300];
 
 		snprintf(name, sizeof(name), "s%zu", i + 1);
 		snprintf(line, sizeof(line), "%s %s", name, o->backends[i]);
 		if (config_set(cfg, "backend cli", "server", line, err, sizeof(err)) == -1)
-			bad_usage("%s", err);
+			bad_flag("--backend", err);
 	}
 	if (config_finish(cfg, err, sizeof(err)) == -1)
 		bad_usage("%s", err);

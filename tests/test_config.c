@@ -176,7 +176,7 @@ test_defaults(void **state)
 	assert_int_equal(cfg->splice, CONFIG_SPLICE_AUTO);
 	assert_int_equal(cfg->splice_threshold, 64 * 1024);
 	assert_int_equal(cfg->pipe_size, 256 * 1024);
-	assert_int_equal(cfg->buffer_size, 16 * 1024);
+	assert_int_equal(cfg->buffer_size, 64 * 1024);
 	assert_int_equal(cfg->max_pipes, 0);
 	assert_int_equal(cfg->shutdown_timeout_ms, 30000);
 	assert_int_equal(l->timeout_connect_ms, 5000);
@@ -659,7 +659,7 @@ test_builder(void **state)
 	(void)state;
 	assert_non_null(cfg);
 	assert_int_equal(atomic_load(&cfg->refs), 1);
-	assert_int_equal(cfg->buffer_size, 16384);
+	assert_int_equal(cfg->buffer_size, 65536);
 	assert_int_equal(config_set(cfg, "global", "splice", "never", err,
 	    sizeof(err)), 0);
 	assert_int_equal(config_set(cfg, "listener cli", "bind",

@@ -70,7 +70,6 @@ struct demo {
 };
 
 struct demo_conn {
-	struct demo *demo;
 	struct bufferevent *bev;
 	enum demo_state state;
 	bool keep_alive;            /* after the response being sent */
@@ -177,7 +176,7 @@ static void demo_respond(struct demo_conn *c, int status, const char *reason,
 	    extra ? extra : "");
 }
 
-/* A short text response (an error, or the page); body NULL for HEAD. */
+/* A short text response; head: the header only (a HEAD request). */
 static void demo_text(struct demo_conn *c, int status, const char *reason,
     const char *body, bool head)
 {
@@ -484,7 +483,6 @@ static void demo_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		evutil_closesocket(fd);
 		return;
 	}
-	c->demo = d;
 	c->state = DEMO_SNIFF;
 	LIST_INSERT_HEAD(&d->conns, c, entry);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
