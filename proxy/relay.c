@@ -161,10 +161,12 @@ choose_mover(struct relay_dir *d)
 	ok = d->ctx->pipes != NULL && !d->no_splice && zc_splice_supported();
 	m = relay_policy(d->policy, d->threshold, d->burst, d->full_reads, ok) ==
 	    RELAY_MODE_SPLICE ? &relay_splice_mover : &relay_copy_mover;
-	if (m == d->mover)
-		return;
-	d->mover->release(d);           /* empty: this is the clean point */
-	d->mover = m;
+	if (m != d->mover) {
+		d->mover->release(d);   /* empty: this is the clean point */
+		d->mover = m;
+	}
+	/* A splicing direction gave its pipe back when it last waited, so
+	 * every burst asks again, and a refusal means copying, not failing. */
 	if (m->mode == RELAY_MODE_SPLICE && m->acquire(d, &why) == -1) {
 		d->ctx->stats.fallbacks[why]++;
 		d->no_splice = true;    /* not again before this burst ends */

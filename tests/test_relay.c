@@ -206,6 +206,7 @@ struct fx {
 	int fired;                  /* times the direction's callback ran */
 	struct writer w;
 	struct reader r;
+	struct spipe held;          /* a pipe the test took from the pool */
 };
 
 static int
@@ -284,6 +285,7 @@ setup(void **state)
 	if (*state != NULL)
 		f->prm = *(const struct params *)*state;
 	f->a = f->x = f->y = f->b = -1;
+	f->held.rfd = f->held.wfd = -1;
 	f->fds_before = count_fds();
 	f->base = event_base_new();
 	assert_non_null(f->base);
@@ -318,6 +320,7 @@ teardown(void **state)
 
 	if (f->d_init)
 		relay_cleanup(&f->d);
+	pipepool_put(f->pool, &f->held);
 	/* Wake the threads wherever they block: shutdown makes a blocked send
 	 * fail and a blocked recv return 0. */
 	if (f->a >= 0)
@@ -425,8 +428,10 @@ join_and_check_transfer(struct fx *f, size_t n)
 	assert_int_equal(f->fired, 1);
 	assert_int_equal(f->d.state, RELAY_DONE);
 	assert_int_equal(moved(&f->d), n);
-	pthread_join(f->w.t, NULL);
-	f->w.started = false;
+	if (f->w.started) {
+		pthread_join(f->w.t, NULL);
+		f->w.started = false;
+	}
 	pthread_join(f->r.t, NULL);
 	f->r.started = false;
 	assert_int_equal(f->w.err, 0);
@@ -680,6 +685,90 @@ test_reset_in_always(void **state)
 	reset_in(state, CONFIG_SPLICE_ALWAYS);
 }
 
+/* ---- a reset on the output side ----------------------------------------- */
+
+static void
+reset_out(void **state, enum config_splice policy)
+{
+	struct fx *f = *state;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	start_writer(f, 32 * MiB);
+	start_relay(f, policy);
+	for (int i = 0; i < 400 && moved(&f->d) < MiB; i++)
+		loop(f, 5);
+	assert_true(moved(&f->d) >= MiB);
+	assert_int_equal(setsockopt(f->b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	close_fd(&f->b);
+	loop(f, LOOP_MS);
+
+	assert_int_equal(f->fired, 1);
+	assert_int_equal(f->d.state, RELAY_FAILED);
+	assert_int_equal(f->d.fail_side, RELAY_SIDE_OUT);
+	assert_true(f->d.err == ECONNRESET || f->d.err == EPIPE);
+	assert_false(f->d.rd_on);
+	assert_false(f->d.wr_on);
+}
+
+static void
+test_reset_out_never(void **state)
+{
+	reset_out(state, CONFIG_SPLICE_NEVER);
+}
+
+static void
+test_reset_out_always(void **state)
+{
+	need_splice();
+	reset_out(state, CONFIG_SPLICE_ALWAYS);
+}
+
+/* Torn down while `out` is stuck, a direction returns its buffer, and its
+ * pipe, still holding bytes, is closed rather than pooled for another
+ * connection. */
+static void
+cleanup_while_held(void **state, enum config_splice policy)
+{
+	struct fx *f = *state;
+	struct pipepool_stats st;
+
+	start_reader(f, true);          /* B reads nothing */
+	start_writer(f, 32 * MiB);
+	start_relay(f, policy);
+	for (int i = 0; i < 400 && f->d.state != RELAY_WRITING; i++)
+		loop(f, 5);
+	assert_int_equal(f->d.state, RELAY_WRITING);
+	relay_cleanup(&f->d);
+	f->d_init = false;
+	assert_null(f->d.buf);
+	assert_int_equal(f->d.pipe.rfd, -1);
+	assert_false(event_pending(&f->d.rd, EV_READ, NULL));
+	assert_false(event_pending(&f->d.wr, EV_WRITE, NULL));
+	st = pool_stats(f);
+	assert_int_equal(st.in_use, 0);
+	if (policy == CONFIG_SPLICE_ALWAYS) {
+		assert_int_equal(st.closed_dirty, 1);
+		assert_int_equal(st.pooled, 0);
+		assert_int_equal(f->ctx.nbufs, 0);
+	} else {
+		assert_int_equal(st.created, 0);
+		assert_int_equal(f->ctx.nbufs, 1);
+	}
+}
+
+static void
+test_cleanup_while_held_never(void **state)
+{
+	cleanup_while_held(state, CONFIG_SPLICE_NEVER);
+}
+
+static void
+test_cleanup_while_held_always(void **state)
+{
+	need_splice();
+	cleanup_while_held(state, CONFIG_SPLICE_ALWAYS);
+}
+
 /* ---- (5) an idle direction holds nothing -------------------------------- */
 
 static void
@@ -733,6 +822,98 @@ test_idle_holds_nothing_always(void **state)
 	idle_holds_nothing(state, CONFIG_SPLICE_ALWAYS);
 }
 
+/* ---- auto: exchanges copy, streams splice, and back --------------------- */
+
+/* Send pattern bytes [off, off + len) into A without blocking and run the
+ * relay until it has carried them all (the reader thread drains B). */
+static void
+feed(struct fx *f, size_t off, size_t len)
+{
+	uint8_t *buf = malloc(len);
+	size_t sent = 0;
+	int bad = 0;
+
+	assert_non_null(buf);
+	pattern_fill(buf, off, len);
+	for (int i = 0; i < 2000 && !f->fired && moved(&f->d) < off + len; i++) {
+		if (sent < len) {
+			ssize_t k = send(f->a, buf + sent, len - sent,
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+
+			if (k > 0)
+				sent += (size_t)k;
+			else if (k == 0 || errno != EAGAIN)
+				bad = k == 0 ? EIO : errno;
+		}
+		if (bad == 0)
+			loop(f, 2);
+		else
+			break;
+	}
+	free(buf);
+	assert_int_equal(bad, 0);
+	if (f->fired)
+		fail_msg("the direction ended while bytes were coming: %s, %s side, %s",
+		    relay_state_name(f->d.state),
+		    f->d.fail_side == RELAY_SIDE_IN ? "in" : "out", strerror(f->d.err));
+	assert_int_equal(moved(&f->d), off + len);
+}
+
+static void
+end_stream(struct fx *f, size_t total)
+{
+	assert_int_equal(shutdown(f->a, SHUT_WR), 0);
+	loop(f, LOOP_MS);
+	atomic_store(&f->w.sent, total);        /* no writer: main fed it */
+	join_and_check_transfer(f, total);
+}
+
+/* Many small exchanges on one connection add up to more than the
+ * threshold, but each is a burst of its own: none pays for a pipe. */
+static void
+test_auto_exchanges_copy(void **state)
+{
+	struct fx *f = *state;
+	const size_t msg = KiB, count = 2 * THRESHOLD / KiB;
+
+	start_reader(f, false);
+	start_relay(f, CONFIG_SPLICE_AUTO);
+	for (size_t i = 0; i < count; i++)
+		feed(f, i * msg, msg);
+	assert_int_equal(f->d.bytes[RELAY_MODE_SPLICE], 0);
+	assert_int_equal(pool_stats(f).created, 0);
+	end_stream(f, count * msg);
+	assert_int_equal(f->d.bytes[RELAY_MODE_COPY], count * msg);
+}
+
+/* A stream switches to splicing; once it is over and the connection goes
+ * back to small exchanges, those are copied again. */
+static void
+test_auto_stream_then_exchanges(void **state)
+{
+	struct fx *f = *state;
+	const size_t stream = 4 * MiB, msg = KiB;
+	uint64_t copied, spliced;
+	size_t off;
+
+	need_splice();
+	start_reader(f, false);
+	start_relay(f, CONFIG_SPLICE_AUTO);
+	feed(f, 0, stream);
+	assert_true(f->d.bytes[RELAY_MODE_SPLICE] > stream / 2);
+	/* The first exchange may still ride the stream's burst. */
+	feed(f, stream, msg);
+	off = stream + msg;
+	copied = f->d.bytes[RELAY_MODE_COPY];
+	spliced = f->d.bytes[RELAY_MODE_SPLICE];
+	for (int i = 0; i < 10; i++, off += msg)
+		feed(f, off, msg);
+	assert_int_equal(f->d.bytes[RELAY_MODE_COPY] - copied, 10 * msg);
+	assert_int_equal(f->d.bytes[RELAY_MODE_SPLICE], spliced);
+	assert_int_equal(pool_stats(f).in_use, 0);  /* the pipe went back */
+	end_stream(f, off);
+}
+
 /* ---- fallbacks: no pipe to be had, the bytes are copied ----------------- */
 
 static void
@@ -771,6 +952,38 @@ test_fallback_pipe_budget(void **state)
 	fallback(state, RELAY_FALLBACK_PIPE_BUDGET);
 }
 
+/* A splicing direction gives its pipe back whenever it waits for `in`; if
+ * the pool is empty and at its cap when bytes come again (other
+ * connections took the pipes meanwhile), it copies them and counts the
+ * fallback: the connection is never dropped for it. */
+static void
+test_pool_full_after_idle(void **state)
+{
+	struct fx *f = *state;
+	enum pipepool_fail why;
+
+	need_splice();
+	use_pool(f, 1, PIPE_SIZE, MIN_PIPE);
+	start_reader(f, false);
+	start_relay(f, CONFIG_SPLICE_ALWAYS);
+	feed(f, 0, KiB);
+	assert_int_equal(f->d.bytes[RELAY_MODE_SPLICE], KiB);
+	assert_int_equal(pool_stats(f).pooled, 1);
+
+	/* Another connection takes the only pipe. */
+	assert_int_equal(pipepool_get(f->pool, &f->held, &why), 0);
+	feed(f, KiB, KiB);
+	assert_int_equal(f->d.state, RELAY_READING);
+	assert_int_equal(f->d.bytes[RELAY_MODE_COPY], KiB);
+	assert_int_equal(f->ctx.stats.fallbacks[RELAY_FALLBACK_POOL_FULL], 1);
+
+	/* It comes back: the next burst splices again. */
+	pipepool_put(f->pool, &f->held);
+	feed(f, 2 * KiB, KiB);
+	assert_int_equal(f->d.bytes[RELAY_MODE_SPLICE], 2 * KiB);
+	end_stream(f, 3 * KiB);
+}
+
 /* ---- (6) LAST: a kernel that refuses to splice sockets ------------------ */
 
 static void
@@ -804,43 +1017,52 @@ policy_name(enum config_splice p)
 
 #define T(f) { #f, f, setup, teardown, NULL }
 
+/* After the transfers, which main() lays out per policy and size. */
+static const struct CMUnitTest more_tests[] = {
+	T(test_backpressure_never),
+	T(test_backpressure_always),
+	T(test_backpressure_auto),
+	T(test_reset_in_never),
+	T(test_reset_in_always),
+	T(test_reset_out_never),
+	T(test_reset_out_always),
+	T(test_cleanup_while_held_never),
+	T(test_cleanup_while_held_always),
+	T(test_idle_holds_nothing_never),
+	T(test_idle_holds_nothing_always),
+	T(test_auto_exchanges_copy),
+	T(test_auto_stream_then_exchanges),
+	T(test_fallback_pool_full),
+	T(test_fallback_pipe_budget),
+	T(test_pool_full_after_idle),
+	T(test_splice_unsupported),     /* last: turns splicing off */
+};
+
 int
 main(void)
 {
 	static const enum config_splice policies[] = { CONFIG_SPLICE_NEVER,
 	    CONFIG_SPLICE_ALWAYS, CONFIG_SPLICE_AUTO };
 	static const size_t sizes[] = { 0, 1, KiB, 64 * KiB, MiB, 4 * MiB };
-	enum { NT = 3 * 6 };
-	static struct params prm[NT];
-	static char names[NT][48];
-	struct CMUnitTest tests[1 + NT + 10] = {
+	enum { NP = 3, NS = 6, NMORE = sizeof(more_tests) / sizeof(more_tests[0]) };
+	static struct params prm[NP * NS];
+	static char names[NP * NS][48];
+	struct CMUnitTest tests[1 + NP * NS + NMORE] = {
 		{ "test_policy", test_policy, NULL, NULL, NULL },
 	};
 	size_t k = 1;
 
 	signal(SIGPIPE, SIG_IGN);       /* as the daemon does */
-	for (size_t p = 0; p < 3; p++) {
-		for (size_t s = 0; s < 6; s++) {
-			size_t i = p * 6 + s;
-
-			prm[i] = (struct params){ policies[p], sizes[s] };
-			snprintf(names[i], sizeof(names[i]), "test_transfer_%s_%zu",
-			    policy_name(policies[p]), sizes[s]);
-			tests[k++] = (struct CMUnitTest){ names[i], test_transfer,
-			    setup, teardown, &prm[i] };
+	for (size_t p = 0; p < NP; p++) {
+		for (size_t s = 0; s < NS; s++, k++) {
+			prm[k - 1] = (struct params){ policies[p], sizes[s] };
+			snprintf(names[k - 1], sizeof(names[k - 1]),
+			    "test_transfer_%s_%zu", policy_name(policies[p]), sizes[s]);
+			tests[k] = (struct CMUnitTest){ names[k - 1], test_transfer,
+			    setup, teardown, &prm[k - 1] };
 		}
 	}
-	tests[k++] = (struct CMUnitTest)T(test_backpressure_never);
-	tests[k++] = (struct CMUnitTest)T(test_backpressure_always);
-	tests[k++] = (struct CMUnitTest)T(test_backpressure_auto);
-	tests[k++] = (struct CMUnitTest)T(test_reset_in_never);
-	tests[k++] = (struct CMUnitTest)T(test_reset_in_always);
-	tests[k++] = (struct CMUnitTest)T(test_idle_holds_nothing_never);
-	tests[k++] = (struct CMUnitTest)T(test_idle_holds_nothing_always);
-	tests[k++] = (struct CMUnitTest)T(test_fallback_pool_full);
-	tests[k++] = (struct CMUnitTest)T(test_fallback_pipe_budget);
-	tests[k++] = (struct CMUnitTest)T(test_splice_unsupported);   /* last */
-	if (k != sizeof(tests) / sizeof(tests[0]))
-		return 1;
+	for (size_t i = 0; i < NMORE; i++)
+		tests[k++] = more_tests[i];
 	return _cmocka_run_group_tests("test_relay", tests, k, NULL, NULL);
 }
