@@ -119,6 +119,12 @@ conn_close(struct conn *c, enum conn_reason why)
 	if (w->cfg->access_log)
 		access_log(c, why);
 	if (c->relaying) {
+		/* Bytes still held for a peer (idle timeout, shutdown) are lost:
+		 * that peer must see a reset, not the end of a complete stream. */
+		if (c->down.state == RELAY_WRITING)
+			reset_fd(c->cfd);
+		if (c->up.state == RELAY_WRITING)
+			reset_fd(c->bfd);
 		relay_cleanup(&c->up);
 		relay_cleanup(&c->down);
 	}

@@ -142,15 +142,28 @@ take(atomic_uint *count, unsigned max)
 }
 
 bool
-listener_admit(struct listener_set *ls, struct listener *l)
+listener_admit(struct listener_set *ls, struct listener *l, bool *wake)
 {
+	*wake = false;
 	if (!take(&ls->active, ls->cfg->max_connections))
 		return false;
 	if (!take(&l->active, l->cfg->max_connections)) {
-		atomic_fetch_sub(&ls->active, 1);
+		*wake = atomic_fetch_sub(&ls->active, 1) >= ls->cfg->max_connections;
 		return false;
 	}
 	return true;
+}
+
+/* On a worker: admit, and pass on a wake-up the admission owes others. */
+static bool
+admit(struct worker *w, struct listener *l)
+{
+	bool wake, ok = listener_admit(w->ls, l, &wake);
+
+	if (wake)
+		for (unsigned i = 0; i < w->npeers; i++)
+			worker_wake(w->peers[i]);
+	return ok;
 }
 
 bool
@@ -228,7 +241,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 
 	(void)evl;
 	nodelay(fd);
-	if (listener_admit(w->ls, l)) {
+	if (admit(w, l)) {
 		conn_start(w, l, fd, sa, (socklen_t)len);
 		return;
 	}
@@ -380,7 +393,7 @@ listener_accept_wake(struct worker *w)
 	for (size_t i = 0; i < wa->nwait; i++) {
 		struct waiting *c = &wa->wait[i];
 
-		if (listener_admit(ls, &ls->l[c->li]))
+		if (admit(w, &ls->l[c->li]))
 			conn_start(w, &ls->l[c->li], c->fd,
 			    (struct sockaddr *)&c->peer, c->peerlen);
 		else

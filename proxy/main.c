@@ -289,6 +289,13 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	p->draining = true;
+	if (ms == 0) {
+		log_info("%s: shutdown_timeout is 0: closing every connection now",
+		    strsignal((int)sig));
+		for (unsigned i = 0; i < p->nw; i++)
+			worker_stop(p->w[i]);
+		return;
+	}
 	log_info("%s: no longer accepting; draining connections for up to %u ms",
 	    strsignal((int)sig), ms);
 	for (unsigned i = 0; i < p->nw; i++)
@@ -356,7 +363,12 @@ serve(struct proc *p)
 		p->w[i]->exited = p->exited;
 	}
 	report_pipes(p->cfg, per_worker);
-	/* Workers never see the shutdown signals: only this thread does. */
+	/* Handlers first, so a signal that comes while workers start is ours;
+	 * the workers never see these signals: only this thread does. */
+	for (int i = 0; i < 3; i++)
+		if ((sigs[i] = evsignal_new(p->base, signums[i], signal_cb, p)) == NULL ||
+		    event_add(sigs[i], NULL) == -1)
+			goto out;
 	sigemptyset(&block);
 	for (int i = 0; i < 3; i++)
 		sigaddset(&block, signums[i]);
@@ -368,10 +380,6 @@ serve(struct proc *p)
 			goto out;
 		}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	for (int i = 0; i < 3; i++)
-		if ((sigs[i] = evsignal_new(p->base, signums[i], signal_cb, p)) == NULL ||
-		    event_add(sigs[i], NULL) == -1)
-			goto out;
 	log_info("ready: %zu listener%s, %u worker%s, zero-copy %s, splice %s",
 	    p->cfg->nlisteners, p->cfg->nlisteners == 1 ? "" : "s", p->nw,
 	    p->nw == 1 ? "" : "s", zc_backend_name(),

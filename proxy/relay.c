@@ -232,6 +232,15 @@ run(struct relay_dir *d)
 			fail(d, RELAY_SIDE_IN, errno);
 			break;
 		}
+		if (n == 0 && d->mover->mode == RELAY_MODE_SPLICE &&
+		    zc_at_urgent_mark(d->in)) {
+			/* Neither EOF nor EAGAIN: splice stopped at urgent data.
+			 * Copy past the mark for the rest of this burst. */
+			d->mover->release(d);
+			d->mover = &relay_copy_mover;
+			d->no_splice = true;
+			continue;
+		}
 		if (eof) {
 			finish(d);
 			break;

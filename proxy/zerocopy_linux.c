@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Process-wide on purpose: a kernel that refuses splice for sockets refuses
@@ -91,6 +93,14 @@ zc_splice_out(int pipe_r, int sock, size_t len, bool more)
 	if (n == -1 && errno == EAGAIN)
 		return 0;
 	return n;
+}
+
+bool
+zc_at_urgent_mark(int sock)
+{
+	int at = 0;
+
+	return ioctl(sock, SIOCATMARK, &at) == 0 && at;
 }
 
 ssize_t

@@ -56,6 +56,13 @@ zc_splice_out(int pipe_r, int sock, size_t len, bool more)
 	return -1;
 }
 
+bool
+zc_at_urgent_mark(int sock)
+{
+	(void)sock;
+	return false;                   /* nothing splices here */
+}
+
 ssize_t
 zc_sendfile(int sock, int file, off_t *off, size_t len)
 {

@@ -48,8 +48,9 @@ struct listener_set *listener_set_bind(struct config *, unsigned nworkers,
 void listener_set_free(struct listener_set *);  /* closes sockets not handed over */
 
 /* Reserve a slot for one client of l (global and listener limits); false
- * when either is full. */
-bool listener_admit(struct listener_set *, struct listener *);
+ * when either is full. *wake is set when a global slot taken and given back
+ * (l was full) may have made another worker pause: wake the workers. */
+bool listener_admit(struct listener_set *, struct listener *, bool *wake);
 /* Give a slot back. True when a limit was reached before, i.e. someone may
  * be waiting for this slot and the workers should be woken. */
 bool listener_release(struct listener_set *, struct listener *);

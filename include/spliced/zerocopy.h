@@ -37,6 +37,12 @@ ssize_t zc_splice_in(int sock, int pipe_w, size_t len, bool *eof);
  * more: the caller has more to send right after (SPLICE_F_MORE). */
 ssize_t zc_splice_out(int pipe_r, int sock, size_t len, bool more);
 
+/* Whether sock's read position is at a TCP urgent mark. splice(2) stops
+ * there (tcp_read_sock does not step over urgent data) and reports EAGAIN,
+ * or 0 as if at end of stream, while recv(2) steps over it: a splice that
+ * moved nothing must ask this before believing it. */
+bool zc_at_urgent_mark(int sock);
+
 /* File -> socket from *off, advancing it (sendfile on Linux; read+write in the
  * portable build, so it works everywhere). */
 ssize_t zc_sendfile(int sock, int file, off_t *off, size_t len);
