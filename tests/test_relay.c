@@ -1008,6 +1008,55 @@ test_splice_unsupported(void **state)
 
 /* ---- the table ------------------------------------------------------------ */
 
+/* ---- urgent data ------------------------------------------------------- */
+
+/* Half the pattern, one urgent byte (MSG_OOB), the other half, then EOF. */
+static void *
+urgent_writer_main(void *arg)
+{
+	struct writer *w = arg;
+	size_t half = w->n / 2;
+	uint8_t *buf = malloc(w->n);
+	ssize_t k;
+
+	if (buf == NULL) {
+		w->err = ENOMEM;
+		return NULL;
+	}
+	pattern_fill(buf, 0, w->n);
+	if ((k = send(w->fd, buf, half, MSG_NOSIGNAL)) != (ssize_t)half ||
+	    send(w->fd, "U", 1, MSG_OOB | MSG_NOSIGNAL) != 1 ||
+	    (k = send(w->fd, buf + half, w->n - half, MSG_NOSIGNAL)) !=
+	    (ssize_t)(w->n - half) || shutdown(w->fd, SHUT_WR) == -1)
+		w->err = errno ? errno : EIO;
+	else
+		atomic_store(&w->sent, w->n);
+	free(buf);
+	return NULL;
+}
+
+/* splice(2) stops at a TCP urgent mark, reporting EAGAIN or a false EOF;
+ * the direction must step over it by copying: every in-band byte arrives,
+ * then the real EOF, and the worker does not spin meanwhile. */
+static void
+test_urgent_always(void **state)
+{
+	struct fx *f = *state;
+	const size_t n = 400 * KiB;
+
+	need_splice();
+	f->w.n = n;
+	start_reader(f, false);
+	start_relay(f, CONFIG_SPLICE_ALWAYS);
+	assert_int_equal(pthread_create(&f->w.t, NULL, urgent_writer_main, &f->w), 0);
+	f->w.started = true;
+	loop(f, LOOP_MS);
+	assert_false(f->timed_out);
+	join_and_check_transfer(f, n);
+	assert_true(f->d.bytes[RELAY_MODE_SPLICE] > 0);
+	assert_true(f->d.bytes[RELAY_MODE_COPY] > 0);   /* past the mark */
+}
+
 static const char *
 policy_name(enum config_splice p)
 {
@@ -1035,6 +1084,7 @@ static const struct CMUnitTest more_tests[] = {
 	T(test_fallback_pool_full),
 	T(test_fallback_pipe_budget),
 	T(test_pool_full_after_idle),
+	T(test_urgent_always),
 	T(test_splice_unsupported),     /* last: turns splicing off */
 };
 
