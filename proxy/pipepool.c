@@ -134,8 +134,9 @@ pipepool_trim(struct pipepool *pp, uint64_t now)
 {
 	unsigned n = 0;
 
-	while (pp->nidle - n > PIPEPOOL_KEEP &&
-	    now - pp->idle[n].since_ms >= PIPEPOOL_IDLE_MS)
+	/* Ages only fall going up the stack: stop at the first pipe kept. */
+	while (n < pp->nidle && now - pp->idle[n].since_ms >=
+	    (pp->nidle - n > PIPEPOOL_KEEP ? PIPEPOOL_IDLE_MS : PIPEPOOL_KEEP_MS))
 		close_pipe(&pp->idle[n++].p);
 	if (n == 0)
 		return;

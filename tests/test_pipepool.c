@@ -444,16 +444,22 @@ test_trim(void **state)
 	for (int i = N - PIPEPOOL_KEEP; i < N; i++)
 		assert_true(fd_valid(rfd[i]) && fd_valid(wfd[i]));
 
-	/* The few kept stay, however long they sit. */
-	pipepool_trim(pp, t1 + 100 * PIPEPOOL_IDLE_MS);
+	/* The few kept stay for a while ... */
+	pipepool_trim(pp, t0 + PIPEPOOL_KEEP_MS - 1);
 	assert_int_equal(stats(pp).pooled, PIPEPOOL_KEEP);
 
-	/* And they are still handed out, most recently returned first. */
+	/* ... and are still handed out, most recently returned first. */
 	assert_int_equal(pipepool_get(pp, &p[0], &why), 0);
 	assert_int_equal(p[0].rfd, rfd[N - 1]);
 	assert_int_equal(stats(pp).reused, 1);
 	assert_int_equal(stats(pp).pooled, PIPEPOOL_KEEP - 1);
 	pipepool_put(pp, &p[0]);
+
+	/* A pool left idle long enough holds no pipe at all. */
+	pipepool_trim(pp, clock_coarse_ms() + PIPEPOOL_KEEP_MS);
+	assert_int_equal(stats(pp).pooled, 0);
+	for (int i = 0; i < N; i++)
+		assert_false(fd_valid(rfd[i]) || fd_valid(wfd[i]));
 }
 
 int

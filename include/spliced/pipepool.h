@@ -5,9 +5,10 @@
  * connections hold none. An empty pipe is kept for reuse; a pipe that still
  * holds bytes (its connection died) is closed, never reused, because the
  * bytes would leak into another connection. pipepool_trim(), called about
- * once a second, closes idle pipes beyond the first PIPEPOOL_KEEP once they
- * have sat unused for PIPEPOOL_IDLE_MS, so a burst does not pin fds or the
- * per-user pipe budget afterwards. */
+ * once a second, closes idle pipes beyond the PIPEPOOL_KEEP most recently
+ * used once they have sat unused for PIPEPOOL_IDLE_MS, and those few after
+ * PIPEPOOL_KEEP_MS: a burst does not pin fds or the per-user pipe budget
+ * afterwards, and a proxy left idle holds no pipe at all. */
 #ifndef SPLICED_PIPEPOOL_H
 #define SPLICED_PIPEPOOL_H
 
@@ -16,6 +17,7 @@
 
 #define PIPEPOOL_KEEP 4
 #define PIPEPOOL_IDLE_MS 1000
+#define PIPEPOOL_KEEP_MS 5000
 
 struct spipe {
 	int rfd, wfd;
@@ -48,8 +50,8 @@ void pipepool_free(struct pipepool *);        /* NULL is fine */
 int pipepool_get(struct pipepool *, struct spipe *p, enum pipepool_fail *why);
 /* Returns the pipe (empty: kept; holding bytes: closed). *p is cleared. */
 void pipepool_put(struct pipepool *, struct spipe *p);
-/* Close the idle pipes beyond PIPEPOOL_KEEP that have been idle for
- * PIPEPOOL_IDLE_MS. now_ms: CLOCK_MONOTONIC_COARSE in milliseconds. */
+/* Close the idle pipes that sat unused too long (see above).
+ * now_ms: CLOCK_MONOTONIC_COARSE in milliseconds. */
 void pipepool_trim(struct pipepool *, uint64_t now_ms);
 
 void pipepool_stats(const struct pipepool *, struct pipepool_stats *);
