@@ -13,6 +13,7 @@ more; the normal and portable runs keep 4 GiB."""
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -48,7 +49,6 @@ def test_big_stream(ctx):
         snk.expect(H.sink())
         c = H.dial(p.port("up"))
         cport = H.local_port(c)
-        import time
         t0 = time.monotonic()
         sha = H.send_stream(c, 4242, SIZE)
         c.shutdown(H.socket.SHUT_WR)

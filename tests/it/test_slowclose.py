@@ -7,6 +7,7 @@ says reason=server_eof with all 8 MiB counted."""
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -26,7 +27,7 @@ def test_close_while_client_reads_slowly(ctx):
         mark = p.mark()
         c = H.dial(p.port(), rcvbuf=32 * H.KiB)
         cport = H.local_port(c)
-        H.time.sleep(0.5)      # let the backend fill every buffer on the way
+        time.sleep(0.5)      # let the backend fill every buffer on the way
         got = H.read_stream(c, rate=RATE)
         c.close()
         r = be.result(i)

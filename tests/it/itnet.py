@@ -1,0 +1,628 @@
+"""Shared pieces of the spliced integration tests: client sockets, free
+ports, backends (threads) and many clients at once. Part of harness.py (see
+there). Everything here uses 127.0.0.1 only."""
+
+import collections
+import errno
+import hashlib
+import os
+import random
+import selectors
+import socket
+import struct
+import threading
+import time
+
+from itcore import (IO_TIMEOUT, KiB, LOCAL, MiB, STREAM_DEADLINE, fail,
+                    stream_chunks)
+
+
+# --------------------------------------------------------------------------
+# sockets
+
+def dial(port, timeout=IO_TIMEOUT, rcvbuf=None, sndbuf=None):
+    """A blocking client socket connected to 127.0.0.1:port."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        s.settimeout(timeout)
+        s.connect((LOCAL, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def local_port(sock):
+    return sock.getsockname()[1]
+
+
+def rst_close(sock):
+    """Close with SO_LINGER 0: the kernel sends an RST instead of a FIN."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        sock.close()
+
+
+def send_stream(sock, seed, size, on_progress=None, pause=None):
+    """sendall() stream `seed` of `size` bytes; returns its sha256.
+    pause: optional (every_bytes, seconds) to send in bursts."""
+    h = hashlib.sha256()
+    sent = 0
+    next_pause = pause[0] if pause else None
+    for c in stream_chunks(seed, size, chunk=min(MiB, pause[0]) if pause else MiB):
+        h.update(c)
+        sock.sendall(c)
+        sent += len(c)
+        if on_progress:
+            on_progress(sent)
+        if pause and sent >= next_pause and sent < size:
+            time.sleep(pause[1])
+            next_pause += pause[0]
+    return h.hexdigest()
+
+
+class Received:
+    """What read_stream() got: sha256, byte count, and how it ended:
+    'eof' (recv returned b""), 'reset' (ConnectionResetError), 'timeout',
+    'limit' (stopped after `limit` bytes), or 'error: ...'."""
+
+    def __init__(self, sha, n, end, elapsed):
+        self.sha, self.n, self.end, self.elapsed = sha, n, end, elapsed
+
+    def __repr__(self):
+        return "Received(n=%d, end=%s, sha=%s..., %.1fs)" % (
+            self.n, self.end, self.sha[:12], self.elapsed)
+
+
+def read_stream(sock, limit=None, rate=None, chunk=MiB, on_progress=None,
+                deadline=None):
+    """Read until EOF (or `limit` bytes), hashing what arrives.
+
+    rate: bytes/second to read at most (a slow reader), in reads of <= 64 KiB.
+    deadline: time.monotonic() value after which it gives up ('timeout');
+    by default STREAM_DEADLINE seconds from now."""
+    h = hashlib.sha256()
+    n = 0
+    if rate:
+        chunk = min(chunk, 64 * KiB)
+    buf = bytearray(chunk)
+    mv = memoryview(buf)
+    t0 = time.monotonic()
+    if deadline is None:
+        deadline = t0 + STREAM_DEADLINE
+    end = None
+    while end is None:
+        if time.monotonic() > deadline:
+            end = "timeout"
+            break
+        want = chunk if limit is None else min(chunk, limit - n)
+        if want <= 0:
+            end = "limit"
+            break
+        try:
+            got = sock.recv_into(mv[:want])
+        except ConnectionResetError:
+            end = "reset"
+            break
+        except socket.timeout:
+            end = "timeout"
+            break
+        except OSError as e:
+            end = "error: %r" % (e,)
+            break
+        if got == 0:
+            end = "eof"
+            break
+        h.update(mv[:got])
+        n += got
+        if on_progress:
+            on_progress(n)
+        if rate:
+            ahead = n / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(min(ahead, 1.0))
+    return Received(h.hexdigest(), n, end, time.monotonic() - t0)
+
+
+def expect_closed(sock, timeout):
+    """Wait up to timeout for the peer to close: returns ('eof'|'reset'|
+    'timeout'|'data', seconds). Any byte that arrives counts as 'data'."""
+    t0 = time.monotonic()
+    sock.settimeout(timeout)
+    try:
+        b = sock.recv(65536)
+        what = "eof" if b == b"" else "data"
+    except ConnectionResetError:
+        what = "reset"
+    except socket.timeout:
+        what = "timeout"
+    except OSError as e:
+        what = "error: %r" % (e,)
+    return what, time.monotonic() - t0
+
+
+def reserve_refusing_port():
+    """A socket bound to 127.0.0.1 that never listens: connects to its port
+    are refused (RST), and the port stays ours while the socket lives."""
+    s = socket.socket()
+    s.settimeout(IO_TIMEOUT)
+    s.bind((LOCAL, 0))
+    return s, s.getsockname()[1]
+
+
+def blackhole():
+    """A listener whose accept queue is full (backlog 0, one connection
+    parked): further SYNs are dropped, so a connect to it hangs until the
+    connector's own timeout. Returns (port, closer) or None if this kernel
+    answers anyway."""
+    lst = socket.socket()
+    lst.settimeout(IO_TIMEOUT)
+    lst.bind((LOCAL, 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    parked = []
+    for _ in range(2):
+        s = socket.socket()
+        s.settimeout(0.5)
+        try:
+            s.connect((LOCAL, port))
+            parked.append(s)
+        except socket.timeout:
+            s.close()
+            break
+    else:
+        for s in parked:
+            s.close()
+        lst.close()
+        return None
+    probe = socket.socket()
+    probe.settimeout(0.5)
+    try:
+        probe.connect((LOCAL, port))
+        ok = False
+    except socket.timeout:
+        ok = True
+    except OSError:
+        ok = False
+    probe.close()
+
+    def closer():
+        for s in parked:
+            s.close()
+        lst.close()
+    if not ok:
+        closer()
+        return None
+    return port, closer
+
+
+_port_lock = threading.Lock()
+_ports_given = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port():
+    """A port on 127.0.0.1 that nothing uses now. Picked below the ephemeral
+    range when there is room, so neither bind(0) nor outgoing connects of
+    other tests take it before the proxy binds it. The caller retries the
+    proxy start if it lost the race anyway."""
+    low = _ephemeral_low()
+    rnd = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(200):
+        if low > 12000:
+            p = rnd.randrange(10000, low - 1)
+        else:
+            p = 0
+        s = socket.socket()
+        try:
+            s.bind((LOCAL, p))
+            p = s.getsockname()[1]
+        except OSError:
+            continue
+        finally:
+            s.close()
+        with _port_lock:
+            if p in _ports_given:
+                continue
+            _ports_given.add(p)
+        return p
+    raise RuntimeError("no free port found")
+
+
+# --------------------------------------------------------------------------
+# backends
+
+class Backend:
+    """A server on 127.0.0.1 (kernel-chosen port): one thread accepts, and
+    each connection runs in its own thread through a handler.
+
+    The handler for a connection is the next one pushed with expect(), or
+    the default. A handler gets (conn, backend, index) and returns a dict
+    that is stored in .results (with 'index'); an exception is stored as
+    {'error': ...}. Sockets get IO_TIMEOUT."""
+
+    def __init__(self, default=None, name="be", backlog=1024):
+        self.name = name
+        self.default = default
+        self.sock = socket.socket()
+        self.sock.bind((LOCAL, 0))
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.cond = threading.Condition()
+        self.queue = collections.deque()
+        self.accepted = 0
+        self.active = 0
+        self.results = []
+        self.conns = []          # live sockets, so close() can shut them
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept_loop,
+                                       name="accept-" + name, daemon=True)
+        self.thread.start()
+
+    @property
+    def addr(self):
+        return "%s:%d" % (LOCAL, self.port)
+
+    def expect(self, handler):
+        with self.cond:
+            self.queue.append(handler)
+
+    def _accept_loop(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                if self.stopping:
+                    return
+                time.sleep(0.05)
+                continue
+            conn.settimeout(IO_TIMEOUT)
+            with self.cond:
+                idx = self.accepted
+                self.accepted += 1
+                self.active += 1
+                handler = self.queue.popleft() if self.queue else self.default
+                self.conns.append(conn)
+                self.cond.notify_all()
+            t = threading.Thread(target=self._serve, args=(conn, handler, idx),
+                                 name="%s-%d" % (self.name, idx), daemon=True)
+            t.start()
+
+    def _serve(self, conn, handler, idx):
+        try:
+            if handler is None:
+                res = {}
+            else:
+                res = handler(conn, self, idx) or {}
+        except Exception as e:      # recorded, the test decides
+            res = {"error": repr(e)}
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+        res["index"] = idx
+        with self.cond:
+            self.active -= 1
+            self.results.append(res)
+            try:
+                self.conns.remove(conn)
+            except ValueError:
+                pass
+            self.cond.notify_all()
+
+    def wait_accepted(self, n, timeout=IO_TIMEOUT):
+        with self.cond:
+            self.cond.wait_for(lambda: self.accepted >= n, timeout)
+            return self.accepted
+
+    def wait_results(self, n, timeout=IO_TIMEOUT):
+        """At least n results (total), or fail."""
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.results) >= n, timeout)
+            if len(self.results) < n:
+                fail("backend %s: connections finished" % self.name,
+                     "%d within %.0fs" % (n, timeout),
+                     "%d (accepted %d, active %d)" % (len(self.results),
+                                                     self.accepted, self.active))
+            return list(self.results)
+
+    def result(self, idx, timeout=IO_TIMEOUT):
+        """The result of connection number idx (0-based accept order)."""
+        with self.cond:
+            def find():
+                for r in self.results:
+                    if r["index"] == idx:
+                        return r
+                return None
+            self.cond.wait_for(lambda: find() is not None, timeout)
+            r = find()
+        if r is None:
+            fail("backend %s: connection #%d finished" % (self.name, idx),
+                 "a result within %.0fs" % timeout,
+                 "none (accepted %d)" % self.accepted)
+        return r
+
+    def close(self):
+        self.stopping = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self.cond:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.thread.join(2.0)
+
+
+def _read_to_end(conn, res, prefix=""):
+    r = read_stream(conn)
+    res[prefix + "sha"], res[prefix + "n"], res[prefix + "end"] = r.sha, r.n, r.end
+    return r
+
+
+def sink():
+    """Read until EOF, hashing; then close. Result: sha, n, end."""
+    def h(conn, be, idx):
+        res = {}
+        _read_to_end(conn, res)
+        return res
+    return h
+
+
+def source(size, seed, linger_close=False, pause=None):
+    """Send stream (seed, size), then close at once (RST if linger_close).
+    Result: sha (of what was sent), n, sent_ok."""
+    def h(conn, be, idx):
+        res = {"n": 0}
+        try:
+            res["sha"] = send_stream(conn, seed, size, pause=pause)
+            res["n"] = size
+            res["sent_ok"] = True
+        except OSError as e:
+            res["sent_ok"] = False
+            res["send_error"] = repr(e)
+        if linger_close:
+            rst_close(conn)
+        return res
+    return h
+
+
+def echo(bufsize=256 * KiB):
+    """Send back everything received; on EOF shut down writing and close.
+    Result: sha and n of what came in, end."""
+    def h(conn, be, idx):
+        hs = hashlib.sha256()
+        n = 0
+        end = None
+        buf = bytearray(bufsize)
+        mv = memoryview(buf)
+        deadline = time.monotonic() + STREAM_DEADLINE
+        while end is None:
+            if time.monotonic() > deadline:
+                end = "deadline"
+                break
+            try:
+                got = conn.recv_into(buf)
+            except ConnectionResetError:
+                end = "reset"
+                break
+            except socket.timeout:
+                end = "timeout"
+                break
+            if got == 0:
+                end = "eof"
+                break
+            hs.update(mv[:got])
+            n += got
+            try:
+                conn.sendall(mv[:got])
+            except OSError as e:
+                end = "send error: %r" % (e,)
+        if end == "eof":
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        return {"sha": hs.hexdigest(), "n": n, "end": end}
+    return h
+
+
+def rst_after(size, seed):
+    """Send `size` bytes of stream seed, then close with an RST."""
+    return source(size, seed, linger_close=True)
+
+
+def closer():
+    """Close at once without a byte (for stray connections)."""
+    def h(conn, be, idx):
+        return {}
+    return h
+
+
+# --------------------------------------------------------------------------
+# many clients at once, one selector
+
+class ClientJob:
+    """One client of drive_clients(): sends stream (seed, send_size) then
+    (if half_close) shuts down writing; reads until EOF, hashing. Starts
+    reading read_delay seconds after all are connected."""
+
+    def __init__(self, seed, send_size, half_close=True, read_delay=0.0):
+        self.seed, self.send_size = seed, send_size
+        self.half_close = half_close
+        self.read_delay = read_delay
+        self.sock = None
+        self.port = None
+        self.sent = 0
+        self.sent_sha = None
+        self.recv_hash = hashlib.sha256()
+        self.recv_n = 0
+        self.end = None          # eof | reset | error ...
+        self._chunks = None
+        self._cur = None
+        self._off = 0
+        self._hash = hashlib.sha256()
+        self.write_done = False
+
+    @property
+    def recv_sha(self):
+        return self.recv_hash.hexdigest()
+
+    def __repr__(self):
+        return "ClientJob(seed=%d, port=%s, sent=%d/%d, recv=%d, end=%s)" % (
+            self.seed, self.port, self.sent, self.send_size, self.recv_n, self.end)
+
+
+def drive_clients(port, jobs, timeout, connect_batch=64):
+    """Connect every job to 127.0.0.1:port (all connections are made first),
+    then run them all at once with one selector until each has finished
+    writing and seen EOF/reset. Fails if the time runs out."""
+    sel = selectors.DefaultSelector()
+    deadline = time.monotonic() + timeout
+    # phase 1: connect all, in batches (non-blocking connect)
+    pending = list(jobs)
+    while pending:
+        batch, pending = pending[:connect_batch], pending[connect_batch:]
+        for j in batch:
+            s = socket.socket()
+            s.setblocking(False)
+            err = s.connect_ex((LOCAL, port))
+            if err not in (0, errno.EINPROGRESS):
+                s.close()
+                fail("client connect", "connected", os.strerror(err))
+            j.sock = s
+            sel.register(s, selectors.EVENT_WRITE, j)
+        left = set(batch)
+        while left:
+            if time.monotonic() > deadline:
+                fail("drive_clients: connect", "%d connected" % len(jobs),
+                     "%d still connecting" % len(left))
+            for key, _ in sel.select(0.5):
+                j = key.data
+                if j not in left:
+                    continue
+                err = j.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    fail("client connect", "connected", os.strerror(err))
+                j.port = local_port(j.sock)
+                left.discard(j)
+                sel.unregister(j.sock)
+    # phase 2: all connected; send and read
+    t0 = time.monotonic()
+    buf = bytearray(256 * KiB)
+    mv = memoryview(buf)
+    unfinished = set(jobs)
+    delayed = {j for j in jobs if j.read_delay > 0}
+    registered = set()
+
+    def update(j):
+        ev = 0
+        if not j.write_done:
+            ev |= selectors.EVENT_WRITE
+        if j.end is None and j not in delayed:
+            ev |= selectors.EVENT_READ
+        if ev == 0:
+            if j in registered:
+                sel.unregister(j.sock)
+                registered.discard(j)
+        elif j in registered:
+            sel.modify(j.sock, ev, j)
+        else:
+            sel.register(j.sock, ev, j)
+            registered.add(j)
+
+    for j in jobs:
+        j._chunks = stream_chunks(j.seed, j.send_size, chunk=256 * KiB)
+        if j.send_size == 0:
+            j.sent_sha = j._hash.hexdigest()
+            j.write_done = True
+            if j.half_close:
+                j.sock.shutdown(socket.SHUT_WR)
+        update(j)
+
+    while unfinished:
+        now = time.monotonic()
+        if now > deadline:
+            stuck = sorted(unfinished, key=lambda j: j.seed)[:5]
+            fail("drive_clients: all finished within %.0fs" % timeout,
+                 "%d finished" % len(jobs),
+                 "%d unfinished, e.g. %r" % (len(unfinished), stuck))
+        for j in [j for j in delayed if now - t0 >= j.read_delay]:
+            delayed.discard(j)
+            update(j)
+        if not registered:
+            time.sleep(0.05)
+            continue
+        for key, ev in sel.select(0.2):
+            j = key.data
+            if ev & selectors.EVENT_WRITE and not j.write_done:
+                try:
+                    while True:
+                        if j._cur is None:
+                            try:
+                                j._cur = memoryview(next(j._chunks))
+                                j._hash.update(j._cur)
+                                j._off = 0
+                            except StopIteration:
+                                j.write_done = True
+                                j.sent_sha = j._hash.hexdigest()
+                                if j.half_close:
+                                    j.sock.shutdown(socket.SHUT_WR)
+                                break
+                        k = j.sock.send(j._cur[j._off:])
+                        j._off += k
+                        j.sent += k
+                        if j._off == len(j._cur):
+                            j._cur = None
+                except BlockingIOError:
+                    pass
+                except OSError as e:
+                    j.write_done = True
+                    j.end = j.end or "send error: %r" % (e,)
+                update(j)
+            if ev & selectors.EVENT_READ and j.end is None:
+                try:
+                    for _ in range(8):
+                        got = j.sock.recv_into(buf)
+                        if got == 0:
+                            j.end = "eof"
+                            break
+                        j.recv_hash.update(mv[:got])
+                        j.recv_n += got
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    j.end = "reset"
+                except OSError as e:
+                    j.end = "error: %r" % (e,)
+                if j.end is not None and not j.write_done:
+                    j.write_done = True
+                update(j)
+            if j.end is not None and j.write_done:
+                unfinished.discard(j)
+    sel.close()
+    for j in jobs:
+        j.sock.close()
+    return jobs
+
+
