@@ -134,12 +134,15 @@ finish(struct relay_dir *d)
 	set_state(d, RELAY_DONE);
 }
 
-/* `in` has nothing more for now. A wake-up that carried less than a buffer
- * was an exchange, not a stream: the next burst starts again in copy mode. */
+/* `in` has nothing more for now. Wake-ups that carry less than a buffer
+ * are exchanges, not a stream: after RELAY_IDLE_WAKES of them in a row the
+ * burst is over and the next one starts again in copy mode. */
 static void
 wait_in(struct relay_dir *d)
 {
-	if (d->wake_bytes < d->ctx->buffer_size) {
+	if (d->wake_bytes >= d->ctx->buffer_size)
+		d->short_wakes = 0;
+	else if (++d->short_wakes >= RELAY_IDLE_WAKES) {
 		d->burst = 0;
 		d->full_reads = 0;
 		d->no_splice = false;

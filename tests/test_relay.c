@@ -901,9 +901,10 @@ test_auto_stream_then_exchanges(void **state)
 	start_relay(f, CONFIG_SPLICE_AUTO);
 	feed(f, 0, stream);
 	assert_true(f->d.bytes[RELAY_MODE_SPLICE] > stream / 2);
-	/* The first exchange may still ride the stream's burst. */
-	feed(f, stream, msg);
-	off = stream + msg;
+	/* The first exchanges may still ride the stream's burst. */
+	off = stream;
+	for (int i = 0; i < RELAY_IDLE_WAKES; i++, off += msg)
+		feed(f, off, msg);
 	copied = f->d.bytes[RELAY_MODE_COPY];
 	spliced = f->d.bytes[RELAY_MODE_SPLICE];
 	for (int i = 0; i < 10; i++, off += msg)

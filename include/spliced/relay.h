@@ -24,6 +24,9 @@
 /* Consecutive reads that fill the whole copy buffer before auto splices: the
  * kernel holds more than a buffer, so this is a stream, not an exchange. */
 #define RELAY_STREAMER_READS 2
+/* Consecutive wake-ups carrying less than a buffer that end a burst: one
+ * alone is as likely a stream whose sender paused for a moment. */
+#define RELAY_IDLE_WAKES 2
 /* Bytes one direction moves per callback before it lets other connections
  * of the worker run (level-triggered polling brings it back). */
 #define RELAY_BUDGET (1024 * 1024)
@@ -84,6 +87,7 @@ struct relay_dir {
 	uint64_t burst;             /* bytes carried in the current burst */
 	uint64_t wake_bytes;        /* bytes read since `in` last ran dry */
 	unsigned full_reads;        /* consecutive reads that filled the holder */
+	unsigned short_wakes;       /* consecutive wake-ups under a buffer */
 	bool no_splice;             /* a pipe could not be had this burst */
 	bool short_read;            /* the last read did not fill the holder */
 	/* Results. */

@@ -258,7 +258,7 @@ class Proxy:
             argv = [self.ctx.spliced, "-c", self.config_path]
         if self.user:
             argv = ["setpriv", "--reuid=" + self.user, "--regid=" + (self.group or self.user),
-                    "--clear-groups", "--"] + argv
+                    "--clear-groups", "--inh-caps=-all", "--"] + argv
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
@@ -440,6 +440,14 @@ class Proxy:
 
     def fd_count(self):
         return proc_fd_count(self.pid)
+
+    def status_field(self, name):
+        """A line of /proc/PID/status, e.g. 'Uid' or 'CapEff' (the text after the colon)."""
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith(name + ":"):
+                    return line.split(":", 1)[1].strip()
+        return None
 
     def rss_kib(self):
         return proc_rss_kib(self.pid)

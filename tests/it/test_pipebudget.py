@@ -46,7 +46,8 @@ def unprivileged(ctx):
         raise H.Skip("running as root and there is no nobody user/group (%s)" % e)
     try:
         r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=" + group,
-                            "--clear-groups", "--", ctx.spliced, "--version"],
+                            "--clear-groups", "--inh-caps=-all", "--", ctx.spliced,
+                            "--version"],
                            capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise H.Skip("running as root and cannot run setpriv (%r)" % (e,))
@@ -88,6 +89,14 @@ def test_pipe_budget(ctx):
                   user=who[0] if who else None, group=who[1] if who else None)
     p.allow(r"(?i)pipe")
     p.start()
+    # The premise: the kernel applies the budget to this process (not root,
+    # neither CAP_SYS_RESOURCE nor CAP_SYS_ADMIN).
+    euid = int(p.status_field("Uid").split()[1])
+    cap_eff = int(p.status_field("CapEff"), 16)
+    exempt = euid == 0 or cap_eff & ((1 << 24) | (1 << 21))
+    H.check(not exempt, "the proxy runs unprivileged (the pipe budget applies to it)",
+            "euid != 0, no CAP_SYS_RESOURCE/CAP_SYS_ADMIN",
+            "euid %d, CapEff %x" % (euid, cap_eff))
     mark = p.mark()
     jobs = [H.ClientJob(seed=i, send_size=0, half_close=False, read_delay=1.5)
             for i in range(STREAMS)]
