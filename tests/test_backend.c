@@ -6,6 +6,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -233,19 +235,6 @@ test_rr_avoided_server_not_bunched(void **state)
 }
 
 /* ---- connect ------------------------------------------------------------ */
-
-static int
-count_fds(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(dir);
-	while (readdir(dir) != NULL)
-		n++;
-	closedir(dir);
-	return n;
-}
 
 /* A TCP socket bound to 127.0.0.1 on a port of the kernel's choice, its
  * address in *a; listening if asked (a bound socket that does not listen
