@@ -42,6 +42,7 @@ import collections  # noqa: F401  (for the scripts: H.collections)
 import hashlib  # noqa: F401
 import os
 import re  # noqa: F401
+import shutil
 import signal
 import socket  # noqa: F401
 import subprocess
@@ -226,6 +227,10 @@ def main(tests, deadline, doc=""):
     finally:
         signal.alarm(0)
         ctx.cleanup()
+        if failed:
+            log("configs kept in %s" % ctx.tmp)
+        else:
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
     log("%s [%s]: %d of %d test functions passed, %d failed, %d skipped (%.1fs)%s" % (
         script, opts.mode, len(passed), len(passed) + len(failed) + len(skipped),
         len(failed), len(skipped), time.monotonic() - t_all,
