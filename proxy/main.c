@@ -119,6 +119,10 @@ parse_args(int argc, char **argv, struct opts *o)
 		bad_usage("unexpected argument '%s'", argv[optind]);
 	if (o->config != NULL && (o->listen != NULL || o->nbackends > 0))
 		bad_usage("%s", "-c and --listen/--backend do not mix");
+	if (o->config == NULL && o->listen == NULL && o->nbackends == 0 &&
+	    (o->splice || o->threshold || o->workers))
+		bad_usage("%s", "--splice, --splice-threshold and --workers go with "
+		    "--listen and --backend");
 	if (o->config == NULL && o->listen == NULL && o->nbackends == 0)
 		bad_usage("%s", "nothing to do: give -c FILE, or --listen and --backend");
 	if (o->config == NULL && (o->listen == NULL || o->nbackends == 0))
