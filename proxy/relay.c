@@ -154,6 +154,16 @@ wait_in(struct relay_dir *d)
 	arm(d, true, false);
 }
 
+/* Copy for the rest of this burst: nothing is held here (a clean point),
+ * and splicing is not tried again before the burst ends. */
+static void
+copy_for_burst(struct relay_dir *d)
+{
+	d->mover->release(d);
+	d->mover = &relay_copy_mover;
+	d->no_splice = true;
+}
+
 static void
 choose_mover(struct relay_dir *d)
 {
@@ -172,8 +182,7 @@ choose_mover(struct relay_dir *d)
 	 * every burst asks again, and a refusal means copying, not failing. */
 	if (m->mode == RELAY_MODE_SPLICE && m->acquire(d, &why) == -1) {
 		d->ctx->stats.fallbacks[why]++;
-		d->no_splice = true;    /* not again before this burst ends */
-		d->mover = &relay_copy_mover;
+		copy_for_burst(d);
 	}
 }
 
@@ -186,8 +195,7 @@ splice_unsupported(struct relay_dir *d, int err)
 		log_warn("splice(2) failed (%s): zero-copy disabled, copying from now on",
 		    err == ENOSYS ? "ENOSYS" : "EINVAL");
 	d->ctx->stats.fallbacks[RELAY_FALLBACK_UNSUPPORTED]++;
-	d->mover->release(d);
-	d->mover = &relay_copy_mover;
+	copy_for_burst(d);
 }
 
 static void
@@ -237,11 +245,9 @@ run(struct relay_dir *d)
 		}
 		if (n == 0 && d->mover->mode == RELAY_MODE_SPLICE &&
 		    zc_at_urgent_mark(d->in)) {
-			/* Neither EOF nor EAGAIN: splice stopped at urgent data.
-			 * Copy past the mark for the rest of this burst. */
-			d->mover->release(d);
-			d->mover = &relay_copy_mover;
-			d->no_splice = true;
+			/* Neither EOF nor EAGAIN: splice stopped at urgent data,
+			 * which recv steps over. */
+			copy_for_burst(d);
 			continue;
 		}
 		if (eof) {
