@@ -228,14 +228,21 @@ start_relay(struct conn *c)
 
 static void try_connect(struct conn *, ssize_t avoid);
 
+/* The server just tried could not be reached: log and count it. */
 static void
-connect_failed(struct conn *c, const char *why)
+server_failed(struct conn *c, const char *why)
 {
 	const struct config_server *s = &c->bc->servers[c->server];
 
 	log_info("listener %s: server %s/%s (%s): connect failed: %s",
 	    c->l->cfg->name, c->bc->name, s->name, s->host, why);
 	c->w->st.connect_failures++;
+}
+
+static void
+connect_failed(struct conn *c, const char *why)
+{
+	server_failed(c, why);
 	event_del(&c->cev);
 	event_del(&c->timer);
 	close(c->bfd);
@@ -284,10 +291,7 @@ try_connect(struct conn *c, ssize_t avoid)
 			listener_accept_pause(c->w, errno);
 			break;
 		}
-		log_info("listener %s: server %s/%s (%s): connect failed: %s",
-		    lc->name, c->bc->name, c->bc->servers[c->server].name,
-		    c->bc->servers[c->server].host, strerror(errno));
-		c->w->st.connect_failures++;
+		server_failed(c, strerror(errno));
 		avoid = c->server;
 	}
 	conn_close(c, CONN_CONNECT_FAILED);

@@ -161,8 +161,7 @@ admit(struct worker *w, struct listener *l)
 	bool wake, ok = listener_admit(w->ls, l, &wake);
 
 	if (wake)
-		for (unsigned i = 0; i < w->npeers; i++)
-			worker_wake(w->peers[i]);
+		worker_wake_peers(w);
 	return ok;
 }
 

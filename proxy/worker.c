@@ -199,11 +199,17 @@ worker_stop(struct worker *w)
 }
 
 void
+worker_wake_peers(struct worker *w)
+{
+	for (unsigned i = 0; i < w->npeers; i++)
+		worker_wake(w->peers[i]);
+}
+
+void
 worker_conn_gone(struct worker *w, bool wake_peers)
 {
 	if (wake_peers)
-		for (unsigned i = 0; i < w->npeers; i++)
-			worker_wake(w->peers[i]);
+		worker_wake_peers(w);
 	if (w->seen != WORKER_RUN && w->nconns == 0)
 		event_base_loopbreak(w->base);
 }

@@ -62,6 +62,7 @@ void worker_join(struct worker *);
 
 /* Thread-safe. */
 void worker_wake(struct worker *);            /* re-check waiting clients */
+void worker_wake_peers(struct worker *);      /* worker_wake() every worker */
 void worker_drain(struct worker *);           /* stop accepting; exit once idle */
 void worker_stop(struct worker *);            /* close everything now; exit */
 
