@@ -242,8 +242,13 @@ report_pipes(const struct config *cfg, unsigned per_worker)
 	    got, cfg->pipe_size, per_worker);
 }
 
+/* Close every connection now; the workers then exit. */
 static void
-drain_timeout_cb(evutil_socket_t fd, short what, void *arg);
+stop_all(struct proc *p)
+{
+	for (unsigned i = 0; i < p->nw; i++)
+		worker_stop(p->w[i]);
+}
 
 /* A worker's loop returned: after a drain that is the plan; otherwise the
  * worker failed and the process cannot serve as configured. */
@@ -256,7 +261,7 @@ exited_cb(evutil_socket_t fd, short what, void *arg)
 	if (!p->draining) {
 		log_error("a worker stopped unexpectedly; shutting down");
 		p->failed = p->draining = true;
-		drain_timeout_cb(-1, 0, p);
+		stop_all(p);
 	}
 	for (unsigned i = 0; i < p->nw; i++)
 		if (!atomic_load(&p->w[i]->finished))
@@ -271,8 +276,7 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd, (void)what;
 	log_warn("shutdown_timeout passed: closing the remaining connections");
-	for (unsigned i = 0; i < p->nw; i++)
-		worker_stop(p->w[i]);
+	stop_all(p);
 }
 
 static void
@@ -289,15 +293,14 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	if (p->draining) {
 		log_warn("%s again: closing every connection now", strsignal((int)sig));
-		drain_timeout_cb(-1, 0, p);
+		stop_all(p);
 		return;
 	}
 	p->draining = true;
 	if (ms == 0) {
 		log_info("%s: shutdown_timeout is 0: closing every connection now",
 		    strsignal((int)sig));
-		for (unsigned i = 0; i < p->nw; i++)
-			worker_stop(p->w[i]);
+		stop_all(p);
 		return;
 	}
 	log_info("%s: no longer accepting; draining connections for up to %u ms",
