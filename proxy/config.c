@@ -692,7 +692,7 @@ config_new(const char *name)
 	cfg->access_log = true;
 	cfg->splice = CONFIG_SPLICE_AUTO;
 	cfg->splice_threshold = 64 << 10;
-	cfg->pipe_size = 256 << 10;
+	cfg->pipe_size = 1 << 20;
 	cfg->buffer_size = 64 << 10;    /* by benchmark: see README */
 	cfg->shutdown_timeout_ms = 30 * 1000;
 	return cfg;

@@ -93,7 +93,8 @@ access_log(struct conn *c, enum conn_reason why)
 		    addr_format((const struct sockaddr *)&s->addr.ss, a, sizeof(a)));
 	} else
 		snprintf(server, sizeof(server), "-");
-	log_info("access listener=%s client=%s server=%s up_splice=%" PRIu64
+	log_batch_msg(&c->w->log, CONFIG_LOG_INFO,
+	    "access listener=%s client=%s server=%s up_splice=%" PRIu64
 	    " up_copy=%" PRIu64 " down_splice=%" PRIu64 " down_copy=%" PRIu64
 	    " duration_ms=%" PRId64 " reason=%s", c->l->cfg->name, client, server,
 	    c->up.bytes[RELAY_MODE_SPLICE], c->up.bytes[RELAY_MODE_COPY],
@@ -214,15 +215,18 @@ start_relay(struct conn *c)
 		conn_close(c, CONN_SERVER_ERROR);
 		return;
 	}
+	relay_pair(&c->up, &c->down);
 	c->relaying = true;
 	event_assign(&c->timer, c->w->base, -1, 0, idle_cb, c);
 	timer_add(c, lc->timeout_idle_ms);
-	/* Starting a direction may end the connection (an RST already queued):
-	 * the pin keeps c valid until both calls are done. */
+	/* The client may have spoken already; the server, only just
+	 * connected, has not (a banner comes later: the poll sees it).
+	 * Starting may end the connection (an RST already queued): the pin
+	 * keeps c valid until the calls are done. */
 	c->pins++;
 	relay_start(&c->up);
 	if (!c->closed)
-		relay_start(&c->down);
+		relay_watch(&c->down);
 	unpin(c);
 }
 

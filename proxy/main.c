@@ -187,40 +187,41 @@ count_workers(const struct config *cfg)
 	return n > 0 ? (unsigned)n : 1;
 }
 
-/* The pool caps, for the whole process. Every pipe costs two fds, and an
- * unprivileged user shares pipe-user-pages-soft among all its pipes: past it
- * the kernel hands out one-page pipes, so the cap keeps every pipe full size
- * and lets the rest copy. */
-static unsigned
-derive_max_pipes(const struct config *cfg, unsigned nw)
+/* The pools' limits, shared out between the workers. Every pipe costs two
+ * fds: at most an eighth of the fd limit goes to pipes. An unprivileged
+ * user shares pipe-user-pages-soft among all its pipes (past it the kernel
+ * hands out one-page pipes): the pools keep within 7/8 of it, shrinking
+ * their pipes as more are out (pipepool.h), and the rest copy. Root is
+ * exempt from that budget, so its pools hand out pipe_size every time. */
+static void
+derive_pipes(const struct config *cfg, unsigned nw, unsigned *max, size_t *budget)
 {
 	struct rlimit rl;
-	unsigned long fds = 1024, pages = 0, by_budget = ~0UL, total;
+	unsigned long fds = 1024, pages = 0, total;
 	FILE *f;
 
+	*budget = 0;
+	if (geteuid() != 0 &&
+	    (f = fopen("/proc/sys/fs/pipe-user-pages-soft", "r")) != NULL) {
+		if (fscanf(f, "%lu", &pages) == 1 && pages > 0)
+			*budget = (size_t)pages * 4096 / 8 * 7 / nw;
+		fclose(f);
+	}
 	if (cfg->max_pipes > 0)
 		total = cfg->max_pipes;
 	else {
 		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
 			fds = rl.rlim_cur;
-		if (geteuid() != 0 &&
-		    (f = fopen("/proc/sys/fs/pipe-user-pages-soft", "r")) != NULL) {
-			if (fscanf(f, "%lu", &pages) == 1 && pages > 0)
-				by_budget = pages * 4096 / cfg->pipe_size;
-			fclose(f);
-		}
 		total = fds / 8;
 		if (total > cfg->max_connections)
 			total = cfg->max_connections;
-		if (total > by_budget)
-			total = by_budget;
 	}
 	total /= nw;
-	return total > 0 ? (unsigned)total : 1;
+	*max = total > 0 ? (unsigned)total : 1;
 }
 
 static void
-report_pipes(const struct config *cfg, unsigned per_worker)
+report_pipes(const struct config *cfg, unsigned per_worker, size_t budget)
 {
 	size_t got = cfg->pipe_size;
 	int fds[2];
@@ -238,8 +239,13 @@ report_pipes(const struct config *cfg, unsigned per_worker)
 			    "/proc/sys/fs/pipe-max-size and pipe-user-pages-soft)",
 			    cfg->pipe_size, got);
 	}
-	log_info("pipes: %zu bytes each (asked %zu), at most %u per worker",
-	    got, cfg->pipe_size, per_worker);
+	if (budget > 0)
+		log_info("pipes: %zu bytes each (asked %zu), at most %u per worker, "
+		    "smaller when more than %zu are out (pipe budget %zu KiB per worker)",
+		    got, cfg->pipe_size, per_worker, budget / 2 / got, budget / 1024);
+	else
+		log_info("pipes: %zu bytes each (asked %zu), at most %u per worker",
+		    got, cfg->pipe_size, per_worker);
 }
 
 /* Close every connection now; the workers then exit. */
@@ -343,10 +349,11 @@ serve(struct proc *p)
 	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	sigset_t block, old;
 	unsigned per_worker;
+	size_t budget;
 	int rc = 1;
 
 	p->nw = count_workers(p->cfg);
-	per_worker = derive_max_pipes(p->cfg, p->nw);
+	derive_pipes(p->cfg, p->nw, &per_worker, &budget);
 	if ((p->ls = listener_set_bind(p->cfg, p->nw, err, sizeof(err))) == NULL) {
 		log_error("%s", err);
 		return 1;
@@ -355,7 +362,7 @@ serve(struct proc *p)
 	    (p->w = calloc(p->nw, sizeof(*p->w))) == NULL)
 		goto out;
 	for (unsigned i = 0; i < p->nw; i++)
-		if ((p->w[i] = worker_new(i, p->cfg, p->ls, per_worker, err,
+		if ((p->w[i] = worker_new(i, p->cfg, p->ls, per_worker, budget, err,
 		    sizeof(err))) == NULL) {
 			log_error("%s", err);
 			goto out;
@@ -369,7 +376,7 @@ serve(struct proc *p)
 		p->w[i]->npeers = p->nw;
 		p->w[i]->exited = p->exited;
 	}
-	report_pipes(p->cfg, per_worker);
+	report_pipes(p->cfg, per_worker, budget);
 	/* Handlers first, so a signal that comes while workers start is ours;
 	 * the workers never see these signals: only this thread does. */
 	for (int i = 0; i < 3; i++)

@@ -2,7 +2,10 @@
  *
  * Idle pipes sit on a stack: the most recently returned pipe is handed out
  * first (its pages are warm), so the bottom of the stack holds the pipes idle
- * the longest, and trimming only ever looks there. */
+ * the longest, and trimming only ever looks there.
+ *
+ * `held` counts what the kernel charges to the user's pipe budget for the
+ * pipes this pool owns: their granted sizes, in use or idle. */
 #include "spliced/pipepool.h"
 
 #include <errno.h>
@@ -19,14 +22,14 @@ struct idle {
 
 struct pipepool {
 	unsigned max;
-	size_t pipe_size, min_size;
+	size_t pipe_size, min_size, budget;
 	struct idle *idle;          /* stack, bottom = idle longest */
 	unsigned nidle, cap;
 	struct pipepool_stats st;
 };
 
 struct pipepool *
-pipepool_new(unsigned max, size_t pipe_size, size_t min_size)
+pipepool_new(unsigned max, size_t pipe_size, size_t min_size, size_t budget)
 {
 	struct pipepool *pp;
 
@@ -35,16 +38,36 @@ pipepool_new(unsigned max, size_t pipe_size, size_t min_size)
 	pp->max = max;
 	pp->pipe_size = pipe_size;
 	pp->min_size = min_size;
+	pp->budget = budget;
 	return pp;
 }
 
 static void
-close_pipe(struct spipe *p)
+close_pipe(struct pipepool *pp, struct spipe *p)
 {
 	int fds[2] = { p->rfd, p->wfd };
 
 	zc_pipe_close(fds);
+	pp->st.held -= p->size;
 	p->rfd = p->wfd = -1;
+	p->size = 0;
+}
+
+/* The size the next pipe out should have: pipe_size, halved until it is
+ * within an even share of the budget between the pipes that would then be
+ * out (half the budget each, so the share is still whole when the pipes
+ * out double), and no smaller than min_size. */
+static size_t
+share(const struct pipepool *pp)
+{
+	size_t size = pp->pipe_size, fair;
+
+	if (pp->budget == 0)
+		return size;
+	fair = pp->budget / (2 * ((size_t)pp->st.in_use + 1));
+	while (size / 2 >= pp->min_size && size > fair)
+		size /= 2;
+	return size;
 }
 
 void
@@ -53,25 +76,51 @@ pipepool_free(struct pipepool *pp)
 	if (pp == NULL)
 		return;
 	for (unsigned i = 0; i < pp->nidle; i++)
-		close_pipe(&pp->idle[i].p);
+		close_pipe(pp, &pp->idle[i].p);
 	free(pp->idle);
 	free(pp);
+}
+
+/* A pipe from the idle stack, grown first when it is smaller than the share
+ * it may have now and the budget allows (a quiet spell after a busy one
+ * must not leave a lone stream on small pipes). */
+static void
+reuse(struct pipepool *pp, struct spipe *p, size_t want)
+{
+	size_t size = want;
+
+	*p = pp->idle[--pp->nidle].p;
+	if (p->size < want &&
+	    (pp->budget == 0 || pp->st.held - p->size + want <= pp->budget) &&
+	    zc_pipe_resize(p->wfd, &size) == 0 && size != p->size) {
+		pp->st.held = pp->st.held - p->size + size;
+		p->size = size;
+	}
+	pp->st.reused++;
 }
 
 int
 pipepool_get(struct pipepool *pp, struct spipe *p, enum pipepool_fail *why)
 {
 	int fds[2];
-	size_t size = pp->pipe_size;
+	size_t size;
 
-	if (pp->nidle > 0) {
-		*p = pp->idle[--pp->nidle].p;
-		pp->st.reused++;
-		pp->st.in_use++;
-		return 0;
-	}
 	if (pp->st.in_use >= pp->max) {
 		*why = PIPEPOOL_FAIL_CAP;
+		goto fail;
+	}
+	size = share(pp);
+	if (pp->nidle > 0) {
+		reuse(pp, p, size);
+		goto out;
+	}
+	/* The share was computed for pipes out, not for bytes held: pipes
+	 * handed out large when few were out may still hold most of it. */
+	while (pp->budget > 0 && pp->st.held + size > pp->budget &&
+	    size / 2 >= pp->min_size)
+		size /= 2;
+	if (pp->budget > 0 && pp->st.held + size > pp->budget) {
+		*why = PIPEPOOL_FAIL_BUDGET;
 		goto fail;
 	}
 	if (zc_pipe_open(fds, &size) == -1) {
@@ -88,8 +137,10 @@ pipepool_get(struct pipepool *pp, struct spipe *p, enum pipepool_fail *why)
 	p->rfd = fds[0];
 	p->wfd = fds[1];
 	p->size = size;
-	p->queued = 0;
+	pp->st.held += size;
 	pp->st.created++;
+out:
+	p->queued = 0;
 	pp->st.in_use++;
 	return 0;
 fail:
@@ -125,7 +176,7 @@ pipepool_put(struct pipepool *pp, struct spipe *p)
 	p->queued = 0;
 	return;
 drop:
-	close_pipe(p);
+	close_pipe(pp, p);
 	p->queued = 0;
 }
 
@@ -137,7 +188,7 @@ pipepool_trim(struct pipepool *pp, uint64_t now)
 	/* Ages only fall going up the stack: stop at the first pipe kept. */
 	while (n < pp->nidle && now - pp->idle[n].since_ms >=
 	    (pp->nidle - n > PIPEPOOL_KEEP ? PIPEPOOL_IDLE_MS : PIPEPOOL_KEEP_MS))
-		close_pipe(&pp->idle[n++].p);
+		close_pipe(pp, &pp->idle[n++].p);
 	if (n == 0)
 		return;
 	pp->nidle -= n;

@@ -129,8 +129,11 @@ finish(struct relay_dir *d)
 {
 	arm(d, false, false);
 	d->mover->release(d);
-	/* ENOTCONN: the peer already reset; the other direction will see it. */
-	(void)shutdown(d->out, SHUT_WR);
+	/* ENOTCONN: the peer already reset; the other direction will see it.
+	 * When the other direction is done too, the connection is closed
+	 * next, with nothing unread: close() sends the same FIN. */
+	if (d->other == NULL || d->other->state != RELAY_DONE)
+		(void)shutdown(d->out, SHUT_WR);
 	set_state(d, RELAY_DONE);
 }
 
@@ -294,6 +297,19 @@ void
 relay_start(struct relay_dir *d)
 {
 	run(d);
+}
+
+void
+relay_watch(struct relay_dir *d)
+{
+	arm(d, true, false);
+}
+
+void
+relay_pair(struct relay_dir *a, struct relay_dir *b)
+{
+	a->other = b;
+	b->other = a;
 }
 
 void

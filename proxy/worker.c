@@ -64,7 +64,7 @@ new_base(void)
 
 struct worker *
 worker_new(unsigned id, struct config *cfg, struct listener_set *ls,
-    unsigned max_pipes, char *err, size_t errlen)
+    unsigned max_pipes, size_t pipe_budget, char *err, size_t errlen)
 {
 	struct timeval second = { 1, 0 };
 	struct worker *w;
@@ -82,14 +82,16 @@ worker_new(unsigned id, struct config *cfg, struct listener_set *ls,
 		goto fail;
 	}
 	if (zc_splice_supported()) {
-		/* A pipe the kernel would not grow (past the per-user budget it
-		 * stays at one page) costs more syscalls than copying saves. */
-		min_pipe = cfg->pipe_size < 16384 ? cfg->pipe_size : 16384;
-		if ((w->pipes = pipepool_new(max_pipes, cfg->pipe_size, min_pipe)) == NULL)
+		/* Below 128 KiB a pipe costs more in syscalls than copying
+		 * through a buffer does (tools/bench sweep): such a pipe, or
+		 * one the kernel would not grow past a page, is refused. */
+		min_pipe = cfg->pipe_size < RELAY_MIN_PIPE ? cfg->pipe_size : RELAY_MIN_PIPE;
+		if ((w->pipes = pipepool_new(max_pipes, cfg->pipe_size, min_pipe,
+		    pipe_budget)) == NULL)
 			goto nomem;
 	}
 	relay_ctx_init(&w->relay, w->base, w->pipes, cfg->buffer_size);
-	if (w->relay.bufs == NULL)
+	if (w->relay.bufs == NULL || log_batch_init(&w->log, w->base) == -1)
 		goto nomem;
 	if ((w->rr = calloc(cfg->nbackends, sizeof(*w->rr))) == NULL)
 		goto nomem;
@@ -124,6 +126,7 @@ worker_free(struct worker *w)
 		backend_rr_cleanup(&w->rr[i]);
 	free(w->rr);
 	relay_ctx_cleanup(&w->relay);
+	log_batch_cleanup(&w->log);
 	pipepool_free(w->pipes);
 	if (w->base != NULL)
 		event_base_free(w->base);
@@ -142,6 +145,7 @@ run(void *arg)
 	 * thread that owns it. */
 	listener_accept_stop(w);
 	conn_close_all(w);
+	log_batch_flush(&w->log);
 	atomic_store(&w->finished, true);
 	if (w->exited != NULL)
 		event_active(w->exited, 0, 1);

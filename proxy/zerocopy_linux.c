@@ -34,20 +34,29 @@ zc_splice_disable(void)
 int
 zc_pipe_open(int fds[2], size_t *size)
 {
-	int got;
-
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
 		return -1;
-	/* Past the per-user pipe budget (pipe-user-pages-soft) the kernel refuses
-	 * to grow the pipe with EPERM and leaves it at one page: not an error
-	 * here, the caller sees the small size and decides. */
-	if (*size > 0)
-		(void)fcntl(fds[1], F_SETPIPE_SZ, (int)*size);
-	got = fcntl(fds[1], F_GETPIPE_SZ);
-	if (got <= 0) {
+	if (zc_pipe_resize(fds[1], size) == -1) {
 		zc_pipe_close(fds);
 		return -1;
 	}
+	return 0;
+}
+
+int
+zc_pipe_resize(int pipe_w, size_t *size)
+{
+	int got;
+
+	/* Past the per-user pipe budget (pipe-user-pages-soft) the kernel refuses
+	 * to grow the pipe with EPERM and leaves it as it was (one page for a
+	 * new pipe): not an error here, the caller sees the size and decides. */
+	if (*size > 0 && (got = fcntl(pipe_w, F_SETPIPE_SZ, (int)*size)) > 0) {
+		*size = (size_t)got;
+		return 0;
+	}
+	if ((got = fcntl(pipe_w, F_GETPIPE_SZ)) <= 0)
+		return -1;
 	*size = (size_t)got;
 	return 0;
 }

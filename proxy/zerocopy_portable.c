@@ -33,6 +33,14 @@ zc_pipe_open(int fds[2], size_t *size)
 	return -1;
 }
 
+int
+zc_pipe_resize(int pipe_w, size_t *size)
+{
+	(void)pipe_w, (void)size;
+	errno = ENOSYS;
+	return -1;
+}
+
 void
 zc_pipe_close(int fds[2])
 {

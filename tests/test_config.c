@@ -175,7 +175,7 @@ test_defaults(void **state)
 	assert_true(cfg->access_log);
 	assert_int_equal(cfg->splice, CONFIG_SPLICE_AUTO);
 	assert_int_equal(cfg->splice_threshold, 64 * 1024);
-	assert_int_equal(cfg->pipe_size, 256 * 1024);
+	assert_int_equal(cfg->pipe_size, 1024 * 1024);
 	assert_int_equal(cfg->buffer_size, 64 * 1024);
 	assert_int_equal(cfg->max_pipes, 0);
 	assert_int_equal(cfg->shutdown_timeout_ms, 30000);

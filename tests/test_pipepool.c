@@ -159,13 +159,20 @@ teardown(void **state)
 }
 
 static struct pipepool *
-new_pool(void **state, unsigned max, size_t pipe_size, size_t min_size)
+new_budget_pool(void **state, unsigned max, size_t pipe_size, size_t min_size,
+    size_t budget)
 {
 	struct fx *f = *state;
 
-	f->pp = pipepool_new(max, pipe_size, min_size);
+	f->pp = pipepool_new(max, pipe_size, min_size, budget);
 	assert_non_null(f->pp);
 	return f->pp;
+}
+
+static struct pipepool *
+new_pool(void **state, unsigned max, size_t pipe_size, size_t min_size)
+{
+	return new_budget_pool(state, max, pipe_size, min_size, 0);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -393,6 +400,83 @@ test_setsz_refused_default_kept(void **state)
 	pipepool_put(pp, &p);
 }
 
+/* With a budget, pipes shrink as more are out: each new pipe gets at most
+ * budget / (2 x pipes out), never below min_size, and the pipes held never
+ * add up to more than the budget; past that the pool says no (BUDGET). */
+static void
+test_budget_shares(void **state)
+{
+	enum { N = 9 };
+	/* budget 4 MiB: shares 2m, 1m, 682k, 512k, 409k, 341k, 292k, 256k ... */
+	static const size_t want[N] = { 1 << 20, 1 << 20, 512 << 10, 512 << 10,
+	    256 << 10, 256 << 10, 256 << 10, 256 << 10, 0 };
+	struct pipepool *pp;
+	struct spipe p[N];
+	enum pipepool_fail why = PIPEPOOL_FAIL_MAX_;
+	size_t held = 0;
+	int n;
+
+	need_pipes();
+	pp = new_budget_pool(state, 64, 1 << 20, 128 << 10, 4 << 20);
+	for (n = 0; n < N; n++) {
+		if (pipepool_get(pp, &p[n], &why) == -1)
+			break;
+		assert_int_equal(p[n].size, want[n]);
+		assert_int_equal(fcntl(p[n].wfd, F_GETPIPE_SZ), (int)want[n]);
+		held += p[n].size;
+		assert_int_equal(stats(pp).held, held);
+		assert_true(held <= 4 << 20);
+	}
+	/* 2x1m + 2x512k + 4x256k = 4 MiB: not even a 128k pipe fits now, and
+	 * one below min_size is not worth having. */
+	assert_int_equal(n, N - 1);
+	assert_int_equal(why, PIPEPOOL_FAIL_BUDGET);
+	assert_int_equal(stats(pp).fails[PIPEPOOL_FAIL_BUDGET], 1);
+	/* One back (idle, still held): it is reused rather than a new one. */
+	pipepool_put(pp, &p[0]);
+	assert_int_equal(stats(pp).held, held);
+	assert_int_equal(pipepool_get(pp, &p[0], &why), 0);
+	assert_int_equal(stats(pp).reused, 1);
+	for (n = 0; n < N - 1; n++)
+		pipepool_put(pp, &p[n]);
+	assert_int_equal(stats(pp).in_use, 0);
+}
+
+/* A small idle pipe handed to a lone stream is grown to the share it may
+ * have now; a dirty pipe's bytes leave the budget when it is closed. */
+static void
+test_budget_reuse_grows(void **state)
+{
+	enum { N = 6 };
+	struct pipepool *pp;
+	struct spipe p[N], q;
+	enum pipepool_fail why;
+	size_t small;
+	int rfd;
+
+	need_pipes();
+	pp = new_budget_pool(state, 64, 1 << 20, 128 << 10, 4 << 20);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(pipepool_get(pp, &p[i], &why), 0);
+	small = p[N - 1].size;
+	assert_true(small < (1 << 20));
+	for (int i = 0; i < N - 1; i++) {
+		assert_int_equal(write(p[i].wfd, "x", 1), 1);
+		p[i].queued = 1;                /* dirty: closed, not kept */
+		pipepool_put(pp, &p[i]);
+	}
+	assert_int_equal(stats(pp).held, small);
+	rfd = p[N - 1].rfd;
+	pipepool_put(pp, &p[N - 1]);            /* the only idle pipe */
+	assert_int_equal(pipepool_get(pp, &q, &why), 0);
+	assert_int_equal(q.rfd, rfd);
+	assert_int_equal(q.size, 1 << 20);
+	assert_int_equal(fcntl(q.wfd, F_GETPIPE_SZ), 1 << 20);
+	assert_int_equal(stats(pp).held, 1 << 20);
+	assert_int_equal(stats(pp).created, N);
+	pipepool_put(pp, &q);
+}
+
 /* Idle pipes beyond PIPEPOOL_KEEP are closed, oldest first, once they have
  * been idle PIPEPOOL_IDLE_MS; the first PIPEPOOL_KEEP stay whatever the age. */
 static void
@@ -465,6 +549,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_budget_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_setsz_refused_default_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_budget_shares, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_budget_reuse_grows, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

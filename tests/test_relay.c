@@ -280,7 +280,7 @@ setup(void **state)
 	assert_non_null(f->base);
 	f->timer = evtimer_new(f->base, timeout_cb, f);
 	assert_non_null(f->timer);
-	f->pool = pipepool_new(16, PIPE_SIZE, MIN_PIPE);
+	f->pool = pipepool_new(16, PIPE_SIZE, MIN_PIPE, 0);
 	assert_non_null(f->pool);
 	relay_ctx_init(&f->ctx, f->base, f->pool, BUFFER_SIZE);
 	assert_non_null(f->ctx.bufs);
@@ -378,7 +378,7 @@ static void
 use_pool(struct fx *f, unsigned max, size_t pipe_size, size_t min_size)
 {
 	pipepool_free(f->pool);
-	f->pool = f->ctx.pipes = pipepool_new(max, pipe_size, min_size);
+	f->pool = f->ctx.pipes = pipepool_new(max, pipe_size, min_size, 0);
 	assert_non_null(f->pool);
 }
 

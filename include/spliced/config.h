@@ -78,7 +78,7 @@ struct config {
 	bool access_log;            /* default on */
 	enum config_splice splice;  /* default auto */
 	size_t splice_threshold;    /* default 64k */
-	size_t pipe_size;           /* default 256k; 4k..1g */
+	size_t pipe_size;           /* default 1m; 4k..1g */
 	size_t buffer_size;         /* default 16k; 1k..64m */
 	unsigned max_pipes;         /* 0 = derived */
 	unsigned shutdown_timeout_ms;      /* default 30s */

@@ -8,7 +8,14 @@
 #ifndef SPLICED_LOG_H
 #define SPLICED_LOG_H
 
+#include <stddef.h>
+
 #include "spliced/config.h"
+
+struct event;
+struct event_base;
+
+#define LOG_LINE_MAX 2048               /* longer lines are cut */
 
 void log_set_level(enum config_log_level);
 enum config_log_level log_get_level(void);
@@ -17,6 +24,23 @@ void log_route_libevent(void);
 
 void log_msg(enum config_log_level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* A worker's batch: lines written together, in one write(2), once the
+ * callbacks of the current turn of its event loop have run (or when the
+ * batch is full). Under load that is one write for many access lines, not
+ * one per connection. A line never straddles two writes. Owned by one
+ * thread. */
+struct log_batch {
+	char buf[16384];
+	size_t len;
+	struct event *flush;
+};
+
+int log_batch_init(struct log_batch *, struct event_base *);   /* 0 / -1 ENOMEM */
+void log_batch_cleanup(struct log_batch *);     /* flushes what is left */
+void log_batch_msg(struct log_batch *, enum config_log_level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void log_batch_flush(struct log_batch *);
 
 #define log_error(...) log_msg(CONFIG_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(CONFIG_LOG_WARN, __VA_ARGS__)

@@ -8,7 +8,16 @@
  * once a second, closes idle pipes beyond the PIPEPOOL_KEEP most recently
  * used once they have sat unused for PIPEPOOL_IDLE_MS, and those few after
  * PIPEPOOL_KEEP_MS: a burst does not pin fds or the per-user pipe budget
- * afterwards, and a proxy left idle holds no pipe at all. */
+ * afterwards, and a proxy left idle holds no pipe at all.
+ *
+ * Pipe sizes follow the load. Big pipes halve the syscalls per byte, but
+ * the kernel charges every pipe's slots to a per-user budget
+ * (pipe-user-pages-soft: 64 MiB by default; past it new pipes get one page).
+ * So a pool with a budget hands out pipe_size while few pipes are out and
+ * smaller pipes (down to min_size) as more are: each new pipe gets at most
+ * an even share of the budget between the pipes out, and the pipes the pool
+ * holds, in use or idle, never add up to more than the budget. A reused
+ * pipe smaller than the share it may have is grown first. */
 #ifndef SPLICED_PIPEPOOL_H
 #define SPLICED_PIPEPOOL_H
 
@@ -34,16 +43,19 @@ enum pipepool_fail {            /* why pipepool_get() said no */
 
 struct pipepool_stats {
 	unsigned in_use, pooled;
+	size_t held;                /* bytes of pipe the pool holds, in use or idle */
 	uint64_t created, reused, closed_dirty;
 	uint64_t fails[PIPEPOOL_FAIL_MAX_];
 };
 
 struct pipepool;
 
-/* max: pipes out at once (in use + pooled); pipe_size: asked of F_SETPIPE_SZ;
- * min_size: a granted size below this is refused (PIPEPOOL_FAIL_BUDGET).
- * NULL with errno. */
-struct pipepool *pipepool_new(unsigned max, size_t pipe_size, size_t min_size);
+/* max: pipes in use at once; pipe_size: the largest size asked of
+ * F_SETPIPE_SZ; min_size: a granted size below this is refused
+ * (PIPEPOOL_FAIL_BUDGET); budget: bytes of pipe the pool may hold, 0 for
+ * no limit (then every pipe is asked for pipe_size). NULL with errno. */
+struct pipepool *pipepool_new(unsigned max, size_t pipe_size, size_t min_size,
+    size_t budget);
 void pipepool_free(struct pipepool *);        /* NULL is fine */
 
 /* 0 with *p filled (queued = 0), or -1 with *why set: the caller copies. */

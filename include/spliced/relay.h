@@ -30,6 +30,9 @@
 /* Bytes one direction moves per callback before it lets other connections
  * of the worker run (level-triggered polling brings it back). */
 #define RELAY_BUDGET (1024 * 1024)
+/* The smallest pipe worth splicing through: below it the syscalls per byte
+ * cost more than copying through a buffer does (tools/bench sweep). */
+#define RELAY_MIN_PIPE (128 * 1024)
 /* Idle copy buffers a worker keeps for reuse. */
 #define RELAY_BUFS_KEEP 64
 
@@ -97,6 +100,7 @@ struct relay_dir {
 	int err;
 	relay_cb cb;                /* on DONE or FAILED */
 	void *arg;
+	const struct relay_dir *other;   /* the connection's other direction */
 };
 
 /* The auto policy: which mover the next read should use. Pure. splice_ok:
@@ -113,6 +117,12 @@ void relay_ctx_cleanup(struct relay_ctx *);
 int relay_init(struct relay_dir *, struct relay_ctx *, int in, int out,
     enum config_splice policy, size_t threshold, relay_cb cb, void *arg);
 void relay_start(struct relay_dir *);
+/* Start by waiting for `in` instead of reading it first: for a peer that has
+ * only just connected, a read would almost always say EAGAIN. */
+void relay_watch(struct relay_dir *);
+/* The two directions of one connection: a direction that ends after the
+ * other has ended leaves the FIN to close(), which the caller does next. */
+void relay_pair(struct relay_dir *, struct relay_dir *);
 /* Stop and release: events removed, buffer returned, pipe returned (a pipe
  * still holding bytes is closed). The sockets are the caller's. */
 void relay_cleanup(struct relay_dir *);

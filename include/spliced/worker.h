@@ -18,6 +18,7 @@
 #include "spliced/config.h"
 #include "spliced/conn.h"
 #include "spliced/listener.h"
+#include "spliced/log.h"
 #include "spliced/relay.h"
 
 enum worker_cmd { WORKER_RUN, WORKER_DRAIN, WORKER_STOP };
@@ -41,6 +42,7 @@ struct worker {
 	unsigned npeers;
 	struct pipepool *pipes;     /* NULL when splicing is impossible */
 	struct relay_ctx relay;
+	struct log_batch log;       /* access lines, written once per loop turn */
 	struct backend_rr *rr;      /* one per cfg->backends[] */
 	struct worker_accept *acc;
 	TAILQ_HEAD(conn_list, conn) conns;
@@ -53,9 +55,10 @@ struct worker {
 	struct worker_stats st;
 };
 
-/* NULL with err. max_pipes: this worker's share. */
+/* NULL with err. max_pipes, pipe_budget: this worker's share of the
+ * process's pipes and pipe bytes (pipepool_new(); budget 0: no limit). */
 struct worker *worker_new(unsigned id, struct config *, struct listener_set *,
-    unsigned max_pipes, char *err, size_t errlen);
+    unsigned max_pipes, size_t pipe_budget, char *err, size_t errlen);
 void worker_free(struct worker *);            /* after worker_join; NULL ok */
 int worker_start(struct worker *);            /* 0 / -1 with errno */
 void worker_join(struct worker *);

@@ -28,6 +28,9 @@ bool zc_splice_disable(void);
  * F_SETPIPE_SZ. On return *size is what the kernel granted (it may be less,
  * e.g. one page past the per-user pipe budget). 0, or -1 with errno. */
 int zc_pipe_open(int fds[2], size_t *size);
+/* Resize an empty pipe (its write end) to *size; *size becomes what the
+ * kernel granted, which may be the old size. 0, or -1 with errno. */
+int zc_pipe_resize(int pipe_w, size_t *size);
 void zc_pipe_close(int fds[2]);
 
 /* Socket -> pipe: up to len bytes from sock into the pipe's write end.

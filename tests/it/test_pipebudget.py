@@ -11,9 +11,10 @@ backend waits until all 100 connections are up before it sends, and the
 clients start reading only 1.5 s later, so pipes fill and are held at once
 (100 x 1 MiB is past the 64 MiB budget). Asserted: nothing is lost (each
 stream's sha256 matches one the backends sent, each ends in a clean EOF, and
-its access line counts 8 MiB); in a build with splice, the access log shows
-that some bytes were copied (the fallback when no pipe can be had); and the
-proxy keeps serving afterwards (a 1 MiB download, sha256 equal)."""
+its access line counts 8 MiB); in a build with splice, most bytes were still
+spliced: the pools hand out smaller pipes as more are out instead of running
+into one-page pipes or copying (pipepool.h); and the proxy keeps serving
+afterwards (a 1 MiB download, sha256 equal)."""
 
 import collections
 import os
@@ -120,10 +121,9 @@ def test_pipe_budget(ctx):
     H.log("down bytes: %d spliced, %d copied (%.1f%% copied); warnings: %s" % (
         spliced, copied, 100.0 * copied / max(1, spliced + copied), p.warnings()[:3]))
     if ctx.can_splice:
-        if soft > 0:
-            H.check(copied > 0, "bytes copied when the pipe budget ran out (fallback)",
-                    "> 0", copied)
-        H.check(spliced > 0, "bytes spliced (splice=always)", "> 0", spliced)
+        # With 1 MiB pipes only 56 streams would fit the budget's 7/8.
+        H.check(spliced > copied, "most bytes spliced past the 1 MiB pipes' budget "
+                "(smaller pipes, not copying)", "> %d" % copied, spliced)
     else:
         H.check_eq(spliced, 0, "bytes spliced in a build with zero-copy %s" % ctx.zc_backend)
 
