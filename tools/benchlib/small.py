@@ -1,0 +1,240 @@
+"""Section small: HTTP request/response through the proxy, with wrk.
+
+The backend is a plain nginx HTTP server the section starts on a free
+127.0.0.1 port, `worker_processes 1` (one core's worth of backend on a
+2-core machine, so the backend does not take both cores), serving two
+static files from the work directory, 1 KiB and 64 KiB, with keep-alive
+(keepalive_requests raised so a keep-alive connection is never closed
+during a run), sendfile on and no access log. For each proxy wrk runs
+`wrk -t T -c C -d SECONDS --latency` against the proxy, per case:
+
+  1k keep-alive, 64k keep-alive     requests on C persistent connections
+  1k close, 64k close               -H 'Connection: close': the backend
+                                    closes after each response, so every
+                                    request is a new connection through the
+                                    proxy (accept, connect to the backend,
+                                    two closes)
+
+Measured: requests/s and p50/p99 latency (wrk --latency), the proxy's CPU
+microseconds per request (its utime+stime over the run / requests).
+"""
+
+import os
+import re
+import subprocess
+
+from .common import (ProcWindow, RunError, free_port, note, wait_listening, which,
+                     write_file)
+
+BODIES = {"1k": 1024, "64k": 65536}
+CASES = ["1k keep-alive", "1k close", "64k keep-alive", "64k close"]
+SMOKE_CASES = ["1k keep-alive", "64k close"]     # both bodies, both modes, in half the time
+
+
+class HttpBackend:
+    """nginx serving workdir/www/{1k,64k}.bin; worker_processes 1."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "http-backend")
+        self.proc, self.port = None, None
+        self.log = os.path.join(self.dir, "error.log")
+
+    def start(self):
+        www = os.path.join(self.dir, "www")
+        os.makedirs(www, exist_ok=True)
+        for d in (self.dir, www):
+            os.chmod(d, 0o755)
+        for name, size in BODIES.items():
+            with open(os.path.join(www, f"{name}.bin"), "wb") as f:
+                f.write((b"0123456789abcdef" * (size // 16 + 1))[:size])
+            os.chmod(os.path.join(www, f"{name}.bin"), 0o644)
+        self.port = free_port()
+        d = self.dir
+        conf = write_file(os.path.join(d, "nginx.conf"), f"""\
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log notice;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_timeout 75s;
+    keepalive_requests 100000000;
+    default_type application/octet-stream;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{self.port} backlog=4096;
+        root {www};
+    }}
+}}
+""")
+        cmd = [which("nginx"), "-p", d + "/", "-e", self.log, "-c", conf, "-g", "daemon off;"]
+        with open(os.path.join(d, "stdout.log"), "w") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_listening(self.proc, self.port, "nginx (HTTP backend)", self.log)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+        self.proc = None
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text):
+    m = re.match(r"([0-9.]+)(us|ms|s|m)$", text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def parse_wrk(text):
+    """requests, rps, p50_ms, p99_ms, errors (socket errors + non-2xx/3xx)
+    from wrk --latency output."""
+    out = {}
+    m = re.search(r"^\s*(\d+) requests in ([0-9.]+)(\w+),", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+    m = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
+    if m:
+        out["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
+        if m:
+            out[key] = _ms(m.group(1))
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+        out["socket_errors"] = m.group(0)
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        errors += int(m.group(1))
+        out["non2xx"] = int(m.group(1))
+    out["errors"] = errors
+    return out
+
+
+class Section:
+    name = "small"
+    title = "Small: HTTP requests (wrk)"
+    columns = [
+        ("rps", "req/s", 0, "higher"),
+        ("p50_ms", "p50 ms", 3, "lower"),
+        ("p99_ms", "p99 ms", 3, "lower"),
+        ("cpu_us_per_req", "CPU µs/req", 1, "lower"),
+    ]
+    ratio_keys = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req"]
+
+    @staticmethod
+    def add_arguments(p):
+        p.add_argument("--wrk-threads", type=int, default=1,
+                       help="small: wrk -t (default 1)")
+        p.add_argument("--wrk-connections", type=int, default=32,
+                       help="small: wrk -c, connections kept open (default 32)")
+
+    @staticmethod
+    def available():
+        if not which("wrk"):
+            return False, "wrk is not installed"
+        if not which("nginx"):
+            return False, "nginx (the HTTP backend) is not installed"
+        return True, ""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        a = ctx.args
+        self.seconds = a.seconds
+        self.threads = getattr(a, "wrk_threads", 1) or 1
+        self.conns = getattr(a, "wrk_connections", 32) or 32
+        if self.conns < self.threads:
+            self.conns = self.threads
+        self.backend = HttpBackend(ctx.workdir)
+
+    def describe(self):
+        return [
+            f"wrk -t{self.threads} -c{self.conns} -d{self.seconds}s --latency through the "
+            "proxy to an nginx HTTP backend (worker_processes 1, keep-alive, sendfile, no "
+            "access log) serving static 1 KiB and 64 KiB files.",
+            "keep-alive: the connections stay open; close: `-H 'Connection: close'`, a new "
+            "connection through the proxy per request. CPU µs/req: the proxy's CPU "
+            "(utime+stime, all processes and threads) over the run / requests completed.",
+        ]
+
+    def cases(self):
+        return list(SMOKE_CASES if self.ctx.args.smoke else CASES)
+
+    def start_backends(self):
+        self.backend.start()
+        return [("127.0.0.1", self.backend.port)]
+
+    def proxy_opts(self, case):
+        return {}
+
+    def measure(self, proxy, case):
+        body, mode = case.split()
+        cmd = ["wrk", f"-t{self.threads}", f"-c{self.conns}", f"-d{self.seconds}s", "--latency"]
+        if mode == "close":
+            cmd += ["-H", "Connection: close"]
+        cmd.append(f"http://127.0.0.1:{proxy.port}/{body}.bin")
+        limit = self.seconds + 30
+        with ProcWindow(proxy) as w:
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
+                                     stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise RunError(f"wrk did not finish within {limit} s", proxy.log)
+        if res.returncode != 0:
+            raise RunError(f"wrk exited {res.returncode}: "
+                           f"{(res.stderr or res.stdout).strip()[:300]}", proxy.log)
+        r = parse_wrk(res.stdout)
+        for k in ("requests", "rps", "p50_ms", "p99_ms"):
+            if k not in r:
+                raise RunError(f"wrk's output has no {k}: {res.stdout.strip()[:300]}", proxy.log)
+        if r["requests"] <= 0:
+            raise RunError("wrk completed no request through the proxy", proxy.log)
+        out = dict(w.delta)
+        out.update({k: r[k] for k in ("requests", "rps", "p50_ms", "p99_ms", "errors")})
+        out["cpu_us_per_req"] = out["cpu_s"] / r["requests"] * 1e6
+        warnings = []
+        if r["errors"]:
+            # A few errors among thousands of requests do not make a failure,
+            # but they are shown; many do.
+            what = ", ".join(x for x in (r.get("socket_errors"),
+                                         f"non-2xx/3xx {r['non2xx']}" if r.get("non2xx") else None)
+                             if x)
+            if r["errors"] > max(10, r["requests"] // 100):
+                raise RunError(f"wrk: {r['errors']} errors in {r['requests']} requests ({what})",
+                               proxy.log)
+            warnings.append(f"wrk: {r['errors']} errors in {r['requests']} requests ({what})")
+        out["warnings"] = warnings
+        return out
+
+    def stop_backends(self):
+        self.backend.stop()
+
+    def charts(self):
+        return [
+            {"file": "small-rps.png", "title": "Small (wrk): requests/s through the proxy",
+             "kind": "bars", "metric": "rps", "ylabel": "requests/s (higher is better)"},
+            {"file": "small-cpu-per-req.png",
+             "title": "Small (wrk): proxy CPU microseconds per request",
+             "kind": "bars", "metric": "cpu_us_per_req",
+             "ylabel": "CPU µs / request (lower is better)"},
+        ]
