@@ -237,6 +237,22 @@ addr_format(const struct sockaddr *sa, char *buf, size_t buflen)
 	return buf;
 }
 
+void
+addr_unmap(struct sockaddr_storage *ss, socklen_t *len)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+
+	if (ss->ss_family != AF_INET6 || *len < sizeof(*sin6) ||
+	    !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+		return;
+	sin.sin_port = sin6->sin6_port;
+	memcpy(&sin.sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, &sin, sizeof(sin));
+	*len = sizeof(sin);
+}
+
 bool
 addr_equal(const struct addr *a, const struct addr *b)
 {

@@ -203,7 +203,9 @@ sect_create(struct config *cfg, enum config_sect kind, const char *name,
 			goto fail;
 		cfg->backends = b;
 		cfg->backends[cfg->nbackends++] = (struct config_backend){
-		    .name = copy, .retries = 2, .line = line };
+		    .name = copy, .retries = 2, .line = line,
+		    .health_interval_ms = 2 * 1000, .health_timeout_ms = 1000,
+		    .rise = 2, .fall = 3 };
 	}
 	return 0;
 fail:

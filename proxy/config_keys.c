@@ -65,9 +65,14 @@ static const struct config_key listener_keys[] = {
 static const struct config_key backend_keys[] = {
 	KW("server", SERVER, 0),
 	NUM("retries", UINT, B(retries), 0, 100, "0..100"),
-	KW("balance", BALANCE, 0),
-	LATER("health_check"), LATER("health_interval"),
-	LATER("health_timeout"), LATER("rise"), LATER("fall"),
+	KW("balance", BALANCE, B(balance)),
+	KW("health_check", HEALTH, B(health_check)),
+	NUM("health_interval", DURATION, B(health_interval_ms), 10,
+	    DURATION_MAX, "10ms..24h"),
+	NUM("health_timeout", DURATION, B(health_timeout_ms), 1,
+	    DURATION_MAX, "1ms..24h"),
+	NUM("rise", UINT, B(rise), 1, 100, "1..100"),
+	NUM("fall", UINT, B(fall), 1, 100, "1..100"),
 	LATER("resolve_interval"),
 	{ .name = NULL },
 };
@@ -76,6 +81,18 @@ static const char *const splice_names[] = {
 	[CONFIG_SPLICE_AUTO] = "auto",
 	[CONFIG_SPLICE_ALWAYS] = "always",
 	[CONFIG_SPLICE_NEVER] = "never",
+};
+
+static const char *const balance_names[] = {
+	[CONFIG_BALANCE_ROUNDROBIN] = "roundrobin",
+	[CONFIG_BALANCE_LEASTCONN] = "leastconn",
+	[CONFIG_BALANCE_SOURCE] = "source",
+	[CONFIG_BALANCE_RANDOM] = "random",
+};
+
+static const char *const health_names[] = {
+	[CONFIG_HEALTH_OFF] = "off",
+	[CONFIG_HEALTH_TCP] = "tcp",
 };
 
 static const char *const log_level_names[] = {
@@ -206,6 +223,12 @@ config_splice_name(enum config_splice s)
 	return (unsigned)s < 3 ? splice_names[s] : "?";
 }
 
+const char *
+config_balance_name(enum config_balance b)
+{
+	return (unsigned)b < 4 ? balance_names[b] : "?";
+}
+
 bool
 config_name_ok(const char *s)
 {
@@ -268,43 +291,57 @@ bind_add(struct config_listener *l, const char *value, char *why, size_t n)
 	return 0;
 }
 
+/* weight=N or max_connections=N; seen: the options already given. */
 static int
-server_option(struct config_server *srv, const char *opt, bool *have_weight,
+server_option(struct config_server *srv, const char *opt, unsigned *seen,
     char *why, size_t n)
 {
-	unsigned long long w;
+	static const struct {
+		const char *name;
+		unsigned long long min, max;
+		const char *range;
+	} opts[] = {
+		{ "weight=", 1, 256, "1..256" },
+		{ "max_connections=", 0, MAX_CONN, "0..10000000" },
+	};
+	unsigned long long v;
+	size_t i, len;
 
-	if (strncasecmp(opt, "weight=", 7) == 0) {
-		if (*have_weight) {
-			snprintf(why, n, "weight given twice");
-			return -1;
-		}
-		if (number_parse(opt + 7, &w) < 0 || w < 1 || w > 256) {
-			snprintf(why, n, "'%s': weight must be 1..256", opt);
-			return -1;
-		}
-		srv->weight = (unsigned)w;
-		*have_weight = true;
-	} else if (strncasecmp(opt, "max_connections=", 16) == 0) {
-		snprintf(why, n, "server option max_connections "
-		    "is not supported yet");
-		return -1;
-	} else {
-		snprintf(why, n, "unknown server option '%s' (expected weight=N)",
-		    opt);
+	for (i = 0; i < 2; i++)
+		if (strncasecmp(opt, opts[i].name, strlen(opts[i].name)) == 0)
+			break;
+	if (i == 2) {
+		snprintf(why, n, "unknown server option '%s' "
+		    "(expected weight=N or max_connections=N)", opt);
 		return -1;
 	}
+	len = strlen(opts[i].name);
+	if (*seen & (1u << i)) {
+		snprintf(why, n, "%.*s given twice", (int)len - 1, opts[i].name);
+		return -1;
+	}
+	if (number_parse(opt + len, &v) < 0 || v < opts[i].min ||
+	    v > opts[i].max) {
+		snprintf(why, n, "'%s': %.*s must be %s", opt, (int)len - 1,
+		    opts[i].name, opts[i].range);
+		return -1;
+	}
+	if (i == 0)
+		srv->weight = (unsigned)v;
+	else
+		srv->max_connections = (unsigned)v;
+	*seen |= 1u << i;
 	return 0;
 }
 
-/* "NAME ADDRESS:PORT [weight=N]" */
+/* "NAME ADDRESS:PORT [weight=N] [max_connections=N]" */
 static int
 server_add(struct config_backend *b, const char *value, int line, char *why,
     size_t n)
 {
 	struct config_server srv = { .weight = 1, .line = line }, *servers;
 	char *copy, *name, *where, *opt, *save = NULL;
-	bool have_weight = false;
+	unsigned seen = 0;
 	int rc = -1;
 
 	if ((copy = strdup(value)) == NULL) {
@@ -313,8 +350,8 @@ server_add(struct config_backend *b, const char *value, int line, char *why,
 	}
 	name = strtok_r(copy, " \t", &save);
 	if ((where = strtok_r(NULL, " \t", &save)) == NULL) {
-		snprintf(why, n, "'%s': expected NAME ADDRESS:PORT [weight=N]",
-		    value);
+		snprintf(why, n, "'%s': expected NAME ADDRESS:PORT [weight=N] "
+		    "[max_connections=N]", value);
 		goto fail;
 	}
 	if (!config_name_ok(name)) {
@@ -334,7 +371,7 @@ server_add(struct config_backend *b, const char *value, int line, char *why,
 		goto fail;
 	}
 	while ((opt = strtok_r(NULL, " \t", &save)) != NULL)
-		if (server_option(&srv, opt, &have_weight, why, n) < 0)
+		if (server_option(&srv, opt, &seen, why, n) < 0)
 			goto fail;
 	/* Last: the only step that may wait on the resolver. */
 	if (addr_parse(&srv.addr, where, false, why, n) < 0)
@@ -357,18 +394,6 @@ fail:
 	return rc;
 }
 
-static int
-balance_set(const char *v, char *why, size_t n)
-{
-	if (strcasecmp(v, "roundrobin") == 0)
-		return 0;
-	if (strcasecmp(v, "leastconn") == 0 || strcasecmp(v, "source") == 0 ||
-	    strcasecmp(v, "random") == 0)
-		snprintf(why, n, "'%s' is not supported yet (only roundrobin)", v);
-	else
-		snprintf(why, n, "'%s' is not a balance algorithm (roundrobin)", v);
-	return -1;
-}
 
 /* Numbers of every kind, range-checked. Too large to parse is out of
  * range too: the operator needs the range, not the overflow. */
@@ -479,7 +504,21 @@ config_key_set(const struct config_key *k, void *base, const char *v,
 	case CONFIG_KEY_SERVER:
 		return server_add(base, v, line, why, n);
 	case CONFIG_KEY_BALANCE:
-		return balance_set(v, why, n);
+		if ((i = keyword(v, balance_names, 4)) < 0) {
+			snprintf(why, n, "'%s' is not a balance algorithm "
+			    "(roundrobin, leastconn, source or random)", v);
+			return -1;
+		}
+		*(enum config_balance *)field = (enum config_balance)i;
+		return 0;
+	case CONFIG_KEY_HEALTH:
+		if ((i = keyword(v, health_names, 2)) < 0) {
+			snprintf(why, n, "'%s' is not a health check "
+			    "(tcp or off)", v);
+			return -1;
+		}
+		*(enum config_health *)field = (enum config_health)i;
+		return 0;
 	default:
 		snprintf(why, n, "internal error: key type %d", (int)k->type);
 		return -1;

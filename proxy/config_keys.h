@@ -31,6 +31,7 @@ enum config_key_type {
 	CONFIG_KEY_BIND,            /* repeats */
 	CONFIG_KEY_SERVER,          /* repeats */
 	CONFIG_KEY_BALANCE,
+	CONFIG_KEY_HEALTH,
 	CONFIG_KEY_LATER,           /* documented, belongs to later work */
 };
 

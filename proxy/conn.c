@@ -28,11 +28,13 @@ struct conn {
 	struct worker *w;
 	struct listener *l;
 	const struct config_backend *bc;
-	struct backend_rr *rr;
+	struct backend_lb *lb;
 	int cfd, bfd;
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
 	ssize_t server;             /* index into bc->servers; -1 before any */
+	bool reserved;              /* holds a slot on server (backend_lb_pick) */
+	bool trial;                 /* the trial connect of a server down */
 	unsigned attempts;
 	bool relaying, closed;
 	unsigned pins;              /* >0: a caller up the stack still uses c */
@@ -50,7 +52,7 @@ conn_reason_name(enum conn_reason r)
 {
 	static const char *const names[] = { "client_eof", "server_eof",
 	    "client_reset", "server_reset", "client_error", "server_error",
-	    "connect_failed", "idle_timeout", "shutdown" };
+	    "connect_failed", "servers_full", "idle_timeout", "shutdown" };
 
 	return names[r];
 }
@@ -134,6 +136,8 @@ conn_close(struct conn *c, enum conn_reason why)
 	close(c->cfd);
 	if (c->bfd >= 0)
 		close(c->bfd);
+	if (c->reserved)
+		backend_lb_release(c->lb, (size_t)c->server);
 	TAILQ_REMOVE(&w->conns, c, link);
 	w->nconns--;
 	w->st.reasons[why]++;
@@ -232,15 +236,44 @@ start_relay(struct conn *c)
 
 static void try_connect(struct conn *, ssize_t avoid);
 
-/* The server just tried could not be reached: log and count it. */
+/* The server just tried could not be reached: log and count it, give its
+ * slot back, and say so once if that took it down. */
 static void
 server_failed(struct conn *c, const char *why)
 {
 	const struct config_server *s = &c->bc->servers[c->server];
+	char a[ADDR_TEXT_MAX];
 
 	log_info("listener %s: server %s/%s (%s): connect failed: %s",
 	    c->l->cfg->name, c->bc->name, s->name, s->host, why);
 	c->w->st.connect_failures++;
+	c->reserved = false;
+	if (!backend_lb_failed(c->lb, (size_t)c->server, c->trial,
+	    clock_coarse_ms()))
+		return;
+	addr_format((const struct sockaddr *)&s->addr.ss, a, sizeof(a));
+	if (c->bc->health_check != CONFIG_HEALTH_OFF)
+		log_warn("server %s/%s %s is down: %u connects failed in a row: "
+		    "%s; health checks will bring it back", c->bc->name,
+		    s->name, a, c->bc->fall, why);
+	else
+		log_warn("server %s/%s %s is down: %u connects failed in a row: "
+		    "%s; next try in %u ms", c->bc->name, s->name, a,
+		    c->bc->fall, why, BACKEND_BACKOFF_MIN_MS);
+}
+
+/* The connect succeeded; with checks off that may end a server's time out. */
+static void
+server_connected(struct conn *c)
+{
+	const struct config_server *s = &c->bc->servers[c->server];
+	char a[ADDR_TEXT_MAX];
+
+	if (!backend_lb_connected(c->lb, (size_t)c->server))
+		return;
+	log_info("server %s/%s %s is up: a connect succeeded", c->bc->name,
+	    s->name, addr_format((const struct sockaddr *)&s->addr.ss, a,
+	    sizeof(a)));
 }
 
 static void
@@ -269,6 +302,7 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	event_del(&c->timer);
+	server_connected(c);
 	start_relay(c);
 }
 
@@ -276,10 +310,18 @@ static void
 try_connect(struct conn *c, ssize_t avoid)
 {
 	const struct config_listener *lc = c->l->cfg;
+	enum backend_none none;
 
 	while (c->attempts <= c->bc->retries) {
 		c->attempts++;
-		c->server = (ssize_t)backend_rr_pick(c->rr, c->bc, avoid);
+		c->server = backend_lb_pick(c->lb, (struct sockaddr *)&c->peer,
+		    avoid, clock_coarse_ms(), &none, &c->trial);
+		if (c->server < 0) {
+			conn_close(c, none == BACKEND_NONE_FREE ?
+			    CONN_SERVERS_FULL : CONN_CONNECT_FAILED);
+			return;
+		}
+		c->reserved = true;
 		if ((c->bfd = backend_connect(&c->bc->servers[c->server].addr)) >= 0) {
 			event_assign(&c->cev, c->w->base, c->bfd, EV_WRITE,
 			    connect_cb, c);
@@ -293,6 +335,8 @@ try_connect(struct conn *c, ssize_t avoid)
 			/* Our shortage, not the server's: no other server would
 			 * do better, and more clients would only share it. */
 			listener_accept_pause(c->w, errno);
+			backend_lb_release(c->lb, (size_t)c->server);
+			c->reserved = false;
 			break;
 		}
 		server_failed(c, strerror(errno));
@@ -317,7 +361,7 @@ conn_start(struct worker *w, struct listener *l, int fd,
 	c->w = w;
 	c->l = l;
 	c->bc = bc;
-	c->rr = &w->rr[bc - w->cfg->backends];
+	c->lb = &w->lb[bc - w->cfg->backends];
 	c->cfd = fd;
 	c->bfd = -1;
 	c->server = -1;
@@ -325,6 +369,8 @@ conn_start(struct worker *w, struct listener *l, int fd,
 		peerlen = sizeof(c->peer);
 	memcpy(&c->peer, peer, peerlen);
 	c->peerlen = peerlen;
+	/* An IPv4 client of a dual-stack listener, logged as IPv4. */
+	addr_unmap(&c->peer, &c->peerlen);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	/* Assigned up front so conn_close may always event_del them. */
 	event_assign(&c->cev, w->base, -1, 0, connect_cb, c);

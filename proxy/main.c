@@ -15,7 +15,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "spliced/backend.h"
 #include "spliced/config.h"
+#include "spliced/health.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
 #include "spliced/worker.h"
@@ -35,6 +37,8 @@ struct opts {
 struct proc {
 	struct config *cfg;
 	struct listener_set *ls;
+	struct backend_set *bs;     /* the servers' shared state */
+	struct health *health;      /* checks, on this thread's base */
 	struct worker **w;
 	unsigned nw;
 	struct event_base *base;
@@ -316,6 +320,30 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	evtimer_add(p->drain_timer, &tv);
 }
 
+/* Per server, summed over the workers. */
+static void
+log_server_totals(const struct proc *p)
+{
+	for (size_t b = 0; b < p->bs->n; b++) {
+		const struct config_backend *bc = p->bs->b[b].cfg;
+
+		for (size_t s = 0; s < bc->nservers; s++) {
+			struct server_stats st = { 0 };
+
+			for (unsigned i = 0; i < p->nw; i++) {
+				st.connections += p->w[i]->lb[b].stats[s].connections;
+				st.connect_failures +=
+				    p->w[i]->lb[b].stats[s].connect_failures;
+			}
+			log_info("totals: server %s/%s connections=%" PRIu64
+			    " connect_failures=%" PRIu64 " up=%d", bc->name,
+			    bc->servers[s].name, st.connections,
+			    st.connect_failures,
+			    (int)atomic_load(&p->bs->b[b].servers[s]->up));
+		}
+	}
+}
+
 static void
 log_totals(const struct proc *p)
 {
@@ -339,6 +367,7 @@ log_totals(const struct proc *p)
 	    rs.fallbacks[RELAY_FALLBACK_PIPE_BUDGET],
 	    rs.fallbacks[RELAY_FALLBACK_PIPE_ERROR],
 	    rs.fallbacks[RELAY_FALLBACK_UNSUPPORTED]);
+	log_server_totals(p);
 }
 
 static int
@@ -359,11 +388,12 @@ serve(struct proc *p)
 		return 1;
 	}
 	if ((p->base = event_base_new()) == NULL ||
+	    (p->bs = backend_set_new(p->cfg, NULL)) == NULL ||
 	    (p->w = calloc(p->nw, sizeof(*p->w))) == NULL)
 		goto out;
 	for (unsigned i = 0; i < p->nw; i++)
-		if ((p->w[i] = worker_new(i, p->cfg, p->ls, per_worker, budget, err,
-		    sizeof(err))) == NULL) {
+		if ((p->w[i] = worker_new(i, p->cfg, p->ls, p->bs, per_worker,
+		    budget, err, sizeof(err))) == NULL) {
 			log_error("%s", err);
 			goto out;
 		}
@@ -394,6 +424,11 @@ serve(struct proc *p)
 			goto out;
 		}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Checks run here, on the main thread, never on a worker. */
+	if ((p->health = health_new(p->base, p->bs)) == NULL) {
+		log_error("cannot start health checks: %s", strerror(errno));
+		goto out;
+	}
 	log_info("ready: %zu listener%s, %u worker%s, zero-copy %s, splice %s",
 	    p->cfg->nlisteners, p->cfg->nlisteners == 1 ? "" : "s", p->nw,
 	    p->nw == 1 ? "" : "s", zc_backend_name(),
@@ -410,9 +445,11 @@ out:
 			worker_join(p->w[i]);
 	if (p->w != NULL && rc == 0)
 		log_totals(p);
+	health_free(p->health);
 	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
 		worker_free(p->w[i]);
 	free(p->w);
+	backend_set_unref(p->bs);
 	for (int i = 0; i < 3; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);

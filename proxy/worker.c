@@ -9,6 +9,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "spliced/clock.h"
 #include "spliced/log.h"
@@ -64,8 +66,10 @@ new_base(void)
 
 struct worker *
 worker_new(unsigned id, struct config *cfg, struct listener_set *ls,
-    unsigned max_pipes, size_t pipe_budget, char *err, size_t errlen)
+    struct backend_set *bs, unsigned max_pipes, size_t pipe_budget, char *err,
+    size_t errlen)
 {
+	struct timespec now;
 	struct timeval second = { 1, 0 };
 	struct worker *w;
 	size_t min_pipe;
@@ -75,6 +79,7 @@ worker_new(unsigned id, struct config *cfg, struct listener_set *ls,
 	w->id = id;
 	w->cfg = config_ref(cfg);
 	w->ls = ls;
+	w->bs = backend_set_ref(bs);
 	TAILQ_INIT(&w->conns);
 	atomic_init(&w->cmd, WORKER_RUN);
 	if ((w->base = new_base()) == NULL) {
@@ -93,10 +98,13 @@ worker_new(unsigned id, struct config *cfg, struct listener_set *ls,
 	relay_ctx_init(&w->relay, w->base, w->pipes, cfg->buffer_size);
 	if (w->relay.bufs == NULL || log_batch_init(&w->log, w->base) == -1)
 		goto nomem;
-	if ((w->rr = calloc(cfg->nbackends, sizeof(*w->rr))) == NULL)
+	if ((w->lb = calloc(bs->n ? bs->n : 1, sizeof(*w->lb))) == NULL)
 		goto nomem;
-	for (size_t i = 0; i < cfg->nbackends; i++)
-		if (backend_rr_init(&w->rr[i], &cfg->backends[i]) == -1)
+	/* Each worker draws its own random numbers (balance = random). */
+	clock_gettime(CLOCK_REALTIME, &now);
+	for (size_t i = 0; i < bs->n; i++)
+		if (backend_lb_init(&w->lb[i], &bs->b[i], (uint64_t)now.tv_nsec ^
+		    ((uint64_t)getpid() << 32) ^ ((uint64_t)id << 48) ^ i) == -1)
 			goto nomem;
 	w->notify = event_new(w->base, -1, 0, notify_cb, w);
 	w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
@@ -122,9 +130,10 @@ worker_free(struct worker *w)
 		event_free(w->notify);
 	if (w->tick != NULL)
 		event_free(w->tick);
-	for (size_t i = 0; w->rr != NULL && i < w->cfg->nbackends; i++)
-		backend_rr_cleanup(&w->rr[i]);
-	free(w->rr);
+	for (size_t i = 0; w->lb != NULL && i < w->bs->n; i++)
+		backend_lb_cleanup(&w->lb[i]);
+	free(w->lb);
+	backend_set_unref(w->bs);
 	relay_ctx_cleanup(&w->relay);
 	log_batch_cleanup(&w->log);
 	pipepool_free(w->pipes);

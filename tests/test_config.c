@@ -103,10 +103,15 @@ test_full(void **state)
 	    "splice_threshold = 0\n"
 	    "\n"
 	    "[backend app]\n"
-	    "balance = roundrobin\n"
-	    "server = a 127.0.0.1:9001 weight=2\n"
+	    "balance = leastconn\n"
+	    "server = a 127.0.0.1:9001 weight=2 max_connections=100\n"
 	    "server = b localhost:9002\n"
-	    "retries = 5\n";
+	    "retries = 5\n"
+	    "health_check = tcp\n"
+	    "health_interval = 500ms\n"
+	    "health_timeout = 200ms\n"
+	    "rise = 4\n"
+	    "fall = 5\n";
 	struct config *cfg = load_ok(text);
 	const struct config_listener *l;
 	const struct config_backend *b;
@@ -148,15 +153,23 @@ test_full(void **state)
 	assert_string_equal(b->name, "app");
 	assert_int_equal(b->line, 24);
 	assert_int_equal(b->retries, 5);
+	assert_int_equal(b->balance, CONFIG_BALANCE_LEASTCONN);
+	assert_int_equal(b->health_check, CONFIG_HEALTH_TCP);
+	assert_int_equal(b->health_interval_ms, 500);
+	assert_int_equal(b->health_timeout_ms, 200);
+	assert_int_equal(b->rise, 4);
+	assert_int_equal(b->fall, 5);
 	assert_int_equal(b->nservers, 2);
 	assert_string_equal(b->servers[0].name, "a");
 	assert_string_equal(b->servers[0].host, "127.0.0.1:9001");
 	assert_int_equal(b->servers[0].weight, 2);
+	assert_int_equal(b->servers[0].max_connections, 100);
 	assert_int_equal(b->servers[0].line, 26);
 	assert_int_equal(port_of(&b->servers[0].addr), 9001);
 	assert_string_equal(b->servers[1].name, "b");
 	assert_string_equal(b->servers[1].host, "localhost:9002");
 	assert_int_equal(b->servers[1].weight, 1);
+	assert_int_equal(b->servers[1].max_connections, 0);
 	assert_int_equal(b->servers[1].line, 27);
 	assert_int_equal(port_of(&b->servers[1].addr), 9002);
 	config_unref(cfg);
@@ -185,7 +198,14 @@ test_defaults(void **state)
 	assert_int_equal(l->splice, CONFIG_SPLICE_AUTO);
 	assert_int_equal(l->splice_threshold, 64 * 1024);
 	assert_int_equal(cfg->backends[0].retries, 2);
+	assert_int_equal(cfg->backends[0].balance, CONFIG_BALANCE_ROUNDROBIN);
+	assert_int_equal(cfg->backends[0].health_check, CONFIG_HEALTH_OFF);
+	assert_int_equal(cfg->backends[0].health_interval_ms, 2000);
+	assert_int_equal(cfg->backends[0].health_timeout_ms, 1000);
+	assert_int_equal(cfg->backends[0].rise, 2);
+	assert_int_equal(cfg->backends[0].fall, 3);
 	assert_int_equal(cfg->backends[0].servers[0].weight, 1);
+	assert_int_equal(cfg->backends[0].servers[0].max_connections, 0);
 	config_unref(cfg);
 }
 
@@ -279,12 +299,20 @@ test_value_errors(void **state)
 	    BASE_BACKEND, "t.ini:6: [listener web] max_connections:");
 	EXPECT_ERR(BASE "retries = 101\n", "t.ini:8: [backend app] retries: "
 	    "'101' is out of range (0..100)");
-	EXPECT_ERR(BASE "balance = leastconn\n", "t.ini:8: [backend app] "
-	    "balance: 'leastconn' is not supported yet");
-	EXPECT_ERR(BASE "balance = source\n", "t.ini:8:", "not supported yet");
-	EXPECT_ERR(BASE "balance = random\n", "t.ini:8:", "not supported yet");
-	EXPECT_ERR(BASE "balance = fastest\n", "t.ini:8:",
-	    "is not a balance algorithm");
+	EXPECT_ERR(BASE "balance = fastest\n", "t.ini:8: [backend app] "
+	    "balance: 'fastest' is not a balance algorithm (roundrobin, "
+	    "leastconn, source or random)");
+	EXPECT_ERR(BASE "health_check = http\n", "t.ini:8: [backend app] "
+	    "health_check: 'http' is not a health check (tcp or off)");
+	EXPECT_ERR(BASE "health_interval = 2\n", "t.ini:8:",
+	    "health_interval: '2' needs a unit");
+	EXPECT_ERR(BASE "health_interval = 5ms\n", "t.ini:8:",
+	    "out of range (10ms..24h)");
+	EXPECT_ERR(BASE "health_timeout = 0\n", "t.ini:8:",
+	    "out of range (1ms..24h)");
+	EXPECT_ERR(BASE "rise = 0\n", "t.ini:8: [backend app] rise: "
+	    "'0' is out of range (1..100)");
+	EXPECT_ERR(BASE "fall = 101\n", "t.ini:8:", "out of range (1..100)");
 	EXPECT_ERR(BASE_GLOBAL BASE_LISTENER "bind = 127.0.0.1\n" BASE_BACKEND,
 	    "t.ini:6: [listener web] bind: missing port in '127.0.0.1'");
 	EXPECT_ERR(BASE_GLOBAL BASE_LISTENER "bind = 127.0.0.1:0\n"
@@ -309,9 +337,13 @@ test_server_errors(void **state)
 	    "weight must be 1..256");
 	EXPECT_ERR(BASE "server = b 127.0.0.1:9002 weight=2 weight=3\n",
 	    "t.ini:8:", "weight given twice");
-	EXPECT_ERR(BASE "server = b 127.0.0.1:9002 max_connections=100\n",
-	    "t.ini:8: [backend app] server: server option max_connections "
-	    "is not supported yet");
+	EXPECT_ERR(BASE "server = b 127.0.0.1:9002 max_connections=x\n",
+	    "t.ini:8: [backend app] server: 'max_connections=x': "
+	    "max_connections must be 0..10000000");
+	EXPECT_ERR(BASE "server = b 127.0.0.1:9002 max_connections=10000001\n",
+	    "t.ini:8:", "max_connections must be 0..10000000");
+	EXPECT_ERR(BASE "server = b 127.0.0.1:9002 max_connections=1 "
+	    "max_connections=2\n", "t.ini:8:", "max_connections given twice");
 	EXPECT_ERR(BASE "server = b 127.0.0.1:9002 backup\n", "t.ini:8:",
 	    "unknown server option 'backup'");
 	EXPECT_ERR(BASE "server = b 127.0.0.1\n", "t.ini:8:",
@@ -329,11 +361,6 @@ test_later_keys(void **state)
 		{ "global", "resolver = 127.0.0.1:53" },
 		{ "listener", "proxy_protocol = v2" },
 		{ "listener", "accept_proxy = on" },
-		{ "backend", "health_check = tcp" },
-		{ "backend", "health_interval = 2s" },
-		{ "backend", "health_timeout = 1s" },
-		{ "backend", "rise = 2" },
-		{ "backend", "fall = 3" },
 		{ "backend", "resolve_interval = 30s" },
 	};
 	char text[1024], at[16], what[64];

@@ -27,6 +27,11 @@ int addr_parse(struct addr *, const char *text, bool allow_zero_port,
 /* "1.2.3.4:80" / "[::1]:80" into buf (ADDR_TEXT_MAX), returns buf. */
 const char *addr_format(const struct sockaddr *, char *buf, size_t buflen);
 
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d, how a dual-stack socket
+ * sees an IPv4 peer) rewritten as the AF_INET address it maps, port kept;
+ * any other address is left alone. */
+void addr_unmap(struct sockaddr_storage *, socklen_t *len);
+
 /* Same family, address and port. */
 bool addr_equal(const struct addr *, const struct addr *);
 

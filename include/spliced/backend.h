@@ -1,29 +1,135 @@
-/* include/spliced/backend.h: choosing a server and connecting to it.
+/* include/spliced/backend.h: servers, balancing, connecting, and whether a
+ * server is up.
  *
- * Balancing state is per worker (no locks on the data path): each worker
- * keeps a struct backend_rr per backend of its config. */
+ * Two kinds of state, so that the data path takes no lock:
+ *
+ *  - struct backend_set, shared by every worker and the health checks (main
+ *    thread): per server, atomics saying whether it is up and how many
+ *    connections it has in all workers. It lives beside the config, not in
+ *    it (a config stays immutable), and backend_set_new() carries a
+ *    server's state over from a previous set by backend and server name
+ *    (what a reload will do).
+ *
+ *  - struct backend_lb, one per backend per worker: the balancer's own
+ *    state (round-robin weights, leastconn's turn, the random generator)
+ *    and the worker's per-server counters. Not thread-safe.
+ *
+ * A server is picked among those that are eligible: up (or, with checks
+ * off, down by traffic but due for its trial connect), below its own
+ * max_connections, and not the server that just failed unless it is the
+ * only one left. Picking reserves a connection slot on the server; every
+ * pick is followed by exactly one backend_lb_connected() or
+ * backend_lb_failed(), and every connected server by one
+ * backend_lb_release(). */
 #ifndef SPLICED_BACKEND_H
 #define SPLICED_BACKEND_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "spliced/config.h"
 
-/* Smooth weighted round robin (the algorithm nginx uses): a server of weight
- * 3 among weight-1 servers gets its three picks spread out, not in a row. */
-struct backend_rr {
-	size_t n;
-	int64_t *current;
+/* Passive back-off with health checks off: a server taken down by failed
+ * connects of traffic gets a trial connect after BACKOFF_MIN_MS, doubling
+ * while trials keep failing, up to BACKOFF_MAX_MS. */
+#define BACKEND_BACKOFF_MIN_MS 1000u
+#define BACKEND_BACKOFF_MAX_MS 60000u
+
+/* One server, shared by every worker and the health checks. */
+struct server_state {
+	atomic_uint refs;
+	atomic_uint active;         /* connections to it (connecting or relaying) */
+	atomic_bool up;
+	atomic_uint fails;          /* connect failures of traffic in a row */
+	/* Checks off, down by traffic: clock_coarse_ms() of the next trial,
+	 * and the back-off after that one. */
+	_Atomic uint64_t trial_ms;
+	atomic_uint backoff_ms;
+	struct addr addr;           /* what the state was about (carry-over) */
 };
 
-int backend_rr_init(struct backend_rr *, const struct config_backend *);  /* 0 / -1 ENOMEM */
-void backend_rr_cleanup(struct backend_rr *);
-/* The next server's index. avoid: an index not to pick (the server that just
- * failed) unless it is the only one; -1 for none. */
-size_t backend_rr_pick(struct backend_rr *, const struct config_backend *,
-    ssize_t avoid);
+struct backend_shared {         /* one per config backend */
+	const struct config_backend *cfg;
+	struct server_state **servers;     /* [cfg->nservers] */
+};
+
+struct backend_set {
+	atomic_uint refs;
+	struct config *cfg;         /* a reference */
+	struct backend_shared *b;   /* [cfg->nbackends] */
+	size_t n;
+};
+
+/* The shared state of every server of cfg. A server of prev with the same
+ * backend name, server name and address keeps its state (up or down,
+ * active connections); others start up, idle. prev may be NULL. refs is 1.
+ * NULL with errno (ENOMEM). */
+struct backend_set *backend_set_new(struct config *, const struct backend_set *prev);
+struct backend_set *backend_set_ref(struct backend_set *);
+void backend_set_unref(struct backend_set *);   /* NULL is fine */
+
+/* Set server state up or down; true when this call changed it (the caller
+ * then logs the change, once). Going up clears the failure count and the
+ * back-off. Thread-safe. */
+bool backend_server_set_up(struct server_state *, bool up);
+
+enum backend_none {             /* why backend_lb_pick() found no server */
+	BACKEND_NONE_UP,            /* every server is down */
+	BACKEND_NONE_FREE,          /* every server up is at its max_connections */
+};
+
+struct server_stats {           /* one worker's counters of one server */
+	uint64_t connections;       /* connects that succeeded */
+	uint64_t connect_failures;  /* connects that failed (retried or not) */
+	unsigned active;            /* this worker's connections to it now */
+};
+
+struct backend_lb {
+	const struct config_backend *cfg;
+	struct server_state **shared;
+	struct server_stats *stats; /* [cfg->nservers] */
+	int64_t *current;           /* smooth round robin */
+	uint64_t *name_hash;        /* source: per server, of its name */
+	bool *skip;                 /* scratch: not eligible for this pick */
+	size_t turn;                /* leastconn: where ties start */
+	uint64_t rng;               /* random: xorshift64* state, never 0 */
+};
+
+/* 0, or -1 with errno (ENOMEM). seed: the worker's, for random. */
+int backend_lb_init(struct backend_lb *, const struct backend_shared *,
+    uint64_t seed);
+void backend_lb_cleanup(struct backend_lb *);
+
+/* The server for a client (peer: its address, for source; may be NULL),
+ * with a connection slot reserved on it. avoid: a server not to pick (the
+ * one that just failed) unless no other is eligible; -1 for none. now_ms:
+ * clock_coarse_ms(). Returns the server's index, or -1 with *why. *trial
+ * is set when this is the trial connect of a server down by traffic: pass
+ * it on to backend_lb_failed(). */
+ssize_t backend_lb_pick(struct backend_lb *, const struct sockaddr *peer,
+    ssize_t avoid, uint64_t now_ms, enum backend_none *why, bool *trial);
+
+/* The connect to server i succeeded. Returns true when that brought a
+ * server down by traffic back up (checks off: its trial passed); the
+ * caller logs it. */
+bool backend_lb_connected(struct backend_lb *, size_t i);
+/* The connect to server i failed: its slot is given back. Returns true
+ * when this failure took the server down (fall failures in a row); the
+ * caller logs it, once. A failed trial connect (trial: as the pick said)
+ * doubles the back-off of the server it was for; other connects to a
+ * server already down, begun before it went down, change nothing. */
+bool backend_lb_failed(struct backend_lb *, size_t i, bool trial,
+    uint64_t now_ms);
+/* A connection to server i (connected) ended: its slot is given back. */
+void backend_lb_release(struct backend_lb *, size_t i);
+
+/* What source balancing hashes: the client's address without its port,
+ * an IPv4-mapped IPv6 address as the IPv4 address it maps. */
+uint64_t backend_hash_peer(const struct sockaddr *);
 
 /* A non-blocking connect to addr, TCP_NODELAY set. Returns the socket (the
  * connect may still be in progress: wait for it to be writable, then ask

@@ -38,11 +38,24 @@ enum config_log_level {
 	CONFIG_LOG_DEBUG,
 };
 
+enum config_balance {
+	CONFIG_BALANCE_ROUNDROBIN,  /* smooth weighted round robin (default) */
+	CONFIG_BALANCE_LEASTCONN,   /* fewest active connections per weight */
+	CONFIG_BALANCE_SOURCE,      /* weighted rendezvous hash of the client address */
+	CONFIG_BALANCE_RANDOM,      /* two weighted random choices, the less loaded wins */
+};
+
+enum config_health {
+	CONFIG_HEALTH_OFF,          /* default: only connect failures of traffic count */
+	CONFIG_HEALTH_TCP,          /* a TCP connect every health_interval */
+};
+
 struct config_server {
 	char *name;
 	char *host;                 /* "ADDRESS:PORT" as written, for logs */
 	struct addr addr;
 	unsigned weight;            /* 1..256, default 1 */
+	unsigned max_connections;   /* 0 (default) = no limit of its own */
 	int line;                   /* 0: from config_set() */
 };
 
@@ -50,7 +63,13 @@ struct config_backend {
 	char *name;
 	struct config_server *servers;
 	size_t nservers;
+	enum config_balance balance;       /* default roundrobin */
 	unsigned retries;           /* default 2 */
+	enum config_health health_check;   /* default off */
+	unsigned health_interval_ms;       /* default 2s */
+	unsigned health_timeout_ms;        /* default 1s */
+	unsigned rise;              /* checks passed in a row to come up; default 2 */
+	unsigned fall;              /* failures in a row to go down; default 3 */
 	int line;                   /* of the section header; 0: config_set() */
 };
 
@@ -124,5 +143,6 @@ int config_parse_duration_ms(const char *, unsigned *); /* 500ms, 5s, 5m, 1h; "0
 int config_parse_bool(const char *, bool *);            /* on/off yes/no true/false 1/0 */
 int config_parse_splice(const char *, enum config_splice *);
 const char *config_splice_name(enum config_splice);
+const char *config_balance_name(enum config_balance);
 
 #endif

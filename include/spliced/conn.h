@@ -1,9 +1,12 @@
 /* include/spliced/conn.h: one client/backend pair, from accept to close.
  *
  * A connection connects to a server of its listener's backend (bounded by
- * timeout_connect, retrying other servers up to `retries` times), then runs
+ * timeout_connect, retrying other servers up to `retries` times; a server
+ * is never tried twice in a row while another is up), then runs
  * two relay directions until both are done, one fails, or timeout_idle
- * passes with no byte either way. Every end goes through conn_close() with
+ * passes with no byte either way. When no server is up, or every server up
+ * is full, the client is closed at once (CONN_CONNECT_FAILED,
+ * CONN_SERVERS_FULL): it is not queued. Every end goes through conn_close() with
  * its reason, which writes the access-log line and frees everything.
  * An RST from one peer is passed on as an RST (SO_LINGER 0) to the other. */
 #ifndef SPLICED_CONN_H
@@ -18,7 +21,8 @@ enum conn_reason {
 	CONN_SERVER_RESET,
 	CONN_CLIENT_ERROR,
 	CONN_SERVER_ERROR,
-	CONN_CONNECT_FAILED,        /* no server could be reached */
+	CONN_CONNECT_FAILED,        /* no server could be reached, or none is up */
+	CONN_SERVERS_FULL,          /* every server up is at its max_connections */
 	CONN_IDLE_TIMEOUT,
 	CONN_SHUTDOWN,              /* still open when shutdown_timeout passed */
 	CONN_REASON_MAX_,

@@ -1,9 +1,10 @@
 /* include/spliced/worker.h: worker threads, one event_base each.
  *
  * A worker owns everything its connections touch: the event base, the pipe
- * pool, copy buffers, balancing state and counters. Nothing on the data path
- * is shared with other workers except the read-only config and the limit
- * counters (atomics). Other threads talk to a worker only through
+ * pool, copy buffers, balancing state and counters (per server too, in its
+ * backend_lb). Nothing on the data path is shared with other workers except
+ * the read-only config, the limit counters and the servers' state (atomics,
+ * struct backend_set). Other threads talk to a worker only through
  * worker_wake/worker_drain/worker_stop, which are thread-safe. */
 #ifndef SPLICED_WORKER_H
 #define SPLICED_WORKER_H
@@ -38,12 +39,13 @@ struct worker {
 	struct event_base *base;
 	struct config *cfg;         /* a reference */
 	struct listener_set *ls;
+	struct backend_set *bs;     /* a reference */
 	struct worker **peers;      /* every worker, self included */
 	unsigned npeers;
 	struct pipepool *pipes;     /* NULL when splicing is impossible */
 	struct relay_ctx relay;
 	struct log_batch log;       /* access lines, written once per loop turn */
-	struct backend_rr *rr;      /* one per cfg->backends[] */
+	struct backend_lb *lb;      /* one per cfg->backends[] */
 	struct worker_accept *acc;
 	TAILQ_HEAD(conn_list, conn) conns;
 	unsigned nconns;
@@ -58,7 +60,8 @@ struct worker {
 /* NULL with err. max_pipes, pipe_budget: this worker's share of the
  * process's pipes and pipe bytes (pipepool_new(); budget 0: no limit). */
 struct worker *worker_new(unsigned id, struct config *, struct listener_set *,
-    unsigned max_pipes, size_t pipe_budget, char *err, size_t errlen);
+    struct backend_set *, unsigned max_pipes, size_t pipe_budget, char *err,
+    size_t errlen);
 void worker_free(struct worker *);            /* after worker_join; NULL ok */
 int worker_start(struct worker *);            /* 0 / -1 with errno */
 void worker_join(struct worker *);

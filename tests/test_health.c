@@ -1,0 +1,189 @@
+/* tests/test_health.c: active TCP checks on a real event loop, over
+ * 127.0.0.1: fall failed checks take a server down, rise passed ones bring
+ * it back, a server taken down by traffic needs rise passed checks from
+ * then on, and a backend with checks off is never probed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "spliced/backend.h"
+#include "spliced/config.h"
+#include "spliced/health.h"
+
+struct fx {
+	struct event_base *base;
+	struct config *cfg;
+	struct backend_set *bs;
+	struct health *h;
+	int lfd;                    /* the server: listening, or bound only */
+	struct sockaddr_in sin;
+};
+
+/* A socket on 127.0.0.1 that listens (checks pass) or is only bound
+ * (connects are refused, checks fail), on the same port each time. */
+static void
+server_set(struct fx *f, bool listening)
+{
+	int one = 1;
+
+	if (f->lfd >= 0)
+		close(f->lfd);
+	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(f->lfd >= 0);
+	assert_int_equal(setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one,
+	    sizeof(one)), 0);
+	assert_int_equal(bind(f->lfd, (struct sockaddr *)&f->sin,
+	    sizeof(f->sin)), 0);
+	if (listening)
+		assert_int_equal(listen(f->lfd, 64), 0);
+	if (f->sin.sin_port == 0) {
+		socklen_t len = sizeof(f->sin);
+
+		assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&f->sin,
+		    &len), 0);
+	}
+}
+
+static int
+fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->lfd = -1;
+	f->sin.sin_family = AF_INET;
+	f->sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	f->base = event_base_new();
+	assert_non_null(f->base);
+	*state = f;
+	return 0;
+}
+
+static int
+fx_teardown(void **state)
+{
+	struct fx *f = *state;
+
+	health_free(f->h);
+	backend_set_unref(f->bs);
+	config_unref(f->cfg);
+	if (f->lfd >= 0)
+		close(f->lfd);
+	event_base_free(f->base);
+	free(f);
+	return 0;
+}
+
+static void
+start(struct fx *f, const char *checks)
+{
+	char text[512], err[CONFIG_ERR_MAX];
+
+	server_set(f, true);
+	snprintf(text, sizeof(text), "[listener l]\nbind = 127.0.0.1:1\n"
+	    "backend = app\n[backend app]\nserver = a 127.0.0.1:%u\n"
+	    "health_check = %s\nhealth_interval = 20ms\n"
+	    "health_timeout = 500ms\nrise = 2\nfall = 3\n",
+	    ntohs(f->sin.sin_port), checks);
+	f->cfg = config_load_string(text, "t.ini", err, sizeof(err));
+	assert_non_null(f->cfg);
+	f->bs = backend_set_new(f->cfg, NULL);
+	assert_non_null(f->bs);
+	f->h = health_new(f->base, f->bs);
+	assert_non_null(f->h);
+}
+
+static bool
+up(struct fx *f)
+{
+	return atomic_load(&f->bs->b[0].servers[0]->up);
+}
+
+/* Run the loop until n more checks are done. */
+static void
+run_checks(struct fx *f, unsigned long n)
+{
+	unsigned long until = health_checks_done(f->h) + n;
+
+	for (int i = 0; i < 2000 && health_checks_done(f->h) < until; i++)
+		event_base_loop(f->base, EVLOOP_ONCE);
+	assert_true(health_checks_done(f->h) >= until);
+}
+
+static void
+test_fall_and_rise(void **state)
+{
+	struct fx *f = *state;
+
+	start(f, "tcp");
+	run_checks(f, 3);
+	assert_true(up(f));
+	server_set(f, false);               /* refused from now on */
+	run_checks(f, 2);
+	assert_true(up(f));                 /* two failures: not yet */
+	run_checks(f, 1);
+	assert_false(up(f));                /* the third: down */
+	run_checks(f, 5);
+	assert_false(up(f));
+	server_set(f, true);
+	run_checks(f, 1);
+	assert_false(up(f));                /* one pass: not yet */
+	run_checks(f, 1);
+	assert_true(up(f));                 /* the second: up */
+}
+
+/* Traffic took it down while checks pass: it takes rise passes from then
+ * on, not the streak counted while it was up. */
+static void
+test_down_by_traffic(void **state)
+{
+	struct fx *f = *state;
+
+	start(f, "tcp");
+	run_checks(f, 4);
+	assert_true(up(f));
+	assert_true(backend_server_set_up(f->bs->b[0].servers[0], false));
+	run_checks(f, 1);
+	assert_false(up(f));
+	run_checks(f, 1);
+	assert_true(up(f));
+}
+
+static void
+test_checks_off(void **state)
+{
+	struct fx *f = *state;
+	int fds;
+
+	start(f, "off");
+	fds = count_fds();
+	for (int i = 0; i < 20; i++)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(health_checks_done(f->h), 0);
+	assert_int_equal(count_fds(), fds);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fall_and_rise, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_down_by_traffic, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_checks_off, fx_setup, fx_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
