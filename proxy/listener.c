@@ -53,9 +53,13 @@ bind_one(const struct addr *a, char *err, size_t errlen, const char *lname)
 	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		goto fail;
-	/* SO_REUSEPORT: one socket per worker, the kernel spreads accepts. */
+	/* SO_REUSEPORT: one socket per worker, the kernel spreads accepts.
+	 * TCP_NODELAY here is inherited by every accepted socket (Linux and
+	 * the BSDs copy it from the listener), which saves a setsockopt per
+	 * client; the reason for it is the backend sockets' (backend.c). */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1)
 		goto fail;
 	if (a->ss.ss_family == AF_INET6) {
 		/* "*:port" covers IPv4 too; an explicit IPv6 address does not. */
@@ -199,15 +203,6 @@ apply(struct worker_accept *wa, size_t li)
 	}
 }
 
-static void
-nodelay(int fd)
-{
-	int one = 1;
-
-	/* Same reason as for backend sockets: never delay what the peer sent. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
 static int
 enqueue(struct worker_accept *wa, int fd, size_t li, struct sockaddr *sa, int len)
 {
@@ -239,7 +234,6 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 	struct listener *l = &w->ls->l[s->li];
 
 	(void)evl;
-	nodelay(fd);
 	if (admit(w, l)) {
 		conn_start(w, l, fd, sa, (socklen_t)len);
 		return;
