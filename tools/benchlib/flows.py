@@ -126,8 +126,10 @@ class Section:
             "(`spliced-load fetch --concurrency "
             f"{self.flows} --cut`: a new one as each ends, those in flight closed at the "
             f"end). The per-user pipe budget here (pipe-user-pages-soft) is {budget}; past "
-            "it the kernel gives one-page pipes. spliced (pipe_size 256k) sizes its pool to "
-            "fit the budget and copies beyond it; HAProxy makes a pipe per splicing "
+            "it the kernel gives one-page pipes. spliced (pipe_size 1m) hands out smaller "
+            "pipes as more are out, down to 128 KiB, within 7/8 of that budget, caps its "
+            "pipes at an eighth of its fd limit, and copies beyond; HAProxy makes a pipe per "
+            "splicing "
             "connection up to maxpipes (maxconn/4), of tune.pipesize (the kernel's 64 KiB "
             "default, 1 MiB for haproxy-tuned).",
             "Gbit/s: what the client received. CPU s/GB: the proxy's CPU seconds per 10^9 "
