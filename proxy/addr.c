@@ -5,7 +5,8 @@
  * address ("::1:80") cannot be told from its port and is refused: IPv6
  * addresses go in brackets. Numeric hosts never touch the resolver; only a
  * name does, through getaddrinfo without AI_ADDRCONFIG (which hides ::1 and
- * 127.0.0.1 on hosts whose only interface is loopback). */
+ * 127.0.0.1 on hosts whose only interface is loopback), and only for
+ * addr_parse(): a server's name is left to resolve.c (evdns). */
 #include "spliced/addr.h"
 
 #include <arpa/inet.h>
@@ -13,7 +14,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -100,8 +103,10 @@ resolve(struct addr *a, const char *host, int family, int flags,
 	return 0;
 }
 
-int
-addr_parse(struct addr *a, const char *text, bool allow_zero_port,
+/* name: NULL to resolve a host name here; else the name is left for the
+ * caller (copied into name, HOST_MAX bytes) and *a holds only the port. */
+static int
+parse(struct addr *a, const char *text, bool allow_zero_port, char *name,
     char *err, size_t errlen)
 {
 	char host[HOST_MAX];
@@ -194,6 +199,12 @@ addr_parse(struct addr *a, const char *text, bool allow_zero_port,
 			snprintf(err, errlen,
 			    "'%s' is not an IPv4 address in '%s'", host, text);
 			return -1;
+		} else if (name != NULL) {
+			memcpy(name, host, hlen + 1);
+			a->ss.ss_family = AF_UNSPEC;
+			a->len = 0;
+			addr_set_port(a, portnum);
+			return 0;
 		} else if (resolve(a, host, AF_UNSPEC, 0, &why) < 0) {
 			snprintf(err, errlen, "cannot resolve '%s' in '%s': %s",
 			    host, text, why);
@@ -201,10 +212,83 @@ addr_parse(struct addr *a, const char *text, bool allow_zero_port,
 		}
 	}
 
-	if (a->ss.ss_family == AF_INET6)
-		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(portnum);
-	else
-		((struct sockaddr_in *)&a->ss)->sin_port = htons(portnum);
+	addr_set_port(a, portnum);
+	return 0;
+}
+
+int
+addr_parse(struct addr *a, const char *text, bool allow_zero_port,
+    char *err, size_t errlen)
+{
+	return parse(a, text, allow_zero_port, NULL, err, errlen);
+}
+
+int
+addr_parse_server(struct addr *a, const char *text, char **name, char *err,
+    size_t errlen)
+{
+	char host[HOST_MAX];
+
+	host[0] = '\0';
+	*name = NULL;
+	if (parse(a, text, false, host, err, errlen) < 0)
+		return -1;
+	if (host[0] != '\0' && (*name = strdup(host)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+void
+addr_set_port(struct addr *a, unsigned port)
+{
+	/* sin_port and sin6_port sit at the same offset; an AF_UNSPEC
+	 * address (a name still to resolve) keeps it there too. */
+	((struct sockaddr_in *)&a->ss)->sin_port = htons((uint16_t)port);
+}
+
+unsigned
+addr_port(const struct addr *a)
+{
+	return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+}
+
+/* Family first, then the address bytes, then port and scope: any total
+ * order does, as long as it is the same every time. */
+int
+addr_compare(const struct addr *a, const struct addr *b)
+{
+	const unsigned char *x, *y;
+	size_t n;
+	int c;
+
+	if (a->ss.ss_family != b->ss.ss_family)
+		return a->ss.ss_family < b->ss.ss_family ? -1 : 1;
+	if (a->ss.ss_family == AF_INET) {
+		x = (const unsigned char *)&((const struct sockaddr_in *)&a->ss)->sin_addr;
+		y = (const unsigned char *)&((const struct sockaddr_in *)&b->ss)->sin_addr;
+		n = 4;
+	} else if (a->ss.ss_family == AF_INET6) {
+		x = ((const struct sockaddr_in6 *)&a->ss)->sin6_addr.s6_addr;
+		y = ((const struct sockaddr_in6 *)&b->ss)->sin6_addr.s6_addr;
+		n = 16;
+	} else {
+		if (a->len != b->len)
+			return a->len < b->len ? -1 : 1;
+		return memcmp(&a->ss, &b->ss, a->len);
+	}
+	if ((c = memcmp(x, y, n)) != 0)
+		return c < 0 ? -1 : 1;
+	if (addr_port(a) != addr_port(b))
+		return addr_port(a) < addr_port(b) ? -1 : 1;
+	if (a->ss.ss_family == AF_INET6) {
+		uint32_t sa = ((const struct sockaddr_in6 *)&a->ss)->sin6_scope_id;
+		uint32_t sb = ((const struct sockaddr_in6 *)&b->ss)->sin6_scope_id;
+
+		if (sa != sb)
+			return sa < sb ? -1 : 1;
+	}
 	return 0;
 }
 

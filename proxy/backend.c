@@ -20,7 +20,7 @@
 /* ---- shared state ---- */
 
 static struct server_state *
-state_new(const struct config_server *s)
+state_new(const struct addr *a)
 {
 	struct server_state *st = calloc(1, sizeof(*st));
 
@@ -32,7 +32,14 @@ state_new(const struct config_server *s)
 	atomic_init(&st->fails, 0);
 	atomic_init(&st->trial_ms, 0);
 	atomic_init(&st->backoff_ms, BACKEND_BACKOFF_MIN_MS);
-	st->addr = s->addr;
+	st->addr = *a;
+	return st;
+}
+
+static struct server_state *
+state_ref(struct server_state *st)
+{
+	atomic_fetch_add(&st->refs, 1);
 	return st;
 }
 
@@ -43,31 +50,100 @@ state_unref(struct server_state *st)
 		free(st);
 }
 
-/* The state server s of backend b had in prev, if the server is the same. */
-static struct server_state *
-state_carried(const struct backend_set *prev, const struct config_backend *b,
-    const struct config_server *s)
+/* Append one address (its state already referenced) to sh. */
+static int
+shared_push(struct backend_shared *sh, size_t *cap,
+    const struct config_server *e, struct server_state *st)
 {
-	for (size_t i = 0; prev != NULL && i < prev->n; i++) {
-		const struct backend_shared *pb = &prev->b[i];
+	if (sh->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 4;
+		struct server_state **s = realloc(sh->servers, ncap * sizeof(*s));
+		const struct config_server **en;
 
-		if (strcmp(pb->cfg->name, b->name) != 0)
-			continue;
-		for (size_t j = 0; j < pb->cfg->nservers; j++) {
-			struct server_state *st = pb->servers[j];
-
-			if (strcmp(pb->cfg->servers[j].name, s->name) == 0 &&
-			    addr_equal(&st->addr, &s->addr)) {
-				atomic_fetch_add(&st->refs, 1);
-				return st;
-			}
-		}
+		if (s == NULL)
+			return -1;
+		sh->servers = s;
+		if ((en = realloc(sh->entry, ncap * sizeof(*en))) == NULL)
+			return -1;
+		sh->entry = en;
+		*cap = ncap;
 	}
+	sh->servers[sh->n] = st;
+	sh->entry[sh->n++] = e;
+	return 0;
+}
+
+/* The same server line in two configs: by name, and for a host-name
+ * server the same host and port (a reload that changes them starts over). */
+static bool
+entry_same(const struct config_server *a, const struct config_server *b)
+{
+	if (strcmp(a->name, b->name) != 0 ||
+	    (a->dnsname == NULL) != (b->dnsname == NULL))
+		return false;
+	return a->dnsname == NULL || (strcmp(a->dnsname, b->dnsname) == 0 &&
+	    addr_port(&a->addr) == addr_port(&b->addr));
+}
+
+/* The backend of prev named like b, or NULL. */
+static const struct backend_shared *
+shared_find(const struct backend_set *prev, const struct config_backend *b)
+{
+	for (size_t i = 0; prev != NULL && i < prev->n; i++)
+		if (strcmp(prev->b[i].cfg->name, b->name) == 0)
+			return &prev->b[i];
 	return NULL;
 }
 
-struct backend_set *
-backend_set_new(struct config *cfg, const struct backend_set *prev)
+/* The state the address a of server line e had in pb, referenced, or NULL. */
+static struct server_state *
+state_carried(const struct backend_shared *pb, const struct config_server *e,
+    const struct addr *a)
+{
+	for (size_t j = 0; pb != NULL && j < pb->n; j++)
+		if (entry_same(pb->entry[j], e) &&
+		    addr_equal(&pb->servers[j]->addr, a))
+			return state_ref(pb->servers[j]);
+	return NULL;
+}
+
+/* Push the addresses a[0..n) of server line e, carrying states from pb. */
+static int
+push_addrs(struct backend_shared *sh, size_t *cap,
+    const struct backend_shared *pb, const struct config_server *e,
+    const struct addr *a, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		struct server_state *st = state_carried(pb, e, &a[k]);
+
+		if (st == NULL && (st = state_new(&a[k])) == NULL)
+			return -1;
+		if (shared_push(sh, cap, e, st) == -1) {
+			state_unref(st);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A host-name server keeps what it resolved to in pb (a reload). */
+static int
+push_kept(struct backend_shared *sh, size_t *cap,
+    const struct backend_shared *pb, const struct config_server *e)
+{
+	for (size_t j = 0; pb != NULL && j < pb->n; j++) {
+		if (!entry_same(pb->entry[j], e))
+			continue;
+		if (shared_push(sh, cap, e, state_ref(pb->servers[j])) == -1) {
+			state_unref(pb->servers[j]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static struct backend_set *
+set_alloc(struct config *cfg)
 {
 	struct backend_set *bs;
 
@@ -76,21 +152,64 @@ backend_set_new(struct config *cfg, const struct backend_set *prev)
 	atomic_init(&bs->refs, 1);
 	bs->cfg = config_ref(cfg);
 	if ((bs->b = calloc(cfg->nbackends ? cfg->nbackends : 1,
-	    sizeof(*bs->b))) == NULL)
-		goto fail;
+	    sizeof(*bs->b))) == NULL) {
+		config_unref(bs->cfg);
+		free(bs);
+		return NULL;
+	}
 	bs->n = cfg->nbackends;
+	for (size_t i = 0; i < bs->n; i++)
+		bs->b[i].cfg = &cfg->backends[i];
+	return bs;
+}
+
+struct backend_set *
+backend_set_new(struct config *cfg, const struct backend_set *prev)
+{
+	struct backend_set *bs;
+
+	if ((bs = set_alloc(cfg)) == NULL)
+		goto fail;
 	for (size_t i = 0; i < bs->n; i++) {
 		const struct config_backend *b = &cfg->backends[i];
-		struct backend_shared *sh = &bs->b[i];
+		const struct backend_shared *pb = shared_find(prev, b);
+		size_t cap = 0;
 
-		sh->cfg = b;
-		if ((sh->servers = calloc(b->nservers ? b->nservers : 1,
-		    sizeof(*sh->servers))) == NULL)
-			goto fail;
 		for (size_t j = 0; j < b->nservers; j++) {
-			sh->servers[j] = state_carried(prev, b, &b->servers[j]);
-			if (sh->servers[j] == NULL &&
-			    (sh->servers[j] = state_new(&b->servers[j])) == NULL)
+			const struct config_server *e = &b->servers[j];
+
+			if ((e->dnsname != NULL ?
+			    push_kept(&bs->b[i], &cap, pb, e) :
+			    push_addrs(&bs->b[i], &cap, pb, e, &e->addr, 1)) == -1)
+				goto fail;
+		}
+	}
+	return bs;
+fail:
+	backend_set_unref(bs);
+	errno = ENOMEM;
+	return NULL;
+}
+
+struct backend_set *
+backend_set_update(const struct backend_set *old, size_t b, size_t s,
+    const struct addr *a, size_t n)
+{
+	struct backend_set *bs;
+
+	if ((bs = set_alloc(old->cfg)) == NULL)
+		goto fail;
+	for (size_t i = 0; i < bs->n; i++) {
+		const struct config_backend *bc = bs->b[i].cfg;
+		const struct backend_shared *pb = &old->b[i];
+		size_t cap = 0;
+
+		for (size_t j = 0; j < bc->nservers; j++) {
+			const struct config_server *e = &bc->servers[j];
+
+			if ((i == b && j == s ?
+			    push_addrs(&bs->b[i], &cap, pb, e, a, n) :
+			    push_kept(&bs->b[i], &cap, pb, e)) == -1)
 				goto fail;
 		}
 	}
@@ -115,10 +234,10 @@ backend_set_unref(struct backend_set *bs)
 	if (bs == NULL || atomic_fetch_sub(&bs->refs, 1) != 1)
 		return;
 	for (size_t i = 0; bs->b != NULL && i < bs->n; i++) {
-		for (size_t j = 0; bs->b[i].servers != NULL &&
-		    j < bs->b[i].cfg->nservers; j++)
+		for (size_t j = 0; j < bs->b[i].n; j++)
 			state_unref(bs->b[i].servers[j]);
 		free(bs->b[i].servers);
+		free(bs->b[i].entry);
 	}
 	free(bs->b);
 	config_unref(bs->cfg);
@@ -238,8 +357,8 @@ active_of(const struct backend_lb *lb, size_t i)
 static bool
 lighter(const struct backend_lb *lb, size_t a, size_t b)
 {
-	return (uint64_t)active_of(lb, a) * lb->cfg->servers[b].weight <
-	    (uint64_t)active_of(lb, b) * lb->cfg->servers[a].weight;
+	return (uint64_t)active_of(lb, a) * lb->entry[b]->weight <
+	    (uint64_t)active_of(lb, b) * lb->entry[a]->weight;
 }
 
 /* Smooth weighted round robin (nginx's): every server earns its weight
@@ -253,11 +372,11 @@ pick_roundrobin(struct backend_lb *lb)
 	int64_t total = 0;
 	size_t best = SIZE_MAX;
 
-	for (size_t i = 0; i < lb->cfg->nservers; i++) {
+	for (size_t i = 0; i < lb->n; i++) {
 		if (lb->skip[i])
 			continue;
-		lb->current[i] += lb->cfg->servers[i].weight;
-		total += lb->cfg->servers[i].weight;
+		lb->current[i] += lb->entry[i]->weight;
+		total += lb->entry[i]->weight;
 		if (best == SIZE_MAX || lb->current[i] > lb->current[best])
 			best = i;
 	}
@@ -270,7 +389,7 @@ pick_roundrobin(struct backend_lb *lb)
 static size_t
 pick_leastconn(struct backend_lb *lb)
 {
-	size_t n = lb->cfg->nservers, best = SIZE_MAX;
+	size_t n = lb->n, best = SIZE_MAX;
 
 	for (size_t k = 0; k < n; k++) {
 		size_t i = (lb->turn + k) % n;
@@ -291,19 +410,19 @@ draw(struct backend_lb *lb, size_t also)
 	uint64_t total = 0, r;
 	size_t i, last = SIZE_MAX;
 
-	for (i = 0; i < lb->cfg->nservers; i++)
+	for (i = 0; i < lb->n; i++)
 		if (!lb->skip[i] && i != also)
-			total += lb->cfg->servers[i].weight;
+			total += lb->entry[i]->weight;
 	if (total == 0)
 		return SIZE_MAX;
 	r = rng_next(lb) % total;
-	for (i = 0; i < lb->cfg->nservers; i++) {
+	for (i = 0; i < lb->n; i++) {
 		if (lb->skip[i] || i == also)
 			continue;
 		last = i;
-		if (r < lb->cfg->servers[i].weight)
+		if (r < lb->entry[i]->weight)
 			return i;
-		r -= lb->cfg->servers[i].weight;
+		r -= lb->entry[i]->weight;
 	}
 	return last;
 }
@@ -334,7 +453,7 @@ pick_source(struct backend_lb *lb, uint64_t peer_hash)
 	double best_score = 0;
 	size_t best = SIZE_MAX;
 
-	for (size_t i = 0; i < lb->cfg->nservers; i++) {
+	for (size_t i = 0; i < lb->n; i++) {
 		uint64_t h = mix64(peer_hash ^ lb->name_hash[i]);
 		/* u uniform in (0, 1): the top 53 bits, off zero by half a step. */
 		double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0;
@@ -342,7 +461,7 @@ pick_source(struct backend_lb *lb, uint64_t peer_hash)
 
 		if (lb->skip[i])
 			continue;
-		score = -ln_unit(u) / lb->cfg->servers[i].weight;
+		score = -ln_unit(u) / lb->entry[i]->weight;
 		if (best == SIZE_MAX || score < best_score) {
 			best = i;
 			best_score = score;
@@ -353,15 +472,32 @@ pick_source(struct backend_lb *lb, uint64_t peer_hash)
 
 /* ---- picking, and what comes of a connect ---- */
 
+/* What source hashes per address: the server's name, so that a server
+ * keeps its clients whatever its address; for the addresses of a host
+ * name, the name and the address, so that they differ. */
+static uint64_t
+name_hash(const struct config_server *e, const struct server_state *st)
+{
+	char text[ADDR_TEXT_MAX];
+	uint64_t h = hash_bytes(e->name, strlen(e->name));
+
+	if (e->dnsname == NULL)
+		return h;
+	addr_format((const struct sockaddr *)&st->addr.ss, text, sizeof(text));
+	return mix64(h ^ hash_bytes(text, strlen(text)));
+}
+
 int
 backend_lb_init(struct backend_lb *lb, const struct backend_shared *sh,
     uint64_t seed)
 {
-	size_t n = sh->cfg->nservers ? sh->cfg->nservers : 1;
+	size_t n = sh->n ? sh->n : 1;
 
 	memset(lb, 0, sizeof(*lb));
 	lb->cfg = sh->cfg;
 	lb->shared = sh->servers;
+	lb->entry = sh->entry;
+	lb->n = sh->n;
 	lb->stats = calloc(n, sizeof(*lb->stats));
 	lb->current = calloc(n, sizeof(*lb->current));
 	lb->name_hash = calloc(n, sizeof(*lb->name_hash));
@@ -372,9 +508,8 @@ backend_lb_init(struct backend_lb *lb, const struct backend_shared *sh,
 		errno = ENOMEM;
 		return -1;
 	}
-	for (size_t i = 0; i < sh->cfg->nservers; i++)
-		lb->name_hash[i] = hash_bytes(sh->cfg->servers[i].name,
-		    strlen(sh->cfg->servers[i].name));
+	for (size_t i = 0; i < sh->n; i++)
+		lb->name_hash[i] = name_hash(sh->entry[i], sh->servers[i]);
 	lb->rng = mix64(seed + 0x9e3779b97f4a7c15ULL);
 	if (lb->rng == 0)
 		lb->rng = 1;
@@ -389,6 +524,31 @@ backend_lb_cleanup(struct backend_lb *lb)
 	free(lb->name_hash);
 	free(lb->skip);
 	memset(lb, 0, sizeof(*lb));
+}
+
+ssize_t
+backend_lb_index(const struct backend_lb *lb, const struct server_state *st)
+{
+	for (size_t i = 0; i < lb->n; i++)
+		if (lb->shared[i] == st)
+			return (ssize_t)i;
+	return -1;
+}
+
+void
+backend_lb_carry(struct backend_lb *to, const struct backend_lb *from)
+{
+	for (size_t i = 0; i < to->n; i++) {
+		ssize_t j = backend_lb_index(from, to->shared[i]);
+
+		if (j < 0)
+			continue;
+		to->stats[i].connections = from->stats[j].connections;
+		to->stats[i].connect_failures = from->stats[j].connect_failures;
+		to->current[i] = from->current[j];
+	}
+	to->turn = to->n > 0 ? from->turn % to->n : 0;
+	to->rng = from->rng;
 }
 
 static bool
@@ -411,7 +571,7 @@ usable(const struct backend_lb *lb, size_t i, uint64_t now_ms)
 static bool
 full(const struct backend_lb *lb, size_t i)
 {
-	unsigned max = lb->cfg->servers[i].max_connections;
+	unsigned max = lb->entry[i]->max_connections;
 
 	return max > 0 && active_of(lb, i) >= max;
 }
@@ -423,7 +583,7 @@ static bool
 reserve(struct backend_lb *lb, size_t i, uint64_t now_ms, bool *trial)
 {
 	struct server_state *st = lb->shared[i];
-	unsigned max = lb->cfg->servers[i].max_connections;
+	unsigned max = lb->entry[i]->max_connections;
 	unsigned n = atomic_load(&st->active);
 
 	*trial = !atomic_load(&st->up);
@@ -439,6 +599,7 @@ reserve(struct backend_lb *lb, size_t i, uint64_t now_ms, bool *trial)
 			return false;
 	while (!atomic_compare_exchange_weak(&st->active, &n, n + 1));
 	lb->stats[i].active++;
+	lb->users++;
 	return true;
 }
 
@@ -446,7 +607,7 @@ ssize_t
 backend_lb_pick(struct backend_lb *lb, const struct sockaddr *peer,
     ssize_t avoid, uint64_t now_ms, enum backend_none *why, bool *trial)
 {
-	size_t n = lb->cfg->nservers, i;
+	size_t n = lb->n, i;
 	uint64_t peer_hash = 0;
 
 	if (lb->cfg->balance == CONFIG_BALANCE_SOURCE)
@@ -489,6 +650,7 @@ slot_free(struct backend_lb *lb, size_t i)
 {
 	atomic_fetch_sub(&lb->shared[i]->active, 1);
 	lb->stats[i].active--;
+	lb->users--;
 }
 
 bool

@@ -205,7 +205,7 @@ sect_create(struct config *cfg, enum config_sect kind, const char *name,
 		cfg->backends[cfg->nbackends++] = (struct config_backend){
 		    .name = copy, .retries = 2, .line = line,
 		    .health_interval_ms = 2 * 1000, .health_timeout_ms = 1000,
-		    .rise = 2, .fall = 3 };
+		    .rise = 2, .fall = 3, .resolve_interval_ms = 30 * 1000 };
 	}
 	return 0;
 fail:
@@ -768,6 +768,27 @@ config_load(const char *path, char *err, size_t errlen)
 	return cfg;
 }
 
+void
+config_server_error(const struct config *cfg, const struct config_backend *b,
+    const struct config_server *s, const char *why, char *err, size_t errlen)
+{
+	char label[LABEL_MAX];
+
+	snprintf(label, sizeof(label), "backend %s", b->name);
+	err_put(err, errlen, cfg->path, s->line, label, "server", why);
+}
+
+size_t
+config_dns_servers(const struct config *cfg)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->nbackends; i++)
+		for (size_t j = 0; j < cfg->backends[i].nservers; j++)
+			n += cfg->backends[i].servers[j].dnsname != NULL;
+	return n;
+}
+
 struct config *
 config_ref(struct config *cfg)
 {
@@ -792,6 +813,7 @@ config_unref(struct config *cfg)
 		for (size_t j = 0; j < b->nservers; j++) {
 			free(b->servers[j].name);
 			free(b->servers[j].host);
+			free(b->servers[j].dnsname);
 		}
 		free(b->servers);
 		free(b->name);

@@ -43,7 +43,8 @@ static const struct config_key global_keys[] = {
 	NUM("max_pipes", UINT, G(max_pipes), 0, MAX_CONN, "0..10000000"),
 	NUM("shutdown_timeout", DURATION, G(shutdown_timeout_ms), 0,
 	    DURATION_MAX, "0..24h"),
-	LATER("user"), LATER("admin"), LATER("resolver"),
+	KW("resolver", RESOLVER, G(resolver)),
+	LATER("user"), LATER("admin"),
 	{ .name = NULL },
 };
 
@@ -73,7 +74,8 @@ static const struct config_key backend_keys[] = {
 	    DURATION_MAX, "1ms..24h"),
 	NUM("rise", UINT, B(rise), 1, 100, "1..100"),
 	NUM("fall", UINT, B(fall), 1, 100, "1..100"),
-	LATER("resolve_interval"),
+	NUM("resolve_interval", DURATION, B(resolve_interval_ms), 100,
+	    DURATION_MAX, "100ms..24h"),
 	{ .name = NULL },
 };
 
@@ -373,8 +375,8 @@ server_add(struct config_backend *b, const char *value, int line, char *why,
 	while ((opt = strtok_r(NULL, " \t", &save)) != NULL)
 		if (server_option(&srv, opt, &seen, why, n) < 0)
 			goto fail;
-	/* Last: the only step that may wait on the resolver. */
-	if (addr_parse(&srv.addr, where, false, why, n) < 0)
+	/* A host name is resolved later, by resolve.c, never here. */
+	if (addr_parse_server(&srv.addr, where, &srv.dnsname, why, n) < 0)
 		goto fail;
 	if ((srv.name = strdup(name)) == NULL ||
 	    (srv.host = strdup(where)) == NULL ||
@@ -385,15 +387,35 @@ server_add(struct config_backend *b, const char *value, int line, char *why,
 	}
 	b->servers = servers;
 	b->servers[b->nservers++] = srv;
-	srv.name = srv.host = NULL;     /* the backend owns them now */
+	srv.name = srv.host = srv.dnsname = NULL;  /* the backend's now */
 	rc = 0;
 fail:
 	free(srv.name);
 	free(srv.host);
+	free(srv.dnsname);
 	free(copy);
 	return rc;
 }
 
+/* The name server: an IP address with its port. A name would need a name
+ * server of its own to resolve. */
+static int
+resolver_set(void *field, const char *value, char *why, size_t n)
+{
+	struct addr a;
+	char *name = NULL;
+
+	if (addr_parse_server(&a, value, &name, why, n) < 0)
+		return -1;
+	if (name != NULL || a.wildcard) {
+		free(name);
+		snprintf(why, n, "'%s': the name server must be an IP address "
+		    "(ADDRESS:PORT, e.g. 127.0.0.1:53)", value);
+		return -1;
+	}
+	*(struct addr *)field = a;
+	return 0;
+}
 
 /* Numbers of every kind, range-checked. Too large to parse is out of
  * range too: the operator needs the range, not the overflow. */
@@ -511,6 +533,8 @@ config_key_set(const struct config_key *k, void *base, const char *v,
 		}
 		*(enum config_balance *)field = (enum config_balance)i;
 		return 0;
+	case CONFIG_KEY_RESOLVER:
+		return resolver_set(field, v, why, n);
 	case CONFIG_KEY_HEALTH:
 		if ((i = keyword(v, health_names, 2)) < 0) {
 			snprintf(why, n, "'%s' is not a health check "

@@ -32,6 +32,7 @@ enum config_key_type {
 	CONFIG_KEY_SERVER,          /* repeats */
 	CONFIG_KEY_BALANCE,
 	CONFIG_KEY_HEALTH,
+	CONFIG_KEY_RESOLVER,        /* a name server: IP address and port */
 	CONFIG_KEY_LATER,           /* documented, belongs to later work */
 };
 
@@ -53,7 +54,9 @@ const char *config_key_home(enum config_sect, const char *name);
 /* Parse value into the field of the section's struct at base (struct
  * config, config_listener or config_backend). A bind or a server is
  * appended. 0, or -1 with the problem in why ("'5x' is not a duration (use
- * ms, s, m or h)"). line: kept by servers. May block resolving a host. */
+ * ms, s, m or h)"). line: kept by servers. A bind given by host name is
+ * resolved here (getaddrinfo, which blocks); a server's host name is only
+ * kept, for resolve.c. */
 int config_key_set(const struct config_key *, void *base, const char *value,
     int line, char *why, size_t whylen);
 

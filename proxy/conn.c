@@ -28,11 +28,15 @@ struct conn {
 	struct worker *w;
 	struct listener *l;
 	const struct config_backend *bc;
+	size_t bidx;                /* bc's index in the config */
+	/* The balancer the server was picked from: the worker's current
+	 * one then. A newer generation of addresses may have replaced it
+	 * since; it lives on (worker.c) while it has slots reserved. */
 	struct backend_lb *lb;
 	int cfd, bfd;
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
-	ssize_t server;             /* index into bc->servers; -1 before any */
+	ssize_t server;             /* index into lb's addresses; -1 before any */
 	bool reserved;              /* holds a slot on server (backend_lb_pick) */
 	bool trial;                 /* the trial connect of a server down */
 	unsigned attempts;
@@ -76,6 +80,14 @@ reset_fd(int fd)
 		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
+/* The address of the server picked (c->lb still holds its slot). */
+static const char *
+addr_text(const struct conn *c, char *buf, size_t n)
+{
+	return addr_format((const struct sockaddr *)
+	    &c->lb->shared[c->server]->addr.ss, buf, n);
+}
+
 static void
 access_log(struct conn *c, enum conn_reason why)
 {
@@ -88,11 +100,11 @@ access_log(struct conn *c, enum conn_reason why)
 	    (now.tv_nsec - c->started.tv_nsec) / 1000000;
 	addr_format((struct sockaddr *)&c->peer, client, sizeof(client));
 	if (c->relaying) {          /* the server that was reached, if any */
-		const struct config_server *s = &c->bc->servers[c->server];
+		const struct config_server *s = c->lb->entry[c->server];
 		char a[ADDR_TEXT_MAX];
 
 		snprintf(server, sizeof(server), "%s/%s", s->name,
-		    addr_format((const struct sockaddr *)&s->addr.ss, a, sizeof(a)));
+		    addr_text(c, a, sizeof(a)));
 	} else
 		snprintf(server, sizeof(server), "-");
 	log_batch_msg(&c->w->log, CONFIG_LOG_INFO,
@@ -234,24 +246,29 @@ start_relay(struct conn *c)
 	unpin(c);
 }
 
-static void try_connect(struct conn *, ssize_t avoid);
+static void try_connect(struct conn *, const struct server_state *avoid);
 
 /* The server just tried could not be reached: log and count it, give its
- * slot back, and say so once if that took it down. */
+ * slot back, and say so once if that took it down. c->lb stays valid for
+ * the rest of this callback (worker.c frees a retired one in its tick). */
 static void
 server_failed(struct conn *c, const char *why)
 {
-	const struct config_server *s = &c->bc->servers[c->server];
+	const struct config_server *s = c->lb->entry[c->server];
 	char a[ADDR_TEXT_MAX];
 
-	log_info("listener %s: server %s/%s (%s): connect failed: %s",
-	    c->l->cfg->name, c->bc->name, s->name, s->host, why);
+	addr_text(c, a, sizeof(a));
+	if (s->dnsname != NULL)
+		log_info("listener %s: server %s/%s (%s at %s): connect failed: "
+		    "%s", c->l->cfg->name, c->bc->name, s->name, s->host, a, why);
+	else
+		log_info("listener %s: server %s/%s (%s): connect failed: %s",
+		    c->l->cfg->name, c->bc->name, s->name, s->host, why);
 	c->w->st.connect_failures++;
 	c->reserved = false;
 	if (!backend_lb_failed(c->lb, (size_t)c->server, c->trial,
 	    clock_coarse_ms()))
 		return;
-	addr_format((const struct sockaddr *)&s->addr.ss, a, sizeof(a));
 	if (c->bc->health_check != CONFIG_HEALTH_OFF)
 		log_warn("server %s/%s %s is down: %u connects failed in a row: "
 		    "%s; health checks will bring it back", c->bc->name,
@@ -266,25 +283,26 @@ server_failed(struct conn *c, const char *why)
 static void
 server_connected(struct conn *c)
 {
-	const struct config_server *s = &c->bc->servers[c->server];
+	const struct config_server *s = c->lb->entry[c->server];
 	char a[ADDR_TEXT_MAX];
 
 	if (!backend_lb_connected(c->lb, (size_t)c->server))
 		return;
 	log_info("server %s/%s %s is up: a connect succeeded", c->bc->name,
-	    s->name, addr_format((const struct sockaddr *)&s->addr.ss, a,
-	    sizeof(a)));
+	    s->name, addr_text(c, a, sizeof(a)));
 }
 
 static void
 connect_failed(struct conn *c, const char *why)
 {
+	const struct server_state *st = c->lb->shared[c->server];
+
 	server_failed(c, why);
 	event_del(&c->cev);
 	event_del(&c->timer);
 	close(c->bfd);
 	c->bfd = -1;
-	try_connect(c, c->server);
+	try_connect(c, st);
 }
 
 static void
@@ -306,23 +324,27 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 	start_relay(c);
 }
 
+/* avoid: the server that just failed (its state: the index may differ
+ * in the worker's current balancer), or NULL. */
 static void
-try_connect(struct conn *c, ssize_t avoid)
+try_connect(struct conn *c, const struct server_state *avoid)
 {
 	const struct config_listener *lc = c->l->cfg;
 	enum backend_none none;
 
 	while (c->attempts <= c->bc->retries) {
 		c->attempts++;
+		c->lb = &c->w->lb[c->bidx];
 		c->server = backend_lb_pick(c->lb, (struct sockaddr *)&c->peer,
-		    avoid, clock_coarse_ms(), &none, &c->trial);
+		    avoid != NULL ? backend_lb_index(c->lb, avoid) : -1,
+		    clock_coarse_ms(), &none, &c->trial);
 		if (c->server < 0) {
 			conn_close(c, none == BACKEND_NONE_FREE ?
 			    CONN_SERVERS_FULL : CONN_CONNECT_FAILED);
 			return;
 		}
 		c->reserved = true;
-		if ((c->bfd = backend_connect(&c->bc->servers[c->server].addr)) >= 0) {
+		if ((c->bfd = backend_connect(&c->lb->shared[c->server]->addr)) >= 0) {
 			event_assign(&c->cev, c->w->base, c->bfd, EV_WRITE,
 			    connect_cb, c);
 			event_add(&c->cev, NULL);
@@ -339,8 +361,8 @@ try_connect(struct conn *c, ssize_t avoid)
 			c->reserved = false;
 			break;
 		}
+		avoid = c->lb->shared[c->server];
 		server_failed(c, strerror(errno));
-		avoid = c->server;
 	}
 	conn_close(c, CONN_CONNECT_FAILED);
 }
@@ -361,7 +383,7 @@ conn_start(struct worker *w, struct listener *l, int fd,
 	c->w = w;
 	c->l = l;
 	c->bc = bc;
-	c->lb = &w->lb[bc - w->cfg->backends];
+	c->bidx = (size_t)(bc - w->cfg->backends);
 	c->cfd = fd;
 	c->bfd = -1;
 	c->server = -1;
@@ -378,7 +400,7 @@ conn_start(struct worker *w, struct listener *l, int fd,
 	TAILQ_INSERT_TAIL(&w->conns, c, link);
 	w->nconns++;
 	w->st.connections++;
-	try_connect(c, -1);
+	try_connect(c, NULL);
 }
 
 void

@@ -9,7 +9,13 @@
  * overlapping. The rise/fall streaks are the checks' own; the up/down
  * state is the server's shared atomic, which traffic may also take down
  * (backend_lb_failed): the check sees that and starts its rise streak
- * over. */
+ * over.
+ *
+ * A check is for one address (struct server_state), not one server line:
+ * a host-name server has one per address it resolves to. health_update()
+ * keeps the check of every address still there (its streaks, its
+ * rhythm), starts one for each new address (a spread start, like the
+ * first ones) and stops those of addresses that went away. */
 #include "spliced/health.h"
 
 #include <errno.h>
@@ -40,9 +46,10 @@ struct check {
 struct health {
 	struct event_base *base;
 	struct backend_set *bs;
-	struct check *checks;
+	struct check **checks;
 	size_t n;
 	unsigned long done;
+	uint64_t seed;              /* spreads the first check of each */
 };
 
 static void
@@ -59,7 +66,7 @@ server_text(const struct check *k, char *buf, size_t n)
 	char a[ADDR_TEXT_MAX];
 
 	snprintf(buf, n, "%s/%s %s", k->bc->name, k->srv->name,
-	    addr_format((const struct sockaddr *)&k->srv->addr.ss, a, sizeof(a)));
+	    addr_format((const struct sockaddr *)&k->st->addr.ss, a, sizeof(a)));
 	return buf;
 }
 
@@ -141,7 +148,7 @@ start_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd, (void)what;
 	k->started_ms = clock_coarse_ms();
-	if ((k->fd = backend_connect(&k->srv->addr)) == -1) {
+	if ((k->fd = backend_connect(&k->st->addr)) == -1) {
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 		    errno == ENOMEM) {
 			/* Our shortage says nothing about the server. */
@@ -157,54 +164,138 @@ start_cb(evutil_socket_t fd, short what, void *arg)
 	event_add(k->io, &tv);
 }
 
+static void
+check_free(struct check *k)
+{
+	if (k == NULL)
+		return;
+	if (k->timer != NULL)
+		event_free(k->timer);
+	if (k->io != NULL)
+		event_free(k->io);
+	if (k->fd >= 0)
+		close(k->fd);
+	free(k);
+}
+
+static struct check *
+check_new(struct health *h, const struct config_backend *bc,
+    const struct config_server *srv, struct server_state *st)
+{
+	struct check *k = calloc(1, sizeof(*k));
+
+	if (k == NULL)
+		return NULL;
+	k->h = h;
+	k->bc = bc;
+	k->srv = srv;
+	k->st = st;
+	k->fd = -1;
+	k->seen_up = atomic_load(&st->up);
+	k->timer = evtimer_new(h->base, start_cb, k);
+	/* Assigned for real when a check starts. */
+	k->io = event_new(h->base, -1, 0, io_cb, k);
+	if (k->timer == NULL || k->io == NULL) {
+		check_free(k);
+		return NULL;
+	}
+	/* A spread start; LCG steps are plenty for that. */
+	h->seed = h->seed * 6364136223846793005ULL + 1442695040888963407ULL;
+	timer_in(k, (h->seed >> 33) % bc->health_interval_ms);
+	return k;
+}
+
+/* The check h has for st, taken out of h's list, or NULL. */
+static struct check *
+check_take(struct health *h, const struct server_state *st)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		struct check *k = h->checks[i];
+
+		if (k != NULL && k->st == st) {
+			h->checks[i] = NULL;
+			return k;
+		}
+	}
+	return NULL;
+}
+
+int
+health_update(struct health *h, struct backend_set *bs)
+{
+	struct check **checks;
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < bs->n; i++)
+		if (bs->b[i].cfg->health_check != CONFIG_HEALTH_OFF)
+			n += bs->b[i].n;
+	if ((checks = calloc(n ? n : 1, sizeof(*checks))) == NULL)
+		return -1;
+	/* New addresses first: what may fail, while nothing has moved. */
+	for (size_t i = 0; i < bs->n; i++) {
+		const struct backend_shared *sh = &bs->b[i];
+
+		for (size_t j = 0; sh->cfg->health_check != CONFIG_HEALTH_OFF &&
+		    j < sh->n; j++, k++) {
+			bool have = false;
+
+			for (size_t q = 0; q < h->n && !have; q++)
+				have = h->checks[q] != NULL &&
+				    h->checks[q]->st == sh->servers[j];
+			if (have)
+				continue;
+			if ((checks[k] = check_new(h, sh->cfg, sh->entry[j],
+			    sh->servers[j])) == NULL)
+				goto fail;
+		}
+	}
+	k = 0;
+	for (size_t i = 0; i < bs->n; i++) {
+		const struct backend_shared *sh = &bs->b[i];
+
+		for (size_t j = 0; sh->cfg->health_check != CONFIG_HEALTH_OFF &&
+		    j < sh->n; j++, k++) {
+			if (checks[k] != NULL)
+				continue;
+			checks[k] = check_take(h, sh->servers[j]);
+			checks[k]->bc = sh->cfg;
+			checks[k]->srv = sh->entry[j];
+		}
+	}
+	/* What is left is for addresses that went away. */
+	for (size_t i = 0; i < h->n; i++)
+		check_free(h->checks[i]);
+	free(h->checks);
+	h->checks = checks;
+	h->n = n;
+	backend_set_unref(h->bs);
+	h->bs = backend_set_ref(bs);
+	return 0;
+fail:
+	for (size_t i = 0; i < n; i++)
+		check_free(checks[i]);
+	free(checks);
+	errno = ENOMEM;
+	return -1;
+}
+
 struct health *
 health_new(struct event_base *base, struct backend_set *bs)
 {
 	struct health *h;
 	struct timespec ts;
-	uint64_t seed;
-	size_t n = 0;
 
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
 	h->base = base;
-	h->bs = backend_set_ref(bs);
-	for (size_t i = 0; i < bs->n; i++)
-		if (bs->b[i].cfg->health_check != CONFIG_HEALTH_OFF)
-			n += bs->b[i].cfg->nservers;
-	if ((h->checks = calloc(n ? n : 1, sizeof(*h->checks))) == NULL)
-		goto fail;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	seed = (uint64_t)ts.tv_nsec | 1;
-	for (size_t i = 0; i < bs->n; i++) {
-		const struct config_backend *bc = bs->b[i].cfg;
-
-		if (bc->health_check == CONFIG_HEALTH_OFF)
-			continue;
-		for (size_t j = 0; j < bc->nservers; j++) {
-			struct check *k = &h->checks[h->n++];
-
-			k->h = h;
-			k->bc = bc;
-			k->srv = &bc->servers[j];
-			k->st = bs->b[i].servers[j];
-			k->fd = -1;
-			k->seen_up = atomic_load(&k->st->up);
-			k->timer = evtimer_new(base, start_cb, k);
-			/* Assigned for real when a check starts. */
-			k->io = event_new(base, -1, 0, io_cb, k);
-			if (k->timer == NULL || k->io == NULL)
-				goto fail;
-			/* A spread start; LCG steps are plenty for that. */
-			seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-			timer_in(k, (seed >> 33) % bc->health_interval_ms);
-		}
+	h->seed = (uint64_t)ts.tv_nsec | 1;
+	if (health_update(h, bs) == -1) {
+		health_free(h);
+		errno = ENOMEM;
+		return NULL;
 	}
 	return h;
-fail:
-	health_free(h);
-	errno = ENOMEM;
-	return NULL;
 }
 
 void
@@ -212,16 +303,8 @@ health_free(struct health *h)
 {
 	if (h == NULL)
 		return;
-	for (size_t i = 0; h->checks != NULL && i < h->n; i++) {
-		struct check *k = &h->checks[i];
-
-		if (k->timer != NULL)
-			event_free(k->timer);
-		if (k->io != NULL)
-			event_free(k->io);
-		if (k->fd >= 0)
-			close(k->fd);
-	}
+	for (size_t i = 0; h->checks != NULL && i < h->n; i++)
+		check_free(h->checks[i]);
 	free(h->checks);
 	backend_set_unref(h->bs);
 	free(h);

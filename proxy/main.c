@@ -20,6 +20,7 @@
 #include "spliced/health.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
+#include "spliced/resolve.h"
 #include "spliced/worker.h"
 #include "spliced/zerocopy.h"
 
@@ -37,7 +38,8 @@ struct opts {
 struct proc {
 	struct config *cfg;
 	struct listener_set *ls;
-	struct backend_set *bs;     /* the servers' shared state */
+	struct backend_set *bs;     /* the servers' shared state: the newest */
+	struct resolver *res;       /* host-name servers, on this thread's base */
 	struct health *health;      /* checks, on this thread's base */
 	struct worker **w;
 	unsigned nw;
@@ -320,28 +322,67 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	evtimer_add(p->drain_timer, &tv);
 }
 
-/* Per server, summed over the workers. */
+/* Per server address, summed over the workers (each counts in the
+ * generation it balances over; the counts follow an address from one
+ * generation to the next). */
 static void
 log_server_totals(const struct proc *p)
 {
-	for (size_t b = 0; b < p->bs->n; b++) {
-		const struct config_backend *bc = p->bs->b[b].cfg;
+	char a[ADDR_TEXT_MAX + 1];
 
-		for (size_t s = 0; s < bc->nservers; s++) {
+	for (size_t b = 0; b < p->bs->n; b++) {
+		const struct backend_shared *sh = &p->bs->b[b];
+
+		for (size_t s = 0; s < sh->n; s++) {
 			struct server_stats st = { 0 };
 
 			for (unsigned i = 0; i < p->nw; i++) {
-				st.connections += p->w[i]->lb[b].stats[s].connections;
+				const struct backend_lb *lb = &p->w[i]->lb[b];
+				ssize_t k = backend_lb_index(lb, sh->servers[s]);
+
+				if (k < 0)
+					continue;
+				st.connections += lb->stats[k].connections;
 				st.connect_failures +=
-				    p->w[i]->lb[b].stats[s].connect_failures;
+				    lb->stats[k].connect_failures;
 			}
-			log_info("totals: server %s/%s connections=%" PRIu64
-			    " connect_failures=%" PRIu64 " up=%d", bc->name,
-			    bc->servers[s].name, st.connections,
+			a[0] = ' ';
+			if (sh->entry[s]->dnsname != NULL)
+				addr_format((const struct sockaddr *)
+				    &sh->servers[s]->addr.ss, a + 1, sizeof(a) - 1);
+			else
+				a[0] = '\0';
+			log_info("totals: server %s/%s%s connections=%" PRIu64
+			    " connect_failures=%" PRIu64 " up=%d", sh->cfg->name,
+			    sh->entry[s]->name, a, st.connections,
 			    st.connect_failures,
-			    (int)atomic_load(&p->bs->b[b].servers[s]->up));
+			    (int)atomic_load(&sh->servers[s]->up));
 		}
 	}
+}
+
+/* A new generation of server addresses (resolve.c): the checks and the
+ * workers move to it. During the first round neither runs yet. */
+static void
+publish_cb(struct backend_set *bs, void *arg)
+{
+	struct proc *p = arg;
+
+	backend_set_unref(p->bs);
+	p->bs = backend_set_ref(bs);
+	if (p->health != NULL && health_update(p->health, bs) == -1)
+		log_error("health checks: out of memory: the checks keep the "
+		    "addresses they had");
+	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
+		if (p->w[i] != NULL)
+			worker_set_backends(p->w[i], bs);
+}
+
+static void
+unresolved_cb(const char *msg, void *arg)
+{
+	(void)arg;
+	log_warn("%s; it stays down until it resolves", msg);
 }
 
 static void
@@ -388,8 +429,17 @@ serve(struct proc *p)
 		return 1;
 	}
 	if ((p->base = event_base_new()) == NULL ||
-	    (p->bs = backend_set_new(p->cfg, NULL)) == NULL ||
-	    (p->w = calloc(p->nw, sizeof(*p->w))) == NULL)
+	    (p->bs = backend_set_new(p->cfg, NULL)) == NULL)
+		goto out;
+	if ((p->res = resolver_new(p->base, p->bs, publish_cb, p, err,
+	    sizeof(err))) == NULL) {
+		log_error("%s", err);
+		goto out;
+	}
+	/* Host names first, so that the workers start with their
+	 * addresses; one that does not resolve is down until it does. */
+	resolver_first_round(p->res, unresolved_cb, p);
+	if ((p->w = calloc(p->nw, sizeof(*p->w))) == NULL)
 		goto out;
 	for (unsigned i = 0; i < p->nw; i++)
 		if ((p->w[i] = worker_new(i, p->cfg, p->ls, p->bs, per_worker,
@@ -445,6 +495,9 @@ out:
 			worker_join(p->w[i]);
 	if (p->w != NULL && rc == 0)
 		log_totals(p);
+	/* Its last callbacks run the loop: the workers must still exist. */
+	resolver_free(p->res);
+	p->res = NULL;
 	health_free(p->health);
 	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
 		worker_free(p->w[i]);
@@ -463,12 +516,62 @@ out:
 	return rc;
 }
 
+static void
+check_report_cb(const char *msg, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "spliced: %s\n", msg);
+}
+
+static void
+check_publish_cb(struct backend_set *bs, void *arg)
+{
+	(void)bs, (void)arg;
+}
+
+/* Every host-name server must resolve, through the resolver the config
+ * names. 0, or -1 when one does not (each is printed). */
 static int
-check(const struct config *cfg, const char *path)
+check_names(struct config *cfg)
+{
+	char err[CONFIG_ERR_MAX];
+	struct event_base *base = NULL;
+	struct backend_set *bs = NULL;
+	struct resolver *res = NULL;
+	int rc = -1;
+
+	if (config_dns_servers(cfg) == 0)
+		return 0;
+	/* Only what fails is news here; the resolver's info lines are not. */
+	log_set_level(CONFIG_LOG_WARN);
+	if ((base = event_base_new()) == NULL ||
+	    (bs = backend_set_new(cfg, NULL)) == NULL) {
+		fprintf(stderr, "spliced: out of memory\n");
+		goto out;
+	}
+	if ((res = resolver_new(base, bs, check_publish_cb, NULL, err,
+	    sizeof(err))) == NULL) {
+		fprintf(stderr, "spliced: %s\n", err);
+		goto out;
+	}
+	if (resolver_first_round(res, check_report_cb, NULL) == 0)
+		rc = 0;
+out:
+	resolver_free(res);
+	backend_set_unref(bs);
+	if (base != NULL)
+		event_base_free(base);
+	return rc;
+}
+
+static int
+check(struct config *cfg, const char *path)
 {
 	size_t got = cfg->pipe_size;
 	int fds[2];
 
+	if (check_names(cfg) == -1)
+		return 1;
 	printf("configuration %s is valid: %zu listener(s), %zu backend(s)\n",
 	    path, cfg->nlisteners, cfg->nbackends);
 	printf("zero-copy: %s\n", zc_backend_name());

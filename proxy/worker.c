@@ -16,6 +16,79 @@
 #include "spliced/log.h"
 #include "spliced/zerocopy.h"
 
+/* An older generation of the backend set, kept while connections hold
+ * slots in its balancers. */
+struct worker_gen {
+	struct backend_set *bs;
+	struct backend_lb *lb;      /* [bs->n] */
+	struct worker_gen *next;
+};
+
+static void
+lbs_free(struct backend_lb *lb, size_t n)
+{
+	for (size_t i = 0; lb != NULL && i < n; i++)
+		backend_lb_cleanup(&lb[i]);
+	free(lb);
+}
+
+/* Free the retired generations no connection uses any more. */
+static void
+sweep(struct worker *w)
+{
+	struct worker_gen **gp = &w->retired, *g;
+
+	while ((g = *gp) != NULL) {
+		size_t i;
+
+		for (i = 0; i < g->bs->n && g->lb[i].users == 0; i++)
+			;
+		if (i < g->bs->n) {
+			gp = &g->next;
+			continue;
+		}
+		*gp = g->next;
+		lbs_free(g->lb, g->bs->n);
+		backend_set_unref(g->bs);
+		free(g);
+	}
+}
+
+/* Take the generation in the mailbox, if any. Out of memory, it goes back
+ * (unless a newer one came meanwhile) and the next tick tries again. */
+static void
+adopt(struct worker *w)
+{
+	struct backend_set *bs = atomic_exchange(&w->next_bs, NULL), *none = NULL;
+	struct backend_lb *lb = NULL;
+	struct worker_gen *g = NULL;
+	size_t i = 0;
+
+	if (bs == NULL)
+		return;
+	if ((g = calloc(1, sizeof(*g))) == NULL ||
+	    (lb = calloc(bs->n ? bs->n : 1, sizeof(*lb))) == NULL)
+		goto fail;
+	for (i = 0; i < bs->n; i++) {
+		if (backend_lb_init(&lb[i], &bs->b[i], 0) == -1)
+			goto fail;
+		backend_lb_carry(&lb[i], &w->lb[i]);
+	}
+	g->bs = w->bs;
+	g->lb = w->lb;
+	g->next = w->retired;
+	w->retired = g;
+	w->bs = bs;
+	w->lb = lb;
+	sweep(w);
+	return;
+fail:
+	lbs_free(lb, i);
+	free(g);
+	if (!atomic_compare_exchange_strong(&w->next_bs, &none, bs))
+		backend_set_unref(bs);
+}
+
 static void
 notify_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -23,6 +96,7 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 	enum worker_cmd cmd = atomic_load(&w->cmd);
 
 	(void)fd, (void)what;
+	adopt(w);
 	if (cmd != w->seen) {
 		w->seen = cmd;
 		if (cmd >= WORKER_DRAIN)
@@ -44,6 +118,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	if (w->pipes != NULL)
 		pipepool_trim(w->pipes, clock_coarse_ms());
+	adopt(w);
+	sweep(w);
 }
 
 /* A relay direction turns its read event off and its write event on (and
@@ -80,6 +156,7 @@ worker_new(unsigned id, struct config *cfg, struct listener_set *ls,
 	w->cfg = config_ref(cfg);
 	w->ls = ls;
 	w->bs = backend_set_ref(bs);
+	atomic_init(&w->next_bs, NULL);
 	TAILQ_INIT(&w->conns);
 	atomic_init(&w->cmd, WORKER_RUN);
 	if ((w->base = new_base()) == NULL) {
@@ -130,10 +207,11 @@ worker_free(struct worker *w)
 		event_free(w->notify);
 	if (w->tick != NULL)
 		event_free(w->tick);
-	for (size_t i = 0; w->lb != NULL && i < w->bs->n; i++)
-		backend_lb_cleanup(&w->lb[i]);
-	free(w->lb);
+	/* Every connection is closed: no slot is held anywhere. */
+	sweep(w);
+	lbs_free(w->lb, w->bs->n);
 	backend_set_unref(w->bs);
+	backend_set_unref(atomic_exchange(&w->next_bs, NULL));
 	relay_ctx_cleanup(&w->relay);
 	log_batch_cleanup(&w->log);
 	pipepool_free(w->pipes);
@@ -209,6 +287,14 @@ void
 worker_stop(struct worker *w)
 {
 	command(w, WORKER_STOP);
+}
+
+void
+worker_set_backends(struct worker *w, struct backend_set *bs)
+{
+	/* One the worker never took is replaced: only the newest counts. */
+	backend_set_unref(atomic_exchange(&w->next_bs, backend_set_ref(bs)));
+	event_active(w->notify, 0, 1);
 }
 
 void

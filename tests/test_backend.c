@@ -34,6 +34,7 @@ struct fx_backend {
 	char names[MAX_SERVERS][24];
 	struct server_state st[MAX_SERVERS];
 	struct server_state *stp[MAX_SERVERS];
+	const struct config_server *ent[MAX_SERVERS];
 	struct config_backend b;
 	struct backend_shared sh;
 	struct backend_lb lb;
@@ -78,6 +79,7 @@ backend_make(struct fx_backend *fb, enum config_balance balance,
 		atomic_init(&fb->st[i].up, true);
 		atomic_init(&fb->st[i].backoff_ms, BACKEND_BACKOFF_MIN_MS);
 		fb->stp[i] = &fb->st[i];
+		fb->ent[i] = &fb->servers[i];
 	}
 	fb->b.name = "app";
 	fb->b.servers = fb->servers;
@@ -87,6 +89,8 @@ backend_make(struct fx_backend *fb, enum config_balance balance,
 	fb->b.rise = 2;
 	fb->sh.cfg = &fb->b;
 	fb->sh.servers = fb->stp;
+	fb->sh.entry = fb->ent;
+	fb->sh.n = n;
 	fb->now = 1000000;
 	assert_int_equal(backend_lb_init(&fb->lb, &fb->sh, 42), 0);
 }
@@ -764,6 +768,215 @@ test_set_carries_state_by_name(void **state)
 	config_unref(c2);
 }
 
+
+/* ---- generations: host-name servers ---- */
+
+static struct addr
+v4(const char *ip, unsigned port)
+{
+	struct addr a;
+	char err[128], text[64];
+
+	snprintf(text, sizeof(text), "%s:%u", ip, port);
+	assert_int_equal(addr_parse(&a, text, false, err, sizeof(err)), 0);
+	return a;
+}
+
+static const char dns_text[] = "[listener l]\nbind = 127.0.0.1:1\n"
+    "backend = app\n[backend app]\nserver = a 127.0.0.1:9001\n"
+    "server = b app.example.test:9002 weight=3 max_connections=5\n"
+    "[backend other]\nserver = c 127.0.0.1:9003\n";
+
+/* The index of address a among backend b's, or -1. */
+static ssize_t
+member(const struct backend_set *bs, size_t b, const struct addr *a)
+{
+	for (size_t i = 0; i < bs->b[b].n; i++)
+		if (addr_equal(&bs->b[b].servers[i]->addr, a))
+			return (ssize_t)i;
+	return -1;
+}
+
+static void
+test_set_update_carries_by_address(void **state)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg = config_load_string(dns_text, "t", err, sizeof(err));
+	struct addr x = v4("127.0.0.2", 9002), y = v4("127.0.0.3", 9002),
+	    z = v4("127.0.0.4", 9002), xy[2], yz[2];
+	struct backend_set *s0, *s1, *s2, *s3;
+	struct server_state *sy;
+	ssize_t i;
+
+	(void)state;
+	assert_non_null(cfg);
+	xy[0] = x, xy[1] = y, yz[0] = y, yz[1] = z;
+	/* Not resolved yet: b has no address, a and c have theirs. */
+	s0 = backend_set_new(cfg, NULL);
+	assert_non_null(s0);
+	assert_int_equal(s0->b[0].n, 1);
+	assert_ptr_equal(s0->b[0].entry[0], &cfg->backends[0].servers[0]);
+	assert_int_equal(s0->b[1].n, 1);
+
+	s1 = backend_set_update(s0, 0, 1, xy, 2);
+	assert_non_null(s1);
+	assert_int_equal(s1->b[0].n, 3);
+	assert_ptr_equal(s1->b[0].servers[0], s0->b[0].servers[0]);
+	assert_ptr_equal(s1->b[1].servers[0], s0->b[1].servers[0]);
+	assert_ptr_equal(s1->b[0].entry[1], &cfg->backends[0].servers[1]);
+	assert_ptr_equal(s1->b[0].entry[2], &cfg->backends[0].servers[1]);
+	assert_true(addr_equal(&s1->b[0].servers[1]->addr, &x));
+	assert_true(addr_equal(&s1->b[0].servers[2]->addr, &y));
+	assert_true(atomic_load(&s1->b[0].servers[1]->up));
+	/* y is down with connections; x has some too. */
+	backend_server_set_up(s1->b[0].servers[2], false);
+	atomic_store(&s1->b[0].servers[2]->active, 4);
+	atomic_store(&s1->b[0].servers[1]->active, 2);
+	sy = s1->b[0].servers[2];
+
+	/* x goes, z comes: y keeps its state, z starts up and idle. */
+	s2 = backend_set_update(s1, 0, 1, yz, 2);
+	assert_non_null(s2);
+	assert_int_equal(s2->b[0].n, 3);
+	assert_int_equal(member(s2, 0, &x), -1);
+	assert_true((i = member(s2, 0, &y)) >= 0);
+	assert_ptr_equal(s2->b[0].servers[i], sy);
+	assert_false(atomic_load(&sy->up));
+	assert_true((i = member(s2, 0, &z)) >= 0);
+	assert_true(atomic_load(&s2->b[0].servers[i]->up));
+	assert_int_equal(atomic_load(&s2->b[0].servers[i]->active), 0);
+	assert_ptr_equal(s2->b[0].servers[0], s0->b[0].servers[0]);
+
+	/* Nothing resolves any more (an empty answer is the caller's to
+	 * refuse; the set takes what it is given). */
+	s3 = backend_set_update(s2, 0, 1, NULL, 0);
+	assert_non_null(s3);
+	assert_int_equal(s3->b[0].n, 1);
+	backend_set_unref(s3);
+
+	/* Older generations go; what the newest holds lives on. */
+	backend_set_unref(s0);
+	backend_set_unref(s1);
+	assert_int_equal(atomic_load(&sy->active), 4);
+	backend_set_unref(s2);
+	config_unref(cfg);
+}
+
+/* A reload keeps what a host name resolved to while its host and port
+ * stay the same. */
+static void
+test_set_new_keeps_resolved(void **state)
+{
+	static const char moved[] = "[listener l]\nbind = 127.0.0.1:1\n"
+	    "backend = app\n[backend app]\nserver = a 127.0.0.1:9001\n"
+	    "server = b app2.example.test:9002\n"
+	    "[backend other]\nserver = c 127.0.0.1:9003\n";
+	char err[CONFIG_ERR_MAX];
+	struct config *c1 = config_load_string(dns_text, "t", err, sizeof(err));
+	struct config *c2 = config_load_string(dns_text, "t", err, sizeof(err));
+	struct config *c3 = config_load_string(moved, "t", err, sizeof(err));
+	struct addr x = v4("127.0.0.2", 9002);
+	struct backend_set *s0, *s1, *s2, *s3;
+
+	(void)state;
+	assert_non_null(c1);
+	assert_non_null(c2);
+	assert_non_null(c3);
+	s0 = backend_set_new(c1, NULL);
+	s1 = backend_set_update(s0, 0, 1, &x, 1);
+	assert_non_null(s1);
+	s2 = backend_set_new(c2, s1);
+	assert_non_null(s2);
+	assert_int_equal(s2->b[0].n, 2);
+	assert_ptr_equal(s2->b[0].servers[1], s1->b[0].servers[1]);
+	assert_ptr_equal(s2->b[0].entry[1], &c2->backends[0].servers[1]);
+	s3 = backend_set_new(c3, s1);
+	assert_non_null(s3);
+	assert_int_equal(s3->b[0].n, 1);
+	backend_set_unref(s0);
+	backend_set_unref(s1);
+	backend_set_unref(s2);
+	backend_set_unref(s3);
+	config_unref(c1);
+	config_unref(c2);
+	config_unref(c3);
+}
+
+/* Each address of a name is a server of its own: the line's weight and
+ * max_connections apply per address; none resolved means none up. A new
+ * generation's balancer takes over the counters by state, and slots taken
+ * in the old one are given back there. */
+static void
+test_lb_over_generations(void **state)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg = config_load_string(dns_text, "t", err, sizeof(err));
+	struct addr xy[2] = { v4("127.0.0.2", 9002), v4("127.0.0.3", 9002) };
+	struct addr y = xy[1];
+	struct backend_set *s0, *s1, *s2;
+	struct backend_lb lb0, lb1, lb2;
+	unsigned count[3] = { 0 };
+	enum backend_none why;
+	bool trial;
+	ssize_t i, held;
+
+	(void)state;
+	assert_non_null(cfg);
+	s0 = backend_set_new(cfg, NULL);
+	s1 = backend_set_update(s0, 0, 1, xy, 2);
+	assert_non_null(s1);
+	/* b's name unresolved, a down: nothing to pick. */
+	assert_int_equal(backend_lb_init(&lb0, &s0->b[0], 1), 0);
+	backend_server_set_up(s0->b[0].servers[0], false);
+	s0->b[0].servers[0]->trial_ms = UINT64_MAX;
+	assert_int_equal(backend_lb_pick(&lb0, NULL, -1, 1000, &why, &trial), -1);
+	assert_int_equal(why, BACKEND_NONE_UP);
+	backend_server_set_up(s0->b[0].servers[0], true);
+
+	assert_int_equal(backend_lb_init(&lb1, &s1->b[0], 1), 0);
+	assert_int_equal(lb1.n, 3);
+	/* Weights 1, 3, 3: a gets 1 in 7. */
+	for (int k = 0; k < 700; k++) {
+		i = backend_lb_pick(&lb1, NULL, -1, 1000, &why, &trial);
+		assert_true(i >= 0);
+		backend_lb_connected(&lb1, (size_t)i);
+		backend_lb_release(&lb1, (size_t)i);
+		count[i]++;
+	}
+	assert_int_equal(count[0], 100);
+	assert_int_equal(count[1], 300);
+	assert_int_equal(count[2], 300);
+	/* source tells the addresses of one name apart. */
+	assert_true(lb1.name_hash[1] != lb1.name_hash[2]);
+	held = backend_lb_pick(&lb1, NULL, -1, 1000, &why, &trial);
+	assert_true(held >= 0);
+	assert_int_equal(lb1.users, 1);
+
+	s2 = backend_set_update(s1, 0, 1, &y, 1);
+	assert_non_null(s2);
+	assert_int_equal(backend_lb_init(&lb2, &s2->b[0], 2), 0);
+	backend_lb_carry(&lb2, &lb1);
+	assert_int_equal(lb2.n, 2);
+	assert_ptr_equal(lb2.shared[1], lb1.shared[2]);
+	assert_int_equal(lb2.stats[0].connections, 100);
+	assert_int_equal(lb2.stats[1].connections, 300);
+	assert_int_equal(lb2.stats[1].active, 0);
+	assert_int_equal(lb2.rng, lb1.rng);
+	assert_int_equal(backend_lb_index(&lb2, lb1.shared[1]), -1);
+	assert_int_equal(backend_lb_index(&lb2, lb1.shared[2]), 1);
+	/* The connection picked before keeps its slot in lb1. */
+	backend_lb_release(&lb1, (size_t)held);
+	assert_int_equal(lb1.users, 0);
+	assert_int_equal(lb2.users, 0);
+	backend_lb_cleanup(&lb0);
+	backend_lb_cleanup(&lb1);
+	backend_lb_cleanup(&lb2);
+	backend_set_unref(s0);
+	backend_set_unref(s1);
+	backend_set_unref(s2);
+	config_unref(cfg);
+}
+
 /* ---- connect ------------------------------------------------------------ */
 
 /* A TCP socket bound to 127.0.0.1 on a port of the kernel's choice, its
@@ -874,6 +1087,9 @@ main(void)
 		LB_TEST(test_passive_fall_with_checks),
 		LB_TEST(test_passive_backoff),
 		cmocka_unit_test(test_set_carries_state_by_name),
+		cmocka_unit_test(test_set_update_carries_by_address),
+		cmocka_unit_test(test_set_new_keeps_resolved),
+		cmocka_unit_test(test_lb_over_generations),
 		cmocka_unit_test(test_connect_ok),
 		cmocka_unit_test(test_connect_refused),
 	};

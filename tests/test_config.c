@@ -172,7 +172,66 @@ test_full(void **state)
 	assert_int_equal(b->servers[1].max_connections, 0);
 	assert_int_equal(b->servers[1].line, 27);
 	assert_int_equal(port_of(&b->servers[1].addr), 9002);
+	/* A name is kept for resolve.c, never resolved while loading. */
+	assert_null(b->servers[0].dnsname);
+	assert_string_equal(b->servers[1].dnsname, "localhost");
+	assert_int_equal(b->servers[1].addr.ss.ss_family, AF_UNSPEC);
+	assert_int_equal(config_dns_servers(cfg), 1);
 	config_unref(cfg);
+}
+
+/* [global] resolver and [backend] resolve_interval; how a server that
+ * does not resolve is named in an error. */
+static void
+test_resolver_keys(void **state)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok(BASE);
+	assert_int_equal(cfg->resolver.len, 0);
+	assert_int_equal(cfg->backends[0].resolve_interval_ms, 30 * 1000);
+	assert_int_equal(config_dns_servers(cfg), 0);
+	config_unref(cfg);
+
+	cfg = load_ok("[global]\nresolver = 127.0.0.1:5353\n" BASE_LISTENER
+	    BASE_BACKEND "resolve_interval = 1s\n"
+	    "server = b app.example.test:9002 weight=3\n"
+	    "server = c [::1]:9003\n");
+	assert_int_equal(cfg->resolver.ss.ss_family, AF_INET);
+	assert_int_equal(port_of(&cfg->resolver), 5353);
+	assert_int_equal(cfg->backends[0].resolve_interval_ms, 1000);
+	assert_int_equal(config_dns_servers(cfg), 1);
+	assert_string_equal(cfg->backends[0].servers[1].dnsname,
+	    "app.example.test");
+	assert_int_equal(cfg->backends[0].servers[1].weight, 3);
+	assert_null(cfg->backends[0].servers[2].dnsname);
+	config_server_error(cfg, &cfg->backends[0], &cfg->backends[0].servers[1],
+	    "cannot resolve 'app.example.test': no such name", err,
+	    sizeof(err));
+	assert_string_equal(err, "t.ini:9: [backend app] server: cannot "
+	    "resolve 'app.example.test': no such name");
+	config_unref(cfg);
+
+	cfg = load_ok("[global]\nresolver = [::1]:53\n" BASE_LISTENER
+	    BASE_BACKEND);
+	assert_int_equal(cfg->resolver.ss.ss_family, AF_INET6);
+	config_unref(cfg);
+
+	EXPECT_ERR("[global]\nresolver = dns.example:53\n" BASE_LISTENER
+	    BASE_BACKEND, "t.ini:2: [global] resolver: 'dns.example:53': the "
+	    "name server must be an IP address");
+	EXPECT_ERR("[global]\nresolver = *:53\n" BASE_LISTENER BASE_BACKEND,
+	    "t.ini:2: [global] resolver:", "must be an IP address");
+	EXPECT_ERR("[global]\nresolver = 127.0.0.1\n" BASE_LISTENER
+	    BASE_BACKEND, "t.ini:2: [global] resolver: missing port");
+	EXPECT_ERR(BASE "resolve_interval = 30\n", "t.ini:8: [backend app] "
+	    "resolve_interval: '30' needs a unit");
+	EXPECT_ERR(BASE "resolve_interval = 50ms\n", "t.ini:8:",
+	    "out of range (100ms..24h)");
+	EXPECT_ERR(BASE "server = b 1.2.3:80\n", "t.ini:8:",
+	    "'1.2.3' is not an IPv4 address");
 }
 
 static void
@@ -358,10 +417,8 @@ test_later_keys(void **state)
 	static const char *const later[][2] = {
 		{ "global", "user = spliced" },
 		{ "global", "admin = 127.0.0.1:9090" },
-		{ "global", "resolver = 127.0.0.1:53" },
 		{ "listener", "proxy_protocol = v2" },
 		{ "listener", "accept_proxy = on" },
-		{ "backend", "resolve_interval = 30s" },
 	};
 	char text[1024], at[16], what[64];
 
@@ -830,6 +887,7 @@ main(void)
 		cmocka_unit_test(test_value_errors),
 		cmocka_unit_test(test_server_errors),
 		cmocka_unit_test(test_later_keys),
+		cmocka_unit_test(test_resolver_keys),
 		cmocka_unit_test(test_structure_errors),
 		cmocka_unit_test(test_validation_errors),
 		cmocka_unit_test(test_binds_that_differ),

@@ -2,8 +2,10 @@
  *
  * Accepted forms: "127.0.0.1:8080", "[::1]:8080", "*:8080" (every address: the
  * IPv6 wildcard, dual-stack where the host has IPv6, else 0.0.0.0), and
- * "host.name:8080", resolved once with getaddrinfo. Resolving blocks, so
- * addr_parse() is for start-up and config checks only, never a worker. */
+ * "host.name:8080". addr_parse() resolves a name once with getaddrinfo,
+ * which blocks: it is for start-up and config checks only, never a worker.
+ * addr_parse_server() leaves a name alone for resolve.c (evdns, on the main
+ * thread's loop). */
 #ifndef SPLICED_ADDR_H
 #define SPLICED_ADDR_H
 
@@ -23,6 +25,21 @@ struct addr {
  * allow_zero_port: port 0 is accepted (tests bind to it; listeners never do). */
 int addr_parse(struct addr *, const char *text, bool allow_zero_port,
     char *err, size_t errlen);
+
+/* As addr_parse() (port 0 refused), but a host name is not resolved:
+ * *name gets a malloc'd copy of it, and *a only the port (family
+ * AF_UNSPEC, len 0). *name is NULL for a numeric address (or "*"), which
+ * *a then holds as addr_parse() would. 0, or -1 with err. */
+int addr_parse_server(struct addr *, const char *text, char **name,
+    char *err, size_t errlen);
+
+/* The port, in host order; set it (any family, AF_UNSPEC too). */
+unsigned addr_port(const struct addr *);
+void addr_set_port(struct addr *, unsigned port);
+
+/* A total order (family, address, port, scope): <0, 0 or >0. 0 exactly
+ * when addr_equal(). */
+int addr_compare(const struct addr *, const struct addr *);
 
 /* "1.2.3.4:80" / "[::1]:80" into buf (ADDR_TEXT_MAX), returns buf. */
 const char *addr_format(const struct sockaddr *, char *buf, size_t buflen);

@@ -4,15 +4,24 @@
  * Two kinds of state, so that the data path takes no lock:
  *
  *  - struct backend_set, shared by every worker and the health checks (main
- *    thread): per server, atomics saying whether it is up and how many
- *    connections it has in all workers. It lives beside the config, not in
- *    it (a config stays immutable), and backend_set_new() carries a
- *    server's state over from a previous set by backend and server name
- *    (what a reload will do).
+ *    thread): per server address, atomics saying whether it is up and how
+ *    many connections it has in all workers. It lives beside the config,
+ *    not in it (a config stays immutable), and a new set carries a
+ *    server's state over from a previous one by backend name, server name
+ *    and address (what a reload will do, and what re-resolving a host
+ *    name does). A set never changes once built: a change of addresses is
+ *    a new set (a generation), handed to the workers (worker.h).
+ *
+ *    What balancing picks is an address: a server given by address is
+ *    one, a server given by host name is one per address it resolves to,
+ *    each with the server's weight and max_connections (none while the
+ *    name has not resolved). A new address starts up and idle, as a new
+ *    server does.
  *
  *  - struct backend_lb, one per backend per worker: the balancer's own
  *    state (round-robin weights, leastconn's turn, the random generator)
- *    and the worker's per-server counters. Not thread-safe.
+ *    and the worker's per-server counters, over one generation's
+ *    addresses. Not thread-safe.
  *
  * A server is picked among those that are eligible: up (or, with checks
  * off, down by traffic but due for its trial connect), below its own
@@ -54,7 +63,11 @@ struct server_state {
 
 struct backend_shared {         /* one per config backend */
 	const struct config_backend *cfg;
-	struct server_state **servers;     /* [cfg->nservers] */
+	/* One per address, in config order, a host-name server's addresses
+	 * in the order resolve.c gave them (sorted). */
+	struct server_state **servers;     /* [n] */
+	const struct config_server **entry; /* [n]: the server line of each */
+	size_t n;
 };
 
 struct backend_set {
@@ -64,11 +77,19 @@ struct backend_set {
 	size_t n;
 };
 
-/* The shared state of every server of cfg. A server of prev with the same
- * backend name, server name and address keeps its state (up or down,
- * active connections); others start up, idle. prev may be NULL. refs is 1.
- * NULL with errno (ENOMEM). */
+/* The shared state of every server of cfg. A server given by address keeps
+ * the state it had in prev (same backend name, server name and address);
+ * a server given by host name keeps the addresses (and their state) it had
+ * in prev under the same backend name, server name, host and port, or has
+ * none. Others start up, idle. prev may be NULL. refs is 1. NULL with
+ * errno (ENOMEM). */
 struct backend_set *backend_set_new(struct config *, const struct backend_set *prev);
+/* A new generation of bs in which server s of backend b has the addresses
+ * a[0..n) (n may be 0), in that order: one it had keeps its state (up or
+ * down, connections), a new one starts up and idle. Every other server
+ * keeps its addresses and state. refs is 1; NULL with errno (ENOMEM). */
+struct backend_set *backend_set_update(const struct backend_set *bs, size_t b,
+    size_t s, const struct addr *a, size_t n);
 struct backend_set *backend_set_ref(struct backend_set *);
 void backend_set_unref(struct backend_set *);   /* NULL is fine */
 
@@ -88,21 +109,34 @@ struct server_stats {           /* one worker's counters of one server */
 	unsigned active;            /* this worker's connections to it now */
 };
 
+/* Indexes below (i, avoid, what pick returns) are into the addresses of
+ * the backend_shared the balancer was made for: shared[i], entry[i]. */
 struct backend_lb {
 	const struct config_backend *cfg;
-	struct server_state **shared;
-	struct server_stats *stats; /* [cfg->nservers] */
+	struct server_state **shared;      /* [n] */
+	const struct config_server **entry; /* [n] */
+	size_t n;
+	struct server_stats *stats; /* [n] */
 	int64_t *current;           /* smooth round robin */
-	uint64_t *name_hash;        /* source: per server, of its name */
+	uint64_t *name_hash;        /* source: per address, of its name */
 	bool *skip;                 /* scratch: not eligible for this pick */
 	size_t turn;                /* leastconn: where ties start */
 	uint64_t rng;               /* random: xorshift64* state, never 0 */
+	unsigned users;             /* slots reserved here, not yet given back */
 };
 
-/* 0, or -1 with errno (ENOMEM). seed: the worker's, for random. */
+/* 0, or -1 with errno (ENOMEM). seed: the worker's, for random. The
+ * backend_shared (its set) must outlive the balancer. */
 int backend_lb_init(struct backend_lb *, const struct backend_shared *,
     uint64_t seed);
 void backend_lb_cleanup(struct backend_lb *);
+/* A balancer for a new generation takes over what this worker knew of
+ * the same addresses (by state): the counters, the round-robin credit,
+ * the leastconn turn and the generator. Connections picked from `from`
+ * keep their slots there (from->users). */
+void backend_lb_carry(struct backend_lb *to, const struct backend_lb *from);
+/* The index of st among lb's addresses, or -1. */
+ssize_t backend_lb_index(const struct backend_lb *, const struct server_state *);
 
 /* The server for a client (peer: its address, for source; may be NULL),
  * with a connection slot reserved on it. avoid: a server not to pick (the

@@ -53,6 +53,9 @@ enum config_health {
 struct config_server {
 	char *name;
 	char *host;                 /* "ADDRESS:PORT" as written, for logs */
+	/* A host name to resolve (resolve.c), or NULL: addr is the server's
+	 * one address. With a name, addr holds only the port. */
+	char *dnsname;
 	struct addr addr;
 	unsigned weight;            /* 1..256, default 1 */
 	unsigned max_connections;   /* 0 (default) = no limit of its own */
@@ -70,6 +73,7 @@ struct config_backend {
 	unsigned health_timeout_ms;        /* default 1s */
 	unsigned rise;              /* checks passed in a row to come up; default 2 */
 	unsigned fall;              /* failures in a row to go down; default 3 */
+	unsigned resolve_interval_ms;      /* host-name servers; default 30s */
 	int line;                   /* of the section header; 0: config_set() */
 };
 
@@ -101,6 +105,9 @@ struct config {
 	size_t buffer_size;         /* default 16k; 1k..64m */
 	unsigned max_pipes;         /* 0 = derived */
 	unsigned shutdown_timeout_ms;      /* default 30s */
+	/* The name server for host-name servers; len 0 (default): the
+	 * system's, from /etc/resolv.conf. */
+	struct addr resolver;
 
 	struct config_listener *listeners;
 	size_t nlisteners;
@@ -131,6 +138,14 @@ int config_set(struct config *, const char *section, const char *key,
  * range-checked when set. Call it last: it points listeners at their
  * backends, so no key may be set after it. 0 or -1 with err. */
 int config_finish(struct config *, char *err, size_t errlen);
+
+/* "FILE:LINE: [backend NAME] server: why" for server s of backend b, as
+ * the config's own errors name a key (for problems found later, such as
+ * a name that does not resolve). */
+void config_server_error(const struct config *, const struct config_backend *b,
+    const struct config_server *s, const char *why, char *err, size_t errlen);
+/* How many servers are given by host name, in every backend. */
+size_t config_dns_servers(const struct config *);
 
 struct config *config_ref(struct config *);
 void config_unref(struct config *);     /* frees on the last reference; NULL is fine */

@@ -1,6 +1,7 @@
 /* include/spliced/health.h: active health checks.
  *
- * For every server of a backend with health_check = tcp: a non-blocking TCP
+ * For every server address of a backend with health_check = tcp (a server
+ * given by host name has one per address it resolves to): a non-blocking TCP
  * connect every health_interval, given up after health_timeout. `rise`
  * checks passed in a row bring a server that is down back up; `fall`
  * failed in a row take a server that is up down. The state is the
@@ -29,6 +30,13 @@ struct health;
 /* Start checking every server of bs whose backend has checks on (none may
  * have: then nothing runs). Holds a reference to bs. NULL with errno. */
 struct health *health_new(struct event_base *, struct backend_set *bs);
+/* Check the addresses of bs (a newer generation of the same config's set)
+ * from now on: an address already checked keeps its check (streaks,
+ * rhythm, a check in flight), a new one gets a check within an interval,
+ * and the checks of addresses gone are stopped. Holds a reference to bs
+ * instead of the old set. 0, or -1 with errno (ENOMEM): then nothing
+ * changed. */
+int health_update(struct health *, struct backend_set *bs);
 /* Stop every check (sockets of checks in flight are closed). NULL is fine. */
 void health_free(struct health *);
 
