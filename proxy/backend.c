@@ -163,24 +163,32 @@ set_alloc(struct config *cfg)
 	return bs;
 }
 
-struct backend_set *
-backend_set_new(struct config *cfg, const struct backend_set *prev)
+/* The set for cfg, carrying state from prev; server line s of backend b
+ * (b == SIZE_MAX: none) gets the addresses a[0..n) instead of its own. */
+static struct backend_set *
+build(struct config *cfg, const struct backend_set *prev, size_t b, size_t s,
+    const struct addr *a, size_t n)
 {
 	struct backend_set *bs;
 
 	if ((bs = set_alloc(cfg)) == NULL)
 		goto fail;
 	for (size_t i = 0; i < bs->n; i++) {
-		const struct config_backend *b = &cfg->backends[i];
-		const struct backend_shared *pb = shared_find(prev, b);
+		const struct config_backend *bc = &cfg->backends[i];
+		const struct backend_shared *pb = shared_find(prev, bc);
 		size_t cap = 0;
+		int rc;
 
-		for (size_t j = 0; j < b->nservers; j++) {
-			const struct config_server *e = &b->servers[j];
+		for (size_t j = 0; j < bc->nservers; j++) {
+			const struct config_server *e = &bc->servers[j];
 
-			if ((e->dnsname != NULL ?
-			    push_kept(&bs->b[i], &cap, pb, e) :
-			    push_addrs(&bs->b[i], &cap, pb, e, &e->addr, 1)) == -1)
+			if (i == b && j == s)
+				rc = push_addrs(&bs->b[i], &cap, pb, e, a, n);
+			else if (e->dnsname != NULL)
+				rc = push_kept(&bs->b[i], &cap, pb, e);
+			else
+				rc = push_addrs(&bs->b[i], &cap, pb, e, &e->addr, 1);
+			if (rc == -1)
 				goto fail;
 		}
 	}
@@ -192,32 +200,16 @@ fail:
 }
 
 struct backend_set *
+backend_set_new(struct config *cfg, const struct backend_set *prev)
+{
+	return build(cfg, prev, SIZE_MAX, SIZE_MAX, NULL, 0);
+}
+
+struct backend_set *
 backend_set_update(const struct backend_set *old, size_t b, size_t s,
     const struct addr *a, size_t n)
 {
-	struct backend_set *bs;
-
-	if ((bs = set_alloc(old->cfg)) == NULL)
-		goto fail;
-	for (size_t i = 0; i < bs->n; i++) {
-		const struct config_backend *bc = bs->b[i].cfg;
-		const struct backend_shared *pb = &old->b[i];
-		size_t cap = 0;
-
-		for (size_t j = 0; j < bc->nservers; j++) {
-			const struct config_server *e = &bc->servers[j];
-
-			if ((i == b && j == s ?
-			    push_addrs(&bs->b[i], &cap, pb, e, a, n) :
-			    push_kept(&bs->b[i], &cap, pb, e)) == -1)
-				goto fail;
-		}
-	}
-	return bs;
-fail:
-	backend_set_unref(bs);
-	errno = ENOMEM;
-	return NULL;
+	return build(old->cfg, old, b, s, a, n);
 }
 
 struct backend_set *
