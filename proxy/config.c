@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "config_keys.h"
 
@@ -778,6 +779,28 @@ config_server_error(const struct config *cfg, const struct config_backend *b,
 	err_put(err, errlen, cfg->path, s->line, label, "server", why);
 }
 
+void
+config_global_error(const struct config *cfg, const char *key,
+    const char *why, char *err, size_t errlen)
+{
+	struct sect s = { CONFIG_SECT_GLOBAL, 0 };
+	int line = mark_line((const struct config_priv *)cfg, s, key, 0);
+
+	err_put(err, errlen, cfg->path, line > 0 ? line : 0, "global", key,
+	    why);
+}
+
+unsigned
+config_workers(const struct config *cfg)
+{
+	long n;
+
+	if (cfg->workers > 0)
+		return cfg->workers;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
 size_t
 config_dns_servers(const struct config *cfg)
 {
@@ -820,6 +843,7 @@ config_unref(struct config *cfg)
 	}
 	free(cfg->listeners);
 	free(cfg->backends);
+	free(cfg->user);
 	free(cfg->path);
 	free(priv(cfg)->marks);
 	free(priv(cfg));

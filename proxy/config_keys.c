@@ -21,6 +21,7 @@
 #define GIB		(1024 * MIB)
 #define DURATION_MAX	(24u * 3600 * 1000)	/* a day, in ms */
 #define MAX_CONN	10000000u
+#define USER_MAX	256		/* bytes of a user name */
 
 #define NUM(n, t, f, lo, hi, r) { .name = n, .type = CONFIG_KEY_##t, \
 	.off = f, .min = lo, .max = hi, .range = r }
@@ -44,7 +45,8 @@ static const struct config_key global_keys[] = {
 	NUM("shutdown_timeout", DURATION, G(shutdown_timeout_ms), 0,
 	    DURATION_MAX, "0..24h"),
 	KW("resolver", RESOLVER, G(resolver)),
-	LATER("user"), LATER("admin"),
+	KW("user", USER, G(user)),
+	LATER("admin"),
 	{ .name = NULL },
 };
 
@@ -417,6 +419,33 @@ resolver_set(void *field, const char *value, char *why, size_t n)
 	return 0;
 }
 
+/* A user name as the password database holds it. Only what no such name
+ * can hold is refused here (a ':' separates passwd fields; a leading '-'
+ * reads as an option to the tools): NSS modules (LDAP, sssd, systemd's
+ * DynamicUser=) allow more than useradd does. A number is a name too, and
+ * is looked up as one: uids change between machines, names do not. */
+static int
+user_set(char **field, const char *value, char *why, size_t n)
+{
+	size_t len = strlen(value);
+	bool ok = len <= USER_MAX && value[0] != '-';
+
+	for (const char *c = value; ok && *c != '\0'; c++)
+		ok = !isspace((unsigned char)*c) && !iscntrl((unsigned char)*c) &&
+		    *c != ':' && *c != '/';
+	if (!ok) {
+		snprintf(why, n, "'%.64s%s' is not a user name (a name from "
+		    "the password database, such as nobody)", value,
+		    len > 64 ? "..." : "");
+		return -1;
+	}
+	if ((*field = strdup(value)) == NULL) {
+		snprintf(why, n, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* Numbers of every kind, range-checked. Too large to parse is out of
  * range too: the operator needs the range, not the overflow. */
 static int
@@ -535,6 +564,8 @@ config_key_set(const struct config_key *k, void *base, const char *v,
 		return 0;
 	case CONFIG_KEY_RESOLVER:
 		return resolver_set(field, v, why, n);
+	case CONFIG_KEY_USER:
+		return user_set((char **)field, v, why, n);
 	case CONFIG_KEY_HEALTH:
 		if ((i = keyword(v, health_names, 2)) < 0) {
 			snprintf(why, n, "'%s' is not a health check "

@@ -26,13 +26,12 @@
 
 struct conn {
 	struct worker *w;
+	/* What the connection started under: its listener, backend and
+	 * balancer stay those of this snap, whatever a reload brings. */
+	struct worker_snap *snap;
 	struct listener *l;
 	const struct config_backend *bc;
-	size_t bidx;                /* bc's index in the config */
-	/* The balancer the server was picked from: the worker's current
-	 * one then. A newer generation of addresses may have replaced it
-	 * since; it lives on (worker.c) while it has slots reserved. */
-	struct backend_lb *lb;
+	struct backend_lb *lb;      /* snap's balancer of bc */
 	int cfd, bfd;
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
@@ -131,7 +130,7 @@ conn_close(struct conn *c, enum conn_reason why)
 	if (c->closed)
 		return;
 	c->closed = true;
-	if (w->cfg->access_log)
+	if (c->snap->conf->cfg->access_log)
 		access_log(c, why);
 	if (c->relaying) {
 		/* Bytes still held for a peer (idle timeout, shutdown) are lost:
@@ -153,7 +152,8 @@ conn_close(struct conn *c, enum conn_reason why)
 	TAILQ_REMOVE(&w->conns, c, link);
 	w->nconns--;
 	w->st.reasons[why]++;
-	wake = listener_release(w->ls, c->l);
+	wake = listener_release(c->snap->conf->ls, c->l);
+	c->snap->conns--;
 	if (c->pins == 0)
 		conn_free(c);
 	worker_conn_gone(w, wake);
@@ -334,7 +334,6 @@ try_connect(struct conn *c, const struct server_state *avoid)
 
 	while (c->attempts <= c->bc->retries) {
 		c->attempts++;
-		c->lb = &c->w->lb[c->bidx];
 		c->server = backend_lb_pick(c->lb, (struct sockaddr *)&c->peer,
 		    avoid != NULL ? backend_lb_index(c->lb, avoid) : -1,
 		    clock_coarse_ms(), &none, &c->trial);
@@ -377,13 +376,15 @@ conn_start(struct worker *w, struct listener *l, int fd,
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("listener %s: out of memory, closing a client", l->cfg->name);
 		close(fd);
-		worker_conn_gone(w, listener_release(w->ls, l));
+		worker_conn_gone(w, listener_release(w->cur->conf->ls, l));
 		return;
 	}
 	c->w = w;
+	c->snap = w->cur;
+	c->snap->conns++;
 	c->l = l;
 	c->bc = bc;
-	c->bidx = (size_t)(bc - w->cfg->backends);
+	c->lb = &c->snap->lb[bc - c->snap->conf->cfg->backends];
 	c->cfd = fd;
 	c->bfd = -1;
 	c->server = -1;

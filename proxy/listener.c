@@ -1,7 +1,9 @@
-/* proxy/listener.c: binding, accepting with evconnlistener, and the limits. */
+/* proxy/listener.c: binding, socket activation, accepting with evconnlistener,
+ * and the limits. */
 #include "spliced/listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +16,7 @@
 
 #include "spliced/conn.h"
 #include "spliced/log.h"
+#include "spliced/sdnotify.h"
 #include "spliced/worker.h"
 
 /* A client accepted while its limit was full (another worker took the last
@@ -32,6 +35,7 @@ struct slot {                   /* evconnlistener callback argument */
 
 struct worker_accept {
 	struct worker *w;
+	struct listener_set *ls;    /* the set its listeners are of */
 	struct evconnlistener **evl;    /* [listener][bind] flattened */
 	struct slot *slots;
 	size_t nevl;
@@ -42,6 +46,28 @@ struct worker_accept {
 	time_t last_fd_log;
 	struct waiting *wait;
 	size_t nwait, capwait;
+};
+
+struct listener_sock {
+	atomic_uint refs;
+	struct addr addr;           /* as the bind line says, or as passed */
+	bool passed;                /* systemd's: one socket for every worker */
+	bool used;                  /* passed: some set took it */
+	char *name;                 /* passed: its FileDescriptorName */
+	int *fds;                   /* [nfds]; -1 once closed (a drain) */
+	unsigned nfds;
+};
+
+struct listener_count {
+	atomic_uint refs;
+	atomic_uint active;
+};
+
+struct listener_proc {
+	unsigned nworkers;
+	atomic_uint active;         /* every client connection */
+	struct listener_sock **passed;
+	size_t npassed;
 };
 
 static int
@@ -80,57 +106,299 @@ fail:
 	return -1;
 }
 
+static const char *
+sock_text(const struct listener_sock *k, char *buf, size_t n)
+{
+	char a[ADDR_TEXT_MAX];
+
+	if (k->addr.wildcard)
+		snprintf(buf, n, "*:%u", addr_port(&k->addr));
+	else
+		snprintf(buf, n, "%s", addr_format((const struct sockaddr *)
+		    &k->addr.ss, a, sizeof(a)));
+	return buf;
+}
+
+static struct listener_sock *
+sock_alloc(const struct addr *a, unsigned nfds)
+{
+	struct listener_sock *k = calloc(1, sizeof(*k));
+
+	if (k == NULL || (k->fds = malloc(nfds * sizeof(*k->fds))) == NULL) {
+		free(k);
+		return NULL;
+	}
+	atomic_init(&k->refs, 1);
+	k->addr = *a;
+	k->nfds = nfds;
+	for (unsigned i = 0; i < nfds; i++)
+		k->fds[i] = -1;
+	return k;
+}
+
+static void
+sock_unref(struct listener_sock *k)
+{
+	if (k == NULL || atomic_fetch_sub(&k->refs, 1) != 1)
+		return;
+	for (unsigned i = 0; i < k->nfds; i++)
+		if (k->fds[i] >= 0)
+			close(k->fds[i]);
+	free(k->fds);
+	free(k->name);
+	free(k);
+}
+
+/* Worker id's socket of k. */
+static int
+sock_fd(const struct listener_sock *k, unsigned id)
+{
+	return k->passed ? k->fds[0] : k->fds[id];
+}
+
+/* A passed socket serves bind address a: the same address, or for `*:P`
+ * either wildcard of port P. */
+static bool
+sock_matches(const struct listener_sock *k, const struct addr *a)
+{
+	const struct sockaddr_in *in = (const struct sockaddr_in *)&k->addr.ss;
+
+	if (addr_equal(&k->addr, a))
+		return true;
+	return a->wildcard && k->addr.ss.ss_family == AF_INET &&
+	    in->sin_addr.s_addr == htonl(INADDR_ANY) &&
+	    addr_port(&k->addr) == addr_port(a);
+}
+
+/* A passed fd as a listener_sock, or NULL (logged) when it is no
+ * listening TCP socket or cannot be set up. */
+static struct listener_sock *
+sock_passed(int fd, const char *name)
+{
+	struct listener_sock *k;
+	struct addr a = { .len = sizeof(a.ss) };
+	int type = 0, listening = 0, one = 1, fl;
+	socklen_t len = sizeof(type);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
+	    type != SOCK_STREAM || (len = sizeof(listening),
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len)) == -1 ||
+	    !listening || getsockname(fd, (struct sockaddr *)&a.ss, &a.len) == -1 ||
+	    (a.ss.ss_family != AF_INET && a.ss.ss_family != AF_INET6)) {
+		log_warn("socket activation: fd %d (%s) is not a listening TCP "
+		    "socket; left alone", fd, name);
+		return NULL;
+	}
+	/* Accepting must never block a worker; accepted sockets inherit
+	 * TCP_NODELAY, as from the sockets spliced binds itself. */
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1) {
+		log_warn("socket activation: fd %d (%s): %s; left alone", fd,
+		    name, strerror(errno));
+		return NULL;
+	}
+	if ((k = sock_alloc(&a, 1)) == NULL || (k->name = strdup(name)) == NULL) {
+		sock_unref(k);
+		return NULL;
+	}
+	k->passed = true;
+	k->fds[0] = fd;
+	return k;
+}
+
+struct listener_proc *
+listener_proc_new(unsigned nworkers, const struct sdnotify_fd *fds, size_t nfds)
+{
+	struct listener_proc *p = calloc(1, sizeof(*p));
+
+	if (p == NULL || (nfds > 0 &&
+	    (p->passed = calloc(nfds, sizeof(*p->passed))) == NULL)) {
+		free(p);
+		return NULL;
+	}
+	p->nworkers = nworkers;
+	atomic_init(&p->active, 0);
+	for (size_t i = 0; i < nfds; i++) {
+		struct listener_sock *k = sock_passed(fds[i].fd, fds[i].name);
+
+		if (k != NULL)
+			p->passed[p->npassed++] = k;
+	}
+	return p;
+}
+
+void
+listener_proc_free(struct listener_proc *p)
+{
+	if (p == NULL)
+		return;
+	for (size_t i = 0; i < p->npassed; i++)
+		sock_unref(p->passed[i]);
+	free(p->passed);
+	free(p);
+}
+
+void
+listener_proc_report_unused(const struct listener_proc *p)
+{
+	char text[ADDR_TEXT_MAX + 8];
+
+	for (size_t i = 0; i < p->npassed; i++)
+		if (!p->passed[i]->used)
+			log_warn("socket activation: the socket passed as '%s' "
+			    "(%s) matches no bind line; it stays open, unused",
+			    p->passed[i]->name, sock_text(p->passed[i], text,
+			    sizeof(text)));
+}
+
+unsigned
+listener_proc_active(const struct listener_proc *p)
+{
+	return atomic_load(&p->active);
+}
+
+/* The socket(s) for bind address a of listener lname: prev's, a passed
+ * one, or new ones. NULL with err. */
+static struct listener_sock *
+sock_get(struct listener_proc *p, const struct listener_set *prev,
+    const struct addr *a, const char *lname, char *err, size_t errlen)
+{
+	char text[ADDR_TEXT_MAX + 8];
+	struct listener_sock *k;
+
+	for (size_t i = 0; prev != NULL && i < prev->n; i++)
+		for (size_t b = 0; b < prev->l[i].cfg->nbinds; b++) {
+			k = prev->l[i].socks[b];
+			if (addr_equal(&k->addr, a) && k->addr.wildcard == a->wildcard) {
+				atomic_fetch_add(&k->refs, 1);
+				return k;
+			}
+		}
+	for (size_t i = 0; i < p->npassed; i++) {
+		k = p->passed[i];
+		if (!sock_matches(k, a))
+			continue;
+		if (!k->used)
+			log_info("listener %s: bind %s: using the socket systemd "
+			    "passed as '%s'", lname, sock_text(k, text,
+			    sizeof(text)), k->name);
+		k->used = true;
+		atomic_fetch_add(&k->refs, 1);
+		return k;
+	}
+	if ((k = sock_alloc(a, p->nworkers)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (unsigned w = 0; w < p->nworkers; w++)
+		if ((k->fds[w] = bind_one(a, err, errlen, lname)) == -1) {
+			sock_unref(k);
+			return NULL;
+		}
+	return k;
+}
+
+static struct listener_count *
+count_get(const struct listener_set *prev, const char *name)
+{
+	struct listener_count *c;
+
+	for (size_t i = 0; prev != NULL && i < prev->n; i++)
+		if (strcmp(prev->l[i].cfg->name, name) == 0) {
+			atomic_fetch_add(&prev->l[i].count->refs, 1);
+			return prev->l[i].count;
+		}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	atomic_init(&c->refs, 1);
+	atomic_init(&c->active, 0);
+	return c;
+}
+
 struct listener_set *
-listener_set_bind(struct config *cfg, unsigned nworkers, char *err, size_t errlen)
+listener_set_bind(struct listener_proc *p, struct config *cfg,
+    const struct listener_set *prev, char *err, size_t errlen)
 {
 	struct listener_set *ls;
 
 	if ((ls = calloc(1, sizeof(*ls))) == NULL)
 		goto nomem;
+	atomic_init(&ls->refs, 1);
 	ls->cfg = config_ref(cfg);
-	ls->nworkers = nworkers;
-	ls->n = cfg->nlisteners;
-	if ((ls->l = calloc(ls->n, sizeof(*ls->l))) == NULL)
+	ls->proc = p;
+	if ((ls->l = calloc(cfg->nlisteners ? cfg->nlisteners : 1,
+	    sizeof(*ls->l))) == NULL)
 		goto nomem;
-	for (size_t i = 0; i < ls->n; i++) {
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		const struct config_listener *lc = &cfg->listeners[i];
-		struct listener *l = &ls->l[i];
-		size_t nfds = lc->nbinds * nworkers;
+		struct listener *l = &ls->l[ls->n++];
 
 		l->cfg = lc;
-		if ((l->fds = malloc(nfds * sizeof(*l->fds))) == NULL)
+		if ((l->count = count_get(prev, lc->name)) == NULL ||
+		    (l->socks = calloc(lc->nbinds, sizeof(*l->socks))) == NULL)
 			goto nomem;
-		for (size_t k = 0; k < nfds; k++)
-			l->fds[k] = -1;
-		for (size_t k = 0; k < nfds; k++)
-			if ((l->fds[k] = bind_one(&lc->binds[k / nworkers], err,
-			    errlen, lc->name)) == -1)
+		for (size_t b = 0; b < lc->nbinds; b++)
+			if ((l->socks[b] = sock_get(p, prev, &lc->binds[b],
+			    lc->name, err, errlen)) == NULL)
 				goto fail;
 	}
 	return ls;
 nomem:
 	snprintf(err, errlen, "out of memory");
 fail:
-	listener_set_free(ls);
+	listener_set_unref(ls);
 	return NULL;
 }
 
-void
-listener_set_free(struct listener_set *ls)
+struct listener_set *
+listener_set_ref(struct listener_set *ls)
 {
-	if (ls == NULL)
+	atomic_fetch_add(&ls->refs, 1);
+	return ls;
+}
+
+void
+listener_set_unref(struct listener_set *ls)
+{
+	if (ls == NULL || atomic_fetch_sub(&ls->refs, 1) != 1)
 		return;
-	for (size_t i = 0; ls->l != NULL && i < ls->n; i++) {
+	for (size_t i = 0; i < ls->n; i++) {
 		struct listener *l = &ls->l[i];
 
-		for (size_t k = 0; l->fds != NULL && k < l->cfg->nbinds * ls->nworkers; k++)
-			if (l->fds[k] >= 0)
-				close(l->fds[k]);
-		free(l->fds);
+		for (size_t b = 0; l->socks != NULL && b < l->cfg->nbinds; b++)
+			sock_unref(l->socks[b]);
+		free(l->socks);
+		if (l->count != NULL && atomic_fetch_sub(&l->count->refs, 1) == 1)
+			free(l->count);
 	}
 	free(ls->l);
 	config_unref(ls->cfg);
 	free(ls);
+}
+
+static size_t
+missing(const struct listener_set *a, const struct listener_set *b)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < a->n; i++) {
+		size_t k;
+
+		for (k = 0; k < b->n; k++)
+			if (strcmp(a->l[i].cfg->name, b->l[k].cfg->name) == 0)
+				break;
+		n += k == b->n;
+	}
+	return n;
+}
+
+void
+listener_set_diff(const struct listener_set *ls, const struct listener_set *prev,
+    size_t *added, size_t *removed)
+{
+	*added = missing(ls, prev);
+	*removed = missing(prev, ls);
 }
 
 static bool
@@ -148,11 +416,13 @@ take(atomic_uint *count, unsigned max)
 bool
 listener_admit(struct listener_set *ls, struct listener *l, bool *wake)
 {
+	atomic_uint *all = &ls->proc->active;
+
 	*wake = false;
-	if (!take(&ls->active, ls->cfg->max_connections))
+	if (!take(all, ls->cfg->max_connections))
 		return false;
-	if (!take(&l->active, l->cfg->max_connections)) {
-		*wake = atomic_fetch_sub(&ls->active, 1) >= ls->cfg->max_connections;
+	if (!take(&l->count->active, l->cfg->max_connections)) {
+		*wake = atomic_fetch_sub(all, 1) >= ls->cfg->max_connections;
 		return false;
 	}
 	return true;
@@ -162,7 +432,7 @@ listener_admit(struct listener_set *ls, struct listener *l, bool *wake)
 static bool
 admit(struct worker *w, struct listener *l)
 {
-	bool wake, ok = listener_admit(w->ls, l, &wake);
+	bool wake, ok = listener_admit(w->cur->conf->ls, l, &wake);
 
 	if (wake)
 		worker_wake_peers(w);
@@ -172,8 +442,8 @@ admit(struct worker *w, struct listener *l)
 bool
 listener_release(struct listener_set *ls, struct listener *l)
 {
-	unsigned g = atomic_fetch_sub(&ls->active, 1);
-	unsigned n = atomic_fetch_sub(&l->active, 1);
+	unsigned g = atomic_fetch_sub(&ls->proc->active, 1);
+	unsigned n = atomic_fetch_sub(&l->count->active, 1);
 
 	return g >= ls->cfg->max_connections ||
 	    (l->cfg->max_connections > 0 && n >= l->cfg->max_connections);
@@ -182,9 +452,9 @@ listener_release(struct listener_set *ls, struct listener *l)
 static bool
 room(const struct listener_set *ls, const struct listener *l)
 {
-	return atomic_load(&ls->active) < ls->cfg->max_connections &&
+	return atomic_load(&ls->proc->active) < ls->cfg->max_connections &&
 	    (l->cfg->max_connections == 0 ||
-	    atomic_load(&l->active) < l->cfg->max_connections);
+	    atomic_load(&l->count->active) < l->cfg->max_connections);
 }
 
 /* Accepting on listener li is on exactly when nothing holds it back. */
@@ -231,7 +501,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 	struct slot *s = arg;
 	struct worker_accept *wa = s->wa;
 	struct worker *w = wa->w;
-	struct listener *l = &w->ls->l[s->li];
+	struct listener *l = &wa->ls->l[s->li];
 
 	(void)evl;
 	if (admit(w, l)) {
@@ -240,8 +510,8 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 	}
 	/* Full. Stop accepting (disabling here also ends libevent's accept
 	 * loop) and keep this client waiting like the backlog would. */
-	if (atomic_load(&w->ls->active) >= w->ls->cfg->max_connections) {
-		for (size_t li = 0; li < w->ls->n; li++) {
+	if (atomic_load(&wa->ls->proc->active) >= wa->ls->cfg->max_connections) {
+		for (size_t li = 0; li < wa->ls->n; li++) {
 			wa->full[li] = true;
 			apply(wa, li);
 		}
@@ -269,7 +539,7 @@ fd_pause(struct worker_accept *wa, int err)
 		    wa->w->id, strerror(err), LISTENER_FD_PAUSE_MS);
 	}
 	wa->fd_paused = true;
-	for (size_t li = 0; li < wa->w->ls->n; li++)
+	for (size_t li = 0; li < wa->ls->n; li++)
 		apply(wa, li);
 	evtimer_add(wa->resume, &tv);
 }
@@ -287,7 +557,7 @@ error_cb(struct evconnlistener *evl, void *arg)
 		fd_pause(s->wa, err);
 	else
 		log_warn("listener %s: accept: %s",
-		    s->wa->w->ls->l[s->li].cfg->name, strerror(err));
+		    s->wa->ls->l[s->li].cfg->name, strerror(err));
 }
 
 void
@@ -304,64 +574,16 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd, (void)what;
 	wa->fd_paused = false;
-	for (size_t li = 0; li < wa->w->ls->n; li++)
+	for (size_t li = 0; li < wa->ls->n; li++)
 		apply(wa, li);
 }
 
-int
-listener_accept_start(struct worker *w)
+static void
+wa_free(struct worker_accept *wa)
 {
-	struct listener_set *ls = w->ls;
-	struct worker_accept *wa;
-	size_t k = 0;
-
-	if ((wa = calloc(1, sizeof(*wa))) == NULL)
-		goto fail;
-	w->acc = wa;
-	wa->w = w;
-	for (size_t li = 0; li < ls->n; li++)
-		wa->nevl += ls->l[li].cfg->nbinds;
-	wa->evl = calloc(wa->nevl, sizeof(*wa->evl));
-	wa->slots = calloc(wa->nevl, sizeof(*wa->slots));
-	wa->full = calloc(ls->n, sizeof(*wa->full));
-	wa->resume = evtimer_new(w->base, resume_cb, wa);
-	if (wa->evl == NULL || wa->slots == NULL || wa->full == NULL || wa->resume == NULL)
-		goto fail;
-	for (size_t li = 0; li < ls->n; li++) {
-		struct listener *l = &ls->l[li];
-
-		for (size_t b = 0; b < l->cfg->nbinds; b++, k++) {
-			int *fd = &l->fds[b * ls->nworkers + w->id];
-
-			wa->slots[k] = (struct slot){ wa, li };
-			wa->evl[k] = evconnlistener_new(w->base, accept_cb,
-			    &wa->slots[k], LEV_OPT_CLOSE_ON_FREE |
-			    LEV_OPT_CLOSE_ON_EXEC, 0, *fd);
-			if (wa->evl[k] == NULL)
-				goto fail;
-			*fd = -1;       /* the evconnlistener owns it now */
-			evconnlistener_set_error_cb(wa->evl[k], error_cb);
-		}
-	}
-	return 0;
-fail:
-	log_error("worker %u: cannot set up accepting: out of memory", w->id);
-	return -1;
-}
-
-void
-listener_accept_stop(struct worker *w)
-{
-	struct worker_accept *wa = w->acc;
-
-	if (wa == NULL)
-		return;
 	for (size_t k = 0; k < wa->nevl; k++)
 		if (wa->evl[k] != NULL)
 			evconnlistener_free(wa->evl[k]);
-	/* Waiting clients hold no slot: closing them is all there is. */
-	for (size_t i = 0; i < wa->nwait; i++)
-		close(wa->wait[i].fd);
 	if (wa->resume != NULL)
 		event_free(wa->resume);
 	free(wa->wait);
@@ -369,18 +591,151 @@ listener_accept_stop(struct worker *w)
 	free(wa->slots);
 	free(wa->full);
 	free(wa);
+}
+
+/* Accepting on ls's sockets, for w. The sockets stay the listener_socks'
+ * (no LEV_OPT_CLOSE_ON_FREE): a reload may hand them to the next set. */
+static struct worker_accept *
+wa_new(struct worker *w, struct listener_set *ls)
+{
+	struct worker_accept *wa;
+	size_t k = 0;
+
+	if ((wa = calloc(1, sizeof(*wa))) == NULL)
+		return NULL;
+	wa->w = w;
+	wa->ls = ls;
+	for (size_t li = 0; li < ls->n; li++)
+		wa->nevl += ls->l[li].cfg->nbinds;
+	wa->evl = calloc(wa->nevl ? wa->nevl : 1, sizeof(*wa->evl));
+	wa->slots = calloc(wa->nevl ? wa->nevl : 1, sizeof(*wa->slots));
+	wa->full = calloc(ls->n ? ls->n : 1, sizeof(*wa->full));
+	wa->resume = evtimer_new(w->base, resume_cb, wa);
+	if (wa->evl == NULL || wa->slots == NULL || wa->full == NULL || wa->resume == NULL)
+		goto fail;
+	for (size_t li = 0; li < ls->n; li++) {
+		struct listener *l = &ls->l[li];
+
+		for (size_t b = 0; b < l->cfg->nbinds; b++, k++) {
+			wa->slots[k] = (struct slot){ wa, li };
+			wa->evl[k] = evconnlistener_new(w->base, accept_cb,
+			    &wa->slots[k], LEV_OPT_CLOSE_ON_EXEC, 0,
+			    sock_fd(l->socks[b], w->id));
+			if (wa->evl[k] == NULL)
+				goto fail;
+			evconnlistener_set_error_cb(wa->evl[k], error_cb);
+		}
+	}
+	return wa;
+fail:
+	wa_free(wa);
+	return NULL;
+}
+
+int
+listener_accept_start(struct worker *w)
+{
+	if ((w->acc = wa_new(w, w->cur->conf->ls)) != NULL)
+		return 0;
+	log_error("worker %u: cannot set up accepting: out of memory", w->id);
+	return -1;
+}
+
+static bool
+binds(const struct listener_set *ls, const struct listener_sock *k)
+{
+	for (size_t li = 0; li < ls->n; li++)
+		for (size_t b = 0; b < ls->l[li].cfg->nbinds; b++)
+			if (ls->l[li].socks[b] == k)
+				return true;
+	return false;
+}
+
+int
+listener_accept_switch(struct worker *w, struct listener_set *old)
+{
+	struct worker_accept *wa, *prev = w->acc;
+	struct listener_set *ls = w->cur->conf->ls;
+
+	/* The new listeners first: on a socket both sets share, the old and
+	 * the new event sit side by side for a moment, and no client waits
+	 * in a backlog nobody watches. */
+	if ((wa = wa_new(w, ls)) == NULL) {
+		log_error("worker %u: out of memory taking the new listeners; "
+		    "accepting as before", w->id);
+		return -1;
+	}
+	for (size_t i = 0; i < prev->nwait; i++) {
+		struct waiting *c = &prev->wait[i];
+		const char *name = old->l[c->li].cfg->name;
+		size_t li;
+
+		for (li = 0; li < ls->n; li++)
+			if (strcmp(ls->l[li].cfg->name, name) == 0)
+				break;
+		/* A client of a listener the reload removed, accepted while
+		 * the limit held it back: its listener is gone. */
+		if (li == ls->n || enqueue(wa, c->fd, li,
+		    (struct sockaddr *)&c->peer, (int)c->peerlen) == -1)
+			close(c->fd);
+	}
+	prev->nwait = 0;
+	w->acc = wa;
+	wa_free(prev);
+	/* An address the new set no longer binds: this worker's socket of it
+	 * closes now, so clients are refused rather than left in a backlog
+	 * nobody reads while old connections keep the old set alive. */
+	for (size_t li = 0; li < old->n; li++)
+		for (size_t b = 0; b < old->l[li].cfg->nbinds; b++) {
+			struct listener_sock *k = old->l[li].socks[b];
+
+			if (!k->passed && !binds(ls, k) && k->fds[w->id] >= 0) {
+				close(k->fds[w->id]);
+				k->fds[w->id] = -1;
+			}
+		}
+	listener_accept_wake(w);
+	return 0;
+}
+
+void
+listener_accept_stop(struct worker *w)
+{
+	struct worker_accept *wa = w->acc;
+	struct listener_set *ls;
+
+	if (wa == NULL)
+		return;
+	ls = wa->ls;
+	/* Waiting clients hold no slot: closing them is all there is. */
+	for (size_t i = 0; i < wa->nwait; i++)
+		close(wa->wait[i].fd);
+	wa_free(wa);
 	w->acc = NULL;
+	/* This worker's own sockets are its alone: closed now, new clients
+	 * are refused instead of waiting in a backlog nobody reads. A
+	 * passed socket stays open: its backlog is the next start's. */
+	for (size_t li = 0; li < ls->n; li++)
+		for (size_t b = 0; b < ls->l[li].cfg->nbinds; b++) {
+			struct listener_sock *k = ls->l[li].socks[b];
+
+			if (!k->passed && k->fds[w->id] >= 0) {
+				close(k->fds[w->id]);
+				k->fds[w->id] = -1;
+			}
+		}
 }
 
 void
 listener_accept_wake(struct worker *w)
 {
 	struct worker_accept *wa = w->acc;
-	struct listener_set *ls = w->ls;
+	struct listener_set *ls;
 	size_t kept = 0;
 
 	if (wa == NULL)
 		return;
+	ls = wa->ls;
 	/* In arrival order; a client whose listener is still full keeps its
 	 * place, others behind it on other listeners may go ahead. */
 	for (size_t i = 0; i < wa->nwait; i++) {

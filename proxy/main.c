@@ -1,8 +1,16 @@
-/* proxy/main.c: command line, start-up, signals and the drain on shutdown.
+/* proxy/main.c: command line, start-up, signals, reload and the drain on
+ * shutdown.
  *
  * The main thread binds every listener before any worker runs, so a config
- * that cannot be served fails at start with exit 1. It then only waits for
- * signals; the data path lives entirely in the workers. */
+ * that cannot be served fails at start with exit 1. It then runs what is
+ * off the data path: signals, health checks, DNS, systemd's notifications
+ * and the watchdog; the data path lives entirely in the workers.
+ *
+ * A reload (SIGHUP) builds everything a new config needs (parsed and
+ * checked, listeners bound or carried over, servers' state carried over)
+ * before it changes anything; any failure leaves the process as it was.
+ * Only then does it publish the new conf to the workers (worker.h), which
+ * switch between two turns of their loops. */
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -16,11 +24,14 @@
 #include <unistd.h>
 
 #include "spliced/backend.h"
+#include "spliced/check.h"
 #include "spliced/config.h"
 #include "spliced/health.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
+#include "spliced/privs.h"
 #include "spliced/resolve.h"
+#include "spliced/sdnotify.h"
 #include "spliced/worker.h"
 #include "spliced/zerocopy.h"
 
@@ -36,15 +47,20 @@ struct opts {
 };
 
 struct proc {
-	struct config *cfg;
+	const char *path;           /* the config file; NULL: the command line */
+	struct config *cfg;         /* the newest of everything below */
+	struct listener_proc *lp;
 	struct listener_set *ls;
-	struct backend_set *bs;     /* the servers' shared state: the newest */
+	struct backend_set *bs;     /* the servers' shared state */
+	struct worker_conf *conf;   /* what the workers were last given */
 	struct resolver *res;       /* host-name servers, on this thread's base */
 	struct health *health;      /* checks, on this thread's base */
 	struct worker **w;
 	unsigned nw;
 	struct event_base *base;
-	struct event *drain_timer, *exited;
+	struct event *drain_timer, *exited, *watchdog, *status;
+	unsigned ping;              /* the watchdog's last question */
+	bool stuck;                 /* a worker has not answered it */
 	bool draining, failed;
 };
 
@@ -183,22 +199,13 @@ config_from_args(const struct opts *o)
 	return cfg;
 }
 
-static unsigned
-count_workers(const struct config *cfg)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	if (cfg->workers > 0)
-		return cfg->workers;
-	return n > 0 ? (unsigned)n : 1;
-}
-
 /* The pools' limits, shared out between the workers. Every pipe costs two
  * fds: at most an eighth of the fd limit goes to pipes. An unprivileged
  * user shares pipe-user-pages-soft among all its pipes (past it the kernel
  * hands out one-page pipes): the pools keep within 7/8 of it, shrinking
- * their pipes as more are out (pipepool.h), and the rest copy. Root is
- * exempt from that budget, so its pools hand out pipe_size every time. */
+ * their pipes as more are out (pipepool.h), and the rest copy. A process
+ * with CAP_SYS_RESOURCE or CAP_SYS_ADMIN is exempt from that budget, so
+ * its pools hand out pipe_size every time. */
 static void
 derive_pipes(const struct config *cfg, unsigned nw, unsigned *max, size_t *budget)
 {
@@ -207,7 +214,7 @@ derive_pipes(const struct config *cfg, unsigned nw, unsigned *max, size_t *budge
 	FILE *f;
 
 	*budget = 0;
-	if (geteuid() != 0 &&
+	if (!privs_pipe_exempt() &&
 	    (f = fopen("/proc/sys/fs/pipe-user-pages-soft", "r")) != NULL) {
 		if (fscanf(f, "%lu", &pages) == 1 && pages > 0)
 			*budget = (size_t)pages * 4096 / 8 * 7 / nw;
@@ -262,6 +269,59 @@ stop_all(struct proc *p)
 		worker_stop(p->w[i]);
 }
 
+/* "serving 12 connections on 3 listeners, 2 workers": STATUS= and logs. */
+static const char *
+status_text(const struct proc *p, char *buf, size_t n)
+{
+	unsigned c = listener_proc_active(p->lp);
+
+	snprintf(buf, n, "%s %u connection%s on %zu listener%s, %u worker%s",
+	    p->draining ? "draining" : "serving", c, c == 1 ? "" : "s",
+	    p->cfg->nlisteners, p->cfg->nlisteners == 1 ? "" : "s", p->nw,
+	    p->nw == 1 ? "" : "s");
+	return buf;
+}
+
+static void
+status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char st[128];
+
+	(void)fd, (void)what;
+	sdnotify_status("%s", status_text(arg, st, sizeof(st)));
+}
+
+/* WATCHDOG=1 only when every worker answered the last ping from its loop:
+ * a worker stuck in a callback must let systemd's watchdog fire, even
+ * though this thread is well. */
+static void
+watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct proc *p = arg;
+	unsigned late = p->nw;
+
+	(void)fd, (void)what;
+	for (unsigned i = 0; i < p->nw; i++)
+		if (!worker_answered(p->w[i], p->ping) &&
+		    !atomic_load(&p->w[i]->finished)) {
+			late = i;
+			break;
+		}
+	if (late == p->nw) {
+		if (p->stuck)
+			log_warn("watchdog: every worker answers again");
+		p->stuck = false;
+		sdnotify_watchdog();
+	} else if (!p->stuck) {
+		p->stuck = true;
+		log_error("watchdog: worker %u has not answered for a watchdog "
+		    "period; systemd's watchdog is no longer fed", late);
+	}
+	p->ping++;
+	for (unsigned i = 0; i < p->nw; i++)
+		worker_ping(p->w[i], p->ping);
+}
+
 /* A worker's loop returned: after a drain that is the plan; otherwise the
  * worker failed and the process cannot serve as configured. */
 static void
@@ -291,16 +351,190 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	stop_all(p);
 }
 
+/* Hand the workers ls and bs (both of p->cfg) for their new connections.
+ * -1 when out of memory: nothing changed. */
+static int
+publish(struct proc *p, struct listener_set *ls, struct backend_set *bs)
+{
+	struct worker_conf *conf = worker_conf_new(ls, bs);
+
+	if (conf == NULL)
+		return -1;
+	worker_conf_unref(p->conf);
+	p->conf = conf;
+	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
+		if (p->w[i] != NULL)
+			worker_publish(p->w[i], conf);
+	return 0;
+}
+
+/* A new generation of server addresses (resolve.c): the checks and the
+ * workers move to it. During the first round neither runs yet. */
+static void
+publish_cb(struct backend_set *bs, void *arg)
+{
+	struct proc *p = arg;
+
+	if (p->conf != NULL && publish(p, p->ls, bs) == -1) {
+		log_error("out of memory: the workers keep the addresses they had");
+		return;
+	}
+	backend_set_unref(p->bs);
+	p->bs = backend_set_ref(bs);
+	if (p->health != NULL && health_update(p->health, bs) == -1)
+		log_error("health checks: out of memory: the checks keep the "
+		    "addresses they had");
+}
+
+static void
+unresolved_cb(const char *msg, void *arg)
+{
+	(void)arg;
+	log_warn("%s; it stays down until it resolves", msg);
+}
+
+/* As far as max_connections needs, never lowering it: at start and after
+ * each reload (max_connections may have grown). */
+static void
+raise_nofile(const struct config *cfg, unsigned nw)
+{
+	struct privs_nofile nf;
+	char line[512];
+
+	if (privs_nofile_raise(cfg, nw, &nf) == -1)
+		log_warn("RLIMIT_NOFILE: getrlimit: %s", strerror(errno));
+	else if (privs_nofile_text(&nf, line, sizeof(line)))
+		log_warn("%s", line);
+	else
+		log_info("%s", line);
+}
+
+/* Keys that size what the workers and pools were built with, or who the
+ * process is: a reload keeps the running values and says so. */
+static void
+keep_restart_keys(struct config *cfg, const struct config *cur)
+{
+	const char *what = NULL;
+	char was[32], now[32];
+
+#define KEEP(key, fmt)							\
+	if (cfg->key != cur->key) {					\
+		snprintf(was, sizeof(was), fmt, cur->key);		\
+		snprintf(now, sizeof(now), fmt, cfg->key);		\
+		what = #key;						\
+		log_warn("reload: [global] %s changed (%s -> %s): it takes "	\
+		    "effect at the next restart; keeping %s", what, was,	\
+		    now, was);						\
+		cfg->key = cur->key;					\
+	}
+	KEEP(workers, "%u")
+	KEEP(pipe_size, "%zu")
+	KEEP(buffer_size, "%zu")
+	KEEP(max_pipes, "%u")
+#undef KEEP
+	(void)what;
+	if ((cfg->user == NULL) != (cur->user == NULL) || (cfg->user != NULL &&
+	    strcmp(cfg->user, cur->user) != 0)) {
+		log_warn("reload: [global] user changed (%s -> %s): it takes "
+		    "effect at the next restart; keeping %s",
+		    cur->user ? cur->user : "none", cfg->user ? cfg->user : "none",
+		    cur->user ? cur->user : "none");
+		free(cfg->user);
+		cfg->user = cur->user != NULL ? strdup(cur->user) : NULL;
+	}
+}
+
+/* SIGHUP: everything the new config needs is built before anything
+ * changes; the first failure logs why and leaves all as it was. */
+static void
+reload(struct proc *p)
+{
+	char err[CONFIG_ERR_MAX], st[128];
+	struct config *cfg = NULL;
+	struct listener_set *ls = NULL;
+	struct backend_set *bs = NULL;
+	struct resolver *res = NULL;
+	struct health *health = NULL;
+	size_t added, removed;
+
+	sdnotify_reloading("reloading the configuration");
+	if (p->path == NULL) {
+		log_warn("SIGHUP: started from the command line, there is no "
+		    "config file to read again; carrying on unchanged");
+		goto done;
+	}
+	log_info("SIGHUP: reloading %s", p->path);
+	if ((cfg = config_load(p->path, err, sizeof(err))) == NULL) {
+		log_error("reload failed: %s; carrying on unchanged", err);
+		goto failed;
+	}
+	keep_restart_keys(cfg, p->cfg);
+	if ((ls = listener_set_bind(p->lp, cfg, p->ls, err, sizeof(err))) == NULL) {
+		log_error("reload failed: %s; carrying on unchanged", err);
+		goto failed;
+	}
+	if ((bs = backend_set_new(cfg, p->bs)) == NULL ||
+	    (health = health_new(p->base, bs)) == NULL) {
+		log_error("reload failed: out of memory; carrying on unchanged");
+		goto failed;
+	}
+	if ((res = resolver_new(p->base, bs, publish_cb, p, err,
+	    sizeof(err))) == NULL) {
+		log_error("reload failed: %s; carrying on unchanged", err);
+		goto failed;
+	}
+	if (publish(p, ls, bs) == -1) {
+		log_error("reload failed: out of memory; carrying on unchanged");
+		goto failed;
+	}
+	/* Committed: from here on nothing fails. */
+	listener_set_diff(ls, p->ls, &added, &removed);
+	resolver_retire(p->res);
+	p->res = res;
+	health_free(p->health);
+	p->health = health;
+	backend_set_unref(p->bs);
+	p->bs = bs;
+	listener_set_unref(p->ls);
+	p->ls = ls;
+	config_unref(p->cfg);
+	p->cfg = cfg;
+	log_set_level(cfg->log_level);
+	raise_nofile(cfg, p->nw);
+	resolver_start(res);
+	log_info("reloaded %s: %zu listener%s (%zu added, %zu removed), %zu "
+	    "backend%s; connections already open finish as they started",
+	    p->path, cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s", added,
+	    removed, cfg->nbackends, cfg->nbackends == 1 ? "" : "s");
+	goto done;
+failed:
+	resolver_free(res);
+	health_free(health);
+	backend_set_unref(bs);
+	listener_set_unref(ls);
+	config_unref(cfg);
+	snprintf(err, sizeof(err), "reload failed, see the log; %s",
+	    status_text(p, st, sizeof(st)));
+	sdnotify_ready(err);
+	return;
+done:
+	sdnotify_ready(status_text(p, st, sizeof(st)));
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct proc *p = arg;
 	unsigned ms = p->cfg->shutdown_timeout_ms;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	char st[128];
 
 	(void)what;
 	if (sig == SIGHUP) {
-		log_warn("SIGHUP: reloading is not supported yet; carrying on unchanged");
+		if (p->draining)
+			log_warn("SIGHUP while shutting down: not reloading");
+		else
+			reload(p);
 		return;
 	}
 	if (p->draining) {
@@ -309,6 +543,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	p->draining = true;
+	sdnotify_stopping(status_text(p, st, sizeof(st)));
 	if (ms == 0) {
 		log_info("%s: shutdown_timeout is 0: closing every connection now",
 		    strsignal((int)sig));
@@ -323,8 +558,8 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /* Per server address, summed over the workers (each counts in the
- * generation it balances over; the counts follow an address from one
- * generation to the next). */
+ * balancer of the backend of that name in its current snap; the counts
+ * follow an address from one generation to the next). */
 static void
 log_server_totals(const struct proc *p)
 {
@@ -337,14 +572,18 @@ log_server_totals(const struct proc *p)
 			struct server_stats st = { 0 };
 
 			for (unsigned i = 0; i < p->nw; i++) {
-				const struct backend_lb *lb = &p->w[i]->lb[b];
-				ssize_t k = backend_lb_index(lb, sh->servers[s]);
+				const struct worker_snap *snap = p->w[i]->cur;
 
-				if (k < 0)
-					continue;
-				st.connections += lb->stats[k].connections;
-				st.connect_failures +=
-				    lb->stats[k].connect_failures;
+				for (size_t k = 0; k < snap->conf->bs->n; k++) {
+					const struct backend_lb *lb = &snap->lb[k];
+					ssize_t j = backend_lb_index(lb, sh->servers[s]);
+
+					if (j < 0)
+						continue;
+					st.connections += lb->stats[j].connections;
+					st.connect_failures +=
+					    lb->stats[j].connect_failures;
+				}
 			}
 			a[0] = ' ';
 			if (sh->entry[s]->dnsname != NULL)
@@ -359,30 +598,6 @@ log_server_totals(const struct proc *p)
 			    (int)atomic_load(&sh->servers[s]->up));
 		}
 	}
-}
-
-/* A new generation of server addresses (resolve.c): the checks and the
- * workers move to it. During the first round neither runs yet. */
-static void
-publish_cb(struct backend_set *bs, void *arg)
-{
-	struct proc *p = arg;
-
-	backend_set_unref(p->bs);
-	p->bs = backend_set_ref(bs);
-	if (p->health != NULL && health_update(p->health, bs) == -1)
-		log_error("health checks: out of memory: the checks keep the "
-		    "addresses they had");
-	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
-		if (p->w[i] != NULL)
-			worker_set_backends(p->w[i], bs);
-}
-
-static void
-unresolved_cb(const char *msg, void *arg)
-{
-	(void)arg;
-	log_warn("%s; it stays down until it resolves", msg);
 }
 
 static void
@@ -411,23 +626,116 @@ log_totals(const struct proc *p)
 	log_server_totals(p);
 }
 
+/* The sockets systemd passed, and the process's listening state over
+ * them. -1 (logged) on malformed variables or no memory. */
+static int
+take_sockets(struct proc *p)
+{
+	char err[CONFIG_ERR_MAX];
+	struct sdnotify_fd *fds = NULL;
+	size_t n = 0;
+
+	if (sdnotify_listen_fds(&fds, &n, err, sizeof(err)) == -1) {
+		log_error("socket activation: %s", err);
+		return -1;
+	}
+	p->lp = listener_proc_new(p->nw, fds, n);
+	sdnotify_fds_free(fds, n);
+	if (p->lp == NULL) {
+		log_error("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Timers of the main loop that talk to systemd. */
+static int
+start_timers(struct proc *p)
+{
+	struct timeval every = { 2, 0 };
+	uint64_t usec = sdnotify_watchdog_usec();
+
+	p->drain_timer = evtimer_new(p->base, drain_timeout_cb, p);
+	p->exited = event_new(p->base, -1, 0, exited_cb, p);
+	p->status = event_new(p->base, -1, EV_PERSIST, status_cb, p);
+	if (p->drain_timer == NULL || p->exited == NULL || p->status == NULL ||
+	    event_add(p->status, &every) == -1)
+		return -1;
+	if (usec == 0)
+		return 0;
+	/* Half the period, as sd_watchdog_enabled(3) advises. */
+	every.tv_sec = (time_t)(usec / 2 / 1000000);
+	every.tv_usec = (suseconds_t)(usec / 2 % 1000000);
+	p->watchdog = event_new(p->base, -1, EV_PERSIST, watchdog_cb, p);
+	if (p->watchdog == NULL || event_add(p->watchdog, &every) == -1)
+		return -1;
+	log_info("watchdog: pinging systemd every %" PRIu64 " ms while every "
+	    "worker answers", usec / 2000);
+	return 0;
+}
+
+/* After binding, before any thread: become [global] user. -1 (logged):
+ * the process must not go on. */
+static int
+become_user(const struct proc *p, const struct privs_user *u)
+{
+	char err[CONFIG_ERR_MAX];
+	int r;
+
+	if (u->name == NULL)
+		return 0;
+	if ((r = privs_drop(p->cfg, u, err, sizeof(err))) == -1) {
+		log_error("%s", err);
+		return -1;
+	}
+	if (r == 1)
+		log_info("dropped privileges to user %s (uid %ju, gid %ju)",
+		    u->name, (uintmax_t)u->uid, (uintmax_t)u->gid);
+	return 0;
+}
+
+static void
+events_free(struct proc *p)
+{
+	struct event *ev[] = { p->drain_timer, p->exited, p->status, p->watchdog };
+
+	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
+		if (ev[i] != NULL)
+			event_free(ev[i]);
+}
+
 static int
 serve(struct proc *p)
 {
-	char err[CONFIG_ERR_MAX];
+	char err[CONFIG_ERR_MAX], st[128];
 	struct event *sigs[3] = { NULL };
 	const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	sigset_t block, old;
+	struct privs_user user = { 0 };
 	unsigned per_worker;
 	size_t budget;
 	int rc = 1;
 
-	p->nw = count_workers(p->cfg);
-	derive_pipes(p->cfg, p->nw, &per_worker, &budget);
-	if ((p->ls = listener_set_bind(p->cfg, p->nw, err, sizeof(err))) == NULL) {
+	p->nw = config_workers(p->cfg);
+	if (p->cfg->user != NULL &&
+	    privs_user_lookup(p->cfg, &user, err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		return 1;
 	}
+	/* One-off mode has no user to name: setpriv or runuser do that. */
+	if (p->path != NULL && privs_stays_root(p->cfg))
+		log_warn("%s", PRIVS_ROOT_WARNING);
+	raise_nofile(p->cfg, p->nw);
+	if (take_sockets(p) == -1)
+		goto out;
+	if ((p->ls = listener_set_bind(p->lp, p->cfg, NULL, err, sizeof(err))) == NULL) {
+		log_error("%s", err);
+		goto out;
+	}
+	listener_proc_report_unused(p->lp);
+	if (become_user(p, &user) == -1)
+		goto out;
+	derive_pipes(p->cfg, p->nw, &per_worker, &budget);
 	if ((p->base = event_base_new()) == NULL ||
 	    (p->bs = backend_set_new(p->cfg, NULL)) == NULL)
 		goto out;
@@ -439,17 +747,16 @@ serve(struct proc *p)
 	/* Host names first, so that the workers start with their
 	 * addresses; one that does not resolve is down until it does. */
 	resolver_first_round(p->res, unresolved_cb, p);
-	if ((p->w = calloc(p->nw, sizeof(*p->w))) == NULL)
+	if ((p->conf = worker_conf_new(p->ls, p->bs)) == NULL ||
+	    (p->w = calloc(p->nw, sizeof(*p->w))) == NULL)
 		goto out;
 	for (unsigned i = 0; i < p->nw; i++)
-		if ((p->w[i] = worker_new(i, p->cfg, p->ls, p->bs, per_worker,
-		    budget, err, sizeof(err))) == NULL) {
+		if ((p->w[i] = worker_new(i, p->conf, per_worker, budget, err,
+		    sizeof(err))) == NULL) {
 			log_error("%s", err);
 			goto out;
 		}
-	p->drain_timer = evtimer_new(p->base, drain_timeout_cb, p);
-	p->exited = event_new(p->base, -1, 0, exited_cb, p);
-	if (p->drain_timer == NULL || p->exited == NULL)
+	if (start_timers(p) == -1)
 		goto out;
 	for (unsigned i = 0; i < p->nw; i++) {
 		p->w[i]->peers = p->w;
@@ -483,6 +790,7 @@ serve(struct proc *p)
 	    p->cfg->nlisteners, p->cfg->nlisteners == 1 ? "" : "s", p->nw,
 	    p->nw == 1 ? "" : "s", zc_backend_name(),
 	    config_splice_name(p->cfg->splice));
+	sdnotify_ready(status_text(p, st, sizeof(st)));
 	event_base_dispatch(p->base);
 	rc = p->failed ? 1 : 0;
 out:
@@ -502,84 +810,18 @@ out:
 	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
 		worker_free(p->w[i]);
 	free(p->w);
+	worker_conf_unref(p->conf);
 	backend_set_unref(p->bs);
 	for (int i = 0; i < 3; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);
-	if (p->drain_timer != NULL)
-		event_free(p->drain_timer);
-	if (p->exited != NULL)
-		event_free(p->exited);
+	events_free(p);
 	if (p->base != NULL)
 		event_base_free(p->base);
-	listener_set_free(p->ls);
+	listener_set_unref(p->ls);
+	listener_proc_free(p->lp);
+	privs_user_cleanup(&user);
 	return rc;
-}
-
-static void
-check_report_cb(const char *msg, void *arg)
-{
-	(void)arg;
-	fprintf(stderr, "spliced: %s\n", msg);
-}
-
-static void
-check_publish_cb(struct backend_set *bs, void *arg)
-{
-	(void)bs, (void)arg;
-}
-
-/* Every host-name server must resolve, through the resolver the config
- * names. 0, or -1 when one does not (each is printed). */
-static int
-check_names(struct config *cfg)
-{
-	char err[CONFIG_ERR_MAX];
-	struct event_base *base = NULL;
-	struct backend_set *bs = NULL;
-	struct resolver *res = NULL;
-	int rc = -1;
-
-	if (config_dns_servers(cfg) == 0)
-		return 0;
-	/* Only what fails is news here; the resolver's info lines are not. */
-	log_set_level(CONFIG_LOG_WARN);
-	if ((base = event_base_new()) == NULL ||
-	    (bs = backend_set_new(cfg, NULL)) == NULL) {
-		fprintf(stderr, "spliced: out of memory\n");
-		goto out;
-	}
-	if ((res = resolver_new(base, bs, check_publish_cb, NULL, err,
-	    sizeof(err))) == NULL) {
-		fprintf(stderr, "spliced: %s\n", err);
-		goto out;
-	}
-	if (resolver_first_round(res, check_report_cb, NULL) == 0)
-		rc = 0;
-out:
-	resolver_free(res);
-	backend_set_unref(bs);
-	if (base != NULL)
-		event_base_free(base);
-	return rc;
-}
-
-static int
-check(struct config *cfg, const char *path)
-{
-	size_t got = cfg->pipe_size;
-	int fds[2];
-
-	if (check_names(cfg) == -1)
-		return 1;
-	printf("configuration %s is valid: %zu listener(s), %zu backend(s)\n",
-	    path, cfg->nlisteners, cfg->nbackends);
-	printf("zero-copy: %s\n", zc_backend_name());
-	if (zc_splice_supported() && zc_pipe_open(fds, &got) == 0) {
-		zc_pipe_close(fds);
-		printf("pipe_size: asked %zu, granted %zu\n", cfg->pipe_size, got);
-	}
-	return 0;
 }
 
 int
@@ -590,7 +832,9 @@ main(int argc, char **argv)
 	struct proc p = { 0 };
 	int rc;
 
+	log_init();
 	parse_args(argc, argv, &o);
+	p.path = o.config;
 	if (o.config != NULL) {
 		if ((p.cfg = config_load(o.config, err, sizeof(err))) == NULL) {
 			fprintf(stderr, "spliced: %s\n", err);
@@ -600,7 +844,7 @@ main(int argc, char **argv)
 		p.cfg = config_from_args(&o);
 	free(o.backends);
 	if (o.check) {
-		rc = check(p.cfg, o.config ? o.config : "command line");
+		rc = check_run(p.cfg, o.config ? o.config : "command line");
 		config_unref(p.cfg);
 		return rc;
 	}

@@ -58,6 +58,8 @@ struct resolver {
 	void *report_arg;
 	size_t failed;              /* first round */
 	bool freeing;
+	bool retired;               /* freed from the loop when idle */
+	bool free_due;              /* that free is scheduled */
 };
 
 /* No A or AAAA record, though the name server answered. */
@@ -220,6 +222,31 @@ resolved(struct name *nm, const struct addr *a, size_t n)
 }
 
 static void
+free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	resolver_free(arg);
+}
+
+/* A retired resolver with no query left is freed, from the loop: not
+ * inside evdns's own callback, which still uses its base. */
+static void
+retired_check(struct resolver *r)
+{
+	struct timeval now = { 0, 0 };
+
+	for (size_t i = 0; i < r->n; i++)
+		if (r->names[i].busy)
+			return;
+	/* A cancel may call back at once, inside resolver_retire. */
+	if (r->free_due)
+		return;
+	r->free_due = true;
+	if (event_base_once(r->base, -1, EV_TIMEOUT, free_cb, r, &now) == -1)
+		log_debug("resolver: cannot schedule its free; leaked");
+}
+
+static void
 answer_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct name *nm = arg;
@@ -231,6 +258,12 @@ answer_cb(int result, struct evutil_addrinfo *res, void *arg)
 
 	nm->busy = false;
 	nm->req = NULL;
+	if (r->retired) {
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		retired_check(r);
+		return;
+	}
 	if (res != NULL) {
 		n = resolve_addrs(res, addr_port(&nm->srv->addr), a,
 		    RESOLVE_MAX_ADDRS);
@@ -391,6 +424,29 @@ resolver_first_round(struct resolver *r, resolve_report_cb report, void *arg)
 	r->first = false;
 	r->report = NULL;
 	return r->failed;
+}
+
+void
+resolver_start(struct resolver *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		r->names[i].answered = true;
+		query(&r->names[i]);
+	}
+}
+
+void
+resolver_retire(struct resolver *r)
+{
+	if (r == NULL)
+		return;
+	r->retired = true;
+	for (size_t i = 0; i < r->n; i++) {
+		event_del(r->names[i].timer);
+		if (r->names[i].busy && r->names[i].req != NULL)
+			evdns_getaddrinfo_cancel(r->names[i].req);
+	}
+	retired_check(r);
 }
 
 struct backend_set *

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,77 +17,125 @@
 #include "spliced/log.h"
 #include "spliced/zerocopy.h"
 
-/* An older generation of the backend set, kept while connections hold
- * slots in its balancers. */
-struct worker_gen {
-	struct backend_set *bs;
-	struct backend_lb *lb;      /* [bs->n] */
-	struct worker_gen *next;
-};
-
-static void
-lbs_free(struct backend_lb *lb, size_t n)
+struct worker_conf *
+worker_conf_new(struct listener_set *ls, struct backend_set *bs)
 {
-	for (size_t i = 0; lb != NULL && i < n; i++)
-		backend_lb_cleanup(&lb[i]);
-	free(lb);
+	struct worker_conf *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	atomic_init(&c->refs, 1);
+	c->cfg = config_ref(ls->cfg);
+	c->ls = listener_set_ref(ls);
+	c->bs = backend_set_ref(bs);
+	return c;
 }
 
-/* Free the retired generations no connection uses any more. */
+struct worker_conf *
+worker_conf_ref(struct worker_conf *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+	return c;
+}
+
+void
+worker_conf_unref(struct worker_conf *c)
+{
+	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	backend_set_unref(c->bs);
+	listener_set_unref(c->ls);
+	config_unref(c->cfg);
+	free(c);
+}
+
+static void
+snap_free(struct worker_snap *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; s->lb != NULL && i < s->conf->bs->n; i++)
+		backend_lb_cleanup(&s->lb[i]);
+	free(s->lb);
+	worker_conf_unref(s->conf);
+	free(s);
+}
+
+/* A snap of conf, its balancers taking over what prev's balancer of the
+ * same backend name knew (prev may be NULL). NULL when out of memory. */
+static struct worker_snap *
+snap_new(struct worker *w, struct worker_conf *conf, const struct worker_snap *prev)
+{
+	const struct backend_set *bs = conf->bs;
+	struct worker_snap *s;
+	struct timespec now;
+	size_t i, k;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->conf = worker_conf_ref(conf);
+	if ((s->lb = calloc(bs->n ? bs->n : 1, sizeof(*s->lb))) == NULL)
+		goto fail;
+	/* Each worker draws its own random numbers (balance = random). */
+	clock_gettime(CLOCK_REALTIME, &now);
+	for (i = 0; i < bs->n; i++) {
+		if (backend_lb_init(&s->lb[i], &bs->b[i], (uint64_t)now.tv_nsec ^
+		    ((uint64_t)getpid() << 32) ^ ((uint64_t)w->id << 48) ^ i) == -1)
+			goto fail;
+		for (k = 0; prev != NULL && k < prev->conf->bs->n; k++)
+			if (strcmp(prev->lb[k].cfg->name, bs->b[i].cfg->name) == 0)
+				backend_lb_carry(&s->lb[i], &prev->lb[k]);
+	}
+	return s;
+fail:
+	/* Balancers not initialised are zeroed: cleanup takes them. */
+	snap_free(s);
+	return NULL;
+}
+
+/* Free the retired snaps no connection uses any more. */
 static void
 sweep(struct worker *w)
 {
-	struct worker_gen **gp = &w->retired, *g;
+	struct worker_snap **sp = &w->retired, *s;
 
-	while ((g = *gp) != NULL) {
-		size_t i;
-
-		for (i = 0; i < g->bs->n && g->lb[i].users == 0; i++)
-			;
-		if (i < g->bs->n) {
-			gp = &g->next;
+	while ((s = *sp) != NULL) {
+		if (s->conns > 0) {
+			sp = &s->next;
 			continue;
 		}
-		*gp = g->next;
-		lbs_free(g->lb, g->bs->n);
-		backend_set_unref(g->bs);
-		free(g);
+		*sp = s->next;
+		snap_free(s);
 	}
 }
 
-/* Take the generation in the mailbox, if any. Out of memory, it goes back
+/* Take the conf in the mailbox, if any. Out of memory, it goes back
  * (unless a newer one came meanwhile) and the next tick tries again. */
 static void
 adopt(struct worker *w)
 {
-	struct backend_set *bs = atomic_exchange(&w->next_bs, NULL), *none = NULL;
-	struct backend_lb *lb = NULL;
-	struct worker_gen *g = NULL;
-	size_t i = 0;
+	struct worker_conf *conf = atomic_exchange(&w->next, NULL), *none = NULL;
+	struct worker_snap *s, *old = w->cur;
 
-	if (bs == NULL)
+	if (conf == NULL)
 		return;
-	if ((g = calloc(1, sizeof(*g))) == NULL ||
-	    (lb = calloc(bs->n ? bs->n : 1, sizeof(*lb))) == NULL)
+	if ((s = snap_new(w, conf, old)) == NULL)
 		goto fail;
-	for (i = 0; i < bs->n; i++) {
-		if (backend_lb_init(&lb[i], &bs->b[i], 0) == -1)
-			goto fail;
-		backend_lb_carry(&lb[i], &w->lb[i]);
+	w->cur = s;
+	if (conf->ls != old->conf->ls && w->acc != NULL &&
+	    listener_accept_switch(w, old->conf->ls) == -1) {
+		w->cur = old;
+		snap_free(s);
+		goto fail;
 	}
-	g->bs = w->bs;
-	g->lb = w->lb;
-	g->next = w->retired;
-	w->retired = g;
-	w->bs = bs;
-	w->lb = lb;
+	worker_conf_unref(conf);
+	old->next = w->retired;
+	w->retired = old;
 	sweep(w);
 	return;
 fail:
-	lbs_free(lb, i);
-	free(g);
-	if (!atomic_compare_exchange_strong(&w->next_bs, &none, bs))
-		backend_set_unref(bs);
+	if (!atomic_compare_exchange_strong(&w->next, &none, conf))
+		worker_conf_unref(conf);
 }
 
 static void
@@ -96,7 +145,10 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 	enum worker_cmd cmd = atomic_load(&w->cmd);
 
 	(void)fd, (void)what;
-	adopt(w);
+	atomic_store(&w->pong, atomic_load(&w->ping));
+	/* A drained worker accepts no more: what it serves stays as it is. */
+	if (w->seen == WORKER_RUN)
+		adopt(w);
 	if (cmd != w->seen) {
 		w->seen = cmd;
 		if (cmd >= WORKER_DRAIN)
@@ -118,7 +170,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	if (w->pipes != NULL)
 		pipepool_trim(w->pipes, clock_coarse_ms());
-	adopt(w);
+	if (w->seen == WORKER_RUN) {
+		adopt(w);
+		/* A wake-up lost between generations of limits costs a
+		 * second at most. */
+		listener_accept_wake(w);
+	}
 	sweep(w);
 }
 
@@ -141,11 +198,10 @@ new_base(void)
 }
 
 struct worker *
-worker_new(unsigned id, struct config *cfg, struct listener_set *ls,
-    struct backend_set *bs, unsigned max_pipes, size_t pipe_budget, char *err,
-    size_t errlen)
+worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
+    size_t pipe_budget, char *err, size_t errlen)
 {
-	struct timespec now;
+	struct config *cfg = conf->cfg;
 	struct timeval second = { 1, 0 };
 	struct worker *w;
 	size_t min_pipe;
@@ -154,9 +210,9 @@ worker_new(unsigned id, struct config *cfg, struct listener_set *ls,
 		goto nomem;
 	w->id = id;
 	w->cfg = config_ref(cfg);
-	w->ls = ls;
-	w->bs = backend_set_ref(bs);
-	atomic_init(&w->next_bs, NULL);
+	atomic_init(&w->next, NULL);
+	atomic_init(&w->ping, 0);
+	atomic_init(&w->pong, 0);
 	TAILQ_INIT(&w->conns);
 	atomic_init(&w->cmd, WORKER_RUN);
 	if ((w->base = new_base()) == NULL) {
@@ -175,14 +231,8 @@ worker_new(unsigned id, struct config *cfg, struct listener_set *ls,
 	relay_ctx_init(&w->relay, w->base, w->pipes, cfg->buffer_size);
 	if (w->relay.bufs == NULL || log_batch_init(&w->log, w->base) == -1)
 		goto nomem;
-	if ((w->lb = calloc(bs->n ? bs->n : 1, sizeof(*w->lb))) == NULL)
+	if ((w->cur = snap_new(w, conf, NULL)) == NULL)
 		goto nomem;
-	/* Each worker draws its own random numbers (balance = random). */
-	clock_gettime(CLOCK_REALTIME, &now);
-	for (size_t i = 0; i < bs->n; i++)
-		if (backend_lb_init(&w->lb[i], &bs->b[i], (uint64_t)now.tv_nsec ^
-		    ((uint64_t)getpid() << 32) ^ ((uint64_t)id << 48) ^ i) == -1)
-			goto nomem;
 	w->notify = event_new(w->base, -1, 0, notify_cb, w);
 	w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
 	if (w->notify == NULL || w->tick == NULL)
@@ -207,11 +257,10 @@ worker_free(struct worker *w)
 		event_free(w->notify);
 	if (w->tick != NULL)
 		event_free(w->tick);
-	/* Every connection is closed: no slot is held anywhere. */
+	/* Every connection is closed: no snap is used any more. */
 	sweep(w);
-	lbs_free(w->lb, w->bs->n);
-	backend_set_unref(w->bs);
-	backend_set_unref(atomic_exchange(&w->next_bs, NULL));
+	snap_free(w->cur);
+	worker_conf_unref(atomic_exchange(&w->next, NULL));
 	relay_ctx_cleanup(&w->relay);
 	log_batch_cleanup(&w->log);
 	pipepool_free(w->pipes);
@@ -225,6 +274,11 @@ static void *
 run(void *arg)
 {
 	struct worker *w = arg;
+	char name[16];
+
+	/* top -H, perf and the watchdog's test tell the workers apart. */
+	snprintf(name, sizeof(name), "spliced-w%u", w->id);
+	pthread_setname_np(pthread_self(), name);
 
 	if (listener_accept_start(w) == 0)
 		event_base_dispatch(w->base);
@@ -290,11 +344,24 @@ worker_stop(struct worker *w)
 }
 
 void
-worker_set_backends(struct worker *w, struct backend_set *bs)
+worker_publish(struct worker *w, struct worker_conf *conf)
 {
 	/* One the worker never took is replaced: only the newest counts. */
-	backend_set_unref(atomic_exchange(&w->next_bs, backend_set_ref(bs)));
+	worker_conf_unref(atomic_exchange(&w->next, worker_conf_ref(conf)));
 	event_active(w->notify, 0, 1);
+}
+
+void
+worker_ping(struct worker *w, unsigned seq)
+{
+	atomic_store(&w->ping, seq);
+	event_active(w->notify, 0, 1);
+}
+
+bool
+worker_answered(const struct worker *w, unsigned seq)
+{
+	return atomic_load(&w->pong) == seq;
 }
 
 void

@@ -415,7 +415,6 @@ static void
 test_later_keys(void **state)
 {
 	static const char *const later[][2] = {
-		{ "global", "user = spliced" },
 		{ "global", "admin = 127.0.0.1:9090" },
 		{ "listener", "proxy_protocol = v2" },
 		{ "listener", "accept_proxy = on" },
@@ -442,6 +441,88 @@ test_later_keys(void **state)
 		    (int)strcspn(line, " "), line);
 		EXPECT_ERR(text, at, what);
 	}
+}
+
+/* [global] user: a name, kept as written; whether it exists is not the
+ * parser's business (privs.c looks it up at start and for -t). */
+static void
+test_user(void **state)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok(BASE);
+	assert_null(cfg->user);
+	config_global_error(cfg, "user", "no such user 'x'", err, sizeof(err));
+	assert_string_equal(err, "[global] user: no such user 'x'");
+	config_unref(cfg);
+
+	cfg = load_ok(BASE_GLOBAL "user = nobody\n" BASE_LISTENER BASE_BACKEND);
+	assert_string_equal(cfg->user, "nobody");
+	config_global_error(cfg, "user", "no such user 'nobody'", err,
+	    sizeof(err));
+	assert_string_equal(err, "t.ini:3: [global] user: no such user "
+	    "'nobody'");
+	config_global_error(cfg, "workers", "why", err, sizeof(err));
+	assert_string_equal(err, "t.ini:2: [global] workers: why");
+	config_unref(cfg);
+
+	/* Names the password database may hold, even if useradd would not
+	 * make them; a number is a name too (looked up as one). */
+	cfg = load_ok(BASE_GLOBAL "user = Svc.Proxy_1$\n" BASE_LISTENER
+	    BASE_BACKEND);
+	assert_string_equal(cfg->user, "Svc.Proxy_1$");
+	config_unref(cfg);
+	cfg = load_ok(BASE_GLOBAL "user = 65534\n" BASE_LISTENER BASE_BACKEND);
+	assert_string_equal(cfg->user, "65534");
+	config_unref(cfg);
+
+	EXPECT_ERR(BASE_GLOBAL "user =\n" BASE_LISTENER BASE_BACKEND,
+	    "t.ini:3: [global] user: empty value");
+	EXPECT_ERR(BASE_GLOBAL "user = a b\n" BASE_LISTENER BASE_BACKEND,
+	    "t.ini:3: [global] user: 'a b' is not a user name");
+	EXPECT_ERR(BASE_GLOBAL "user = a:b\n" BASE_LISTENER BASE_BACKEND,
+	    "t.ini:3:", "'a:b' is not a user name");
+	EXPECT_ERR(BASE_GLOBAL "user = ../x\n" BASE_LISTENER BASE_BACKEND,
+	    "t.ini:3:", "not a user name");
+	EXPECT_ERR(BASE_GLOBAL "user = -x\n" BASE_LISTENER BASE_BACKEND,
+	    "t.ini:3:", "'-x' is not a user name");
+	EXPECT_ERR(BASE_GLOBAL "user = a\nuser = b\n" BASE_LISTENER
+	    BASE_BACKEND, "t.ini:4: [global] user: set twice (first on "
+	    "line 3)");
+	EXPECT_ERR(BASE "[global]\nuser = x\n", "duplicate section");
+	EXPECT_ERR(BASE "user = nobody\n", "t.ini:8: [backend app] user: "
+	    "unknown key (it belongs in [global])");
+
+	/* From the builder: no line. */
+	cfg = config_new(NULL);
+	assert_int_equal(config_set(cfg, "global", "user", "nobody", err,
+	    sizeof(err)), 0);
+	assert_string_equal(cfg->user, "nobody");
+	assert_int_equal(config_set(cfg, "global", "user", "", err,
+	    sizeof(err)), -1);
+	assert_string_equal(err, "[global] user: set twice (first)");
+	config_global_error(cfg, "user", "no such user 'nobody'", err,
+	    sizeof(err));
+	assert_string_equal(err, "[global] user: no such user 'nobody'");
+	config_unref(cfg);      /* frees user: LSan would tell otherwise */
+}
+
+/* workers = auto is one per online CPU. */
+static void
+test_workers(void **state)
+{
+	struct config *cfg = load_ok(BASE);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	(void)state;
+	assert_int_equal(config_workers(cfg), 2);
+	config_unref(cfg);
+	cfg = load_ok(BASE_LISTENER BASE_BACKEND);
+	assert_int_equal(cfg->workers, 0);
+	assert_int_equal(config_workers(cfg), n > 0 ? (unsigned)n : 1);
+	config_unref(cfg);
 }
 
 static void
@@ -887,6 +968,8 @@ main(void)
 		cmocka_unit_test(test_value_errors),
 		cmocka_unit_test(test_server_errors),
 		cmocka_unit_test(test_later_keys),
+		cmocka_unit_test(test_user),
+		cmocka_unit_test(test_workers),
 		cmocka_unit_test(test_resolver_keys),
 		cmocka_unit_test(test_structure_errors),
 		cmocka_unit_test(test_validation_errors),

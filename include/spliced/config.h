@@ -105,6 +105,12 @@ struct config {
 	size_t buffer_size;         /* default 16k; 1k..64m */
 	unsigned max_pipes;         /* 0 = derived */
 	unsigned shutdown_timeout_ms;      /* default 30s */
+	/* The user to run as after binding (privs.h), as written: a name
+	 * from the password database (digits are looked up as a name too,
+	 * never taken as a uid). NULL (default): stay who started spliced.
+	 * Whether it exists is checked at start and by spliced -t, not while
+	 * parsing: a file may be checked on another machine. */
+	char *user;
 	/* The name server for host-name servers; len 0 (default): the
 	 * system's, from /etc/resolv.conf. */
 	struct addr resolver;
@@ -144,6 +150,14 @@ int config_finish(struct config *, char *err, size_t errlen);
  * a name that does not resolve). */
 void config_server_error(const struct config *, const struct config_backend *b,
     const struct config_server *s, const char *why, char *err, size_t errlen);
+/* "FILE:LINE: [global] KEY: why", the line being where KEY was set (for
+ * problems found later, such as a user that does not exist). Without a
+ * line (config_set(), or KEY not set): "[global] KEY: why". */
+void config_global_error(const struct config *, const char *key,
+    const char *why, char *err, size_t errlen);
+/* The number of worker threads: workers, or with auto (0) one per online
+ * CPU (at least 1). */
+unsigned config_workers(const struct config *);
 /* How many servers are given by host name, in every backend. */
 size_t config_dns_servers(const struct config *);
 

@@ -1,19 +1,36 @@
 /* include/spliced/listener.h: listening sockets, accepting, connection limits.
  *
  * The main thread binds everything a config asks for (listener_set_bind), so
- * that bind errors surface before any worker runs. Each worker then accepts
- * on its own sockets (one per bind address per worker, SO_REUSEPORT, so the
- * kernel spreads new connections) with listener_accept_start().
+ * that bind errors surface before any worker runs, or, on a reload, before
+ * anything changes. Each worker then accepts on its own sockets (one per
+ * bind address per worker, SO_REUSEPORT, so the kernel spreads new
+ * connections) with listener_accept_start().
+ *
+ * Sockets outlive configs. A bound address is a struct listener_sock,
+ * shared by every listener_set whose config binds it: a reload that keeps
+ * an address keeps its sockets, and the clients in their backlogs, so no
+ * connection is refused while a config changes. Its sockets are closed when
+ * the last set using it is freed (or, per worker, when that worker drains).
+ *
+ * Socket activation: the sockets systemd passed (sdnotify.h) belong to the
+ * struct listener_proc for the process's whole life. A bind line whose
+ * address a passed socket has (getsockname(); `*:P` also takes [::]:P or
+ * 0.0.0.0:P) uses it instead of binding: every worker accepts on that one
+ * socket. A passed socket that no bind line wants stays open, unused,
+ * until a reload asks for its address. Draining never closes one: clients
+ * that keep arriving wait in its backlog for the next start.
  *
  * Limits: [global] max_connections and [listener] max_connections count
- * client connections across all workers (atomics). At a limit a worker stops
- * accepting on the listeners concerned; a client it had already accepted
- * when another worker filled the last slot waits, unread, in a short queue,
- * exactly as it would have waited in the kernel's backlog. When a slot frees,
- * every worker is woken to admit waiting clients and resume accepting.
- * Accept failing for lack of fds (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses
- * accepting for LISTENER_FD_PAUSE_MS instead of spinning, logged at most once
- * a second per worker. */
+ * client connections across all workers (atomics) and across reloads: the
+ * global count is the process's, a listener's is carried by its name. At a
+ * limit a worker stops accepting on the listeners concerned; a client it
+ * had already accepted when another worker filled the last slot waits,
+ * unread, in a short queue, exactly as it would have waited in the
+ * kernel's backlog. When a slot frees, every worker is woken to admit
+ * waiting clients and resume accepting. Accept failing for lack of fds
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses accepting for
+ * LISTENER_FD_PAUSE_MS instead of spinning, logged at most once a second
+ * per worker. */
 #ifndef SPLICED_LISTENER_H
 #define SPLICED_LISTENER_H
 
@@ -26,26 +43,47 @@
 #define LISTENER_FD_PAUSE_MS 200
 
 struct worker;
+struct sdnotify_fd;
+struct listener_sock;           /* listener.c */
+struct listener_count;          /* listener.c: a listener's clients, by name */
+struct listener_proc;           /* listener.c: what outlives every config */
 
 struct listener {               /* one per [listener]; shared by the workers */
 	const struct config_listener *cfg;
-	atomic_uint active;         /* its client connections, all workers */
-	int *fds;                   /* [bind * nworkers + worker]; -1 once handed over */
+	struct listener_count *count;
+	struct listener_sock **socks;   /* [cfg->nbinds] */
 };
 
 struct listener_set {           /* everything bound for one config */
+	atomic_uint refs;
 	struct config *cfg;         /* a reference */
-	unsigned nworkers;
+	struct listener_proc *proc;
 	struct listener *l;
 	size_t n;
-	atomic_uint active;         /* all client connections */
 };
 
-/* Bind and listen on every bind address of cfg, nworkers sockets each.
- * NULL with err ("listener web: cannot bind 127.0.0.1:80: Permission denied"). */
-struct listener_set *listener_set_bind(struct config *, unsigned nworkers,
-    char *err, size_t errlen);
-void listener_set_free(struct listener_set *);  /* closes sockets not handed over */
+/* The process's listening state: nworkers sockets per bound address, and
+ * the sockets systemd passed (taken over, names too; fds may be NULL).
+ * NULL with errno. Free it after the last set. */
+struct listener_proc *listener_proc_new(unsigned nworkers,
+    const struct sdnotify_fd *fds, size_t nfds);
+void listener_proc_free(struct listener_proc *);
+/* Warn about each passed socket that no set has used (after the first bind). */
+void listener_proc_report_unused(const struct listener_proc *);
+/* All client connections now, every listener and generation. */
+unsigned listener_proc_active(const struct listener_proc *);
+
+/* Every bind address of cfg: with prev's sockets for an address prev
+ * binds, else with a passed socket of that address, else bound now.
+ * NULL with err ("listener web: cannot bind 127.0.0.1:80: Permission
+ * denied"); nothing of prev changes either way. refs is 1. */
+struct listener_set *listener_set_bind(struct listener_proc *, struct config *,
+    const struct listener_set *prev, char *err, size_t errlen);
+struct listener_set *listener_set_ref(struct listener_set *);
+void listener_set_unref(struct listener_set *);   /* any thread; NULL is fine */
+/* Listeners of ls, and of prev, whose names the other lacks: for the log. */
+void listener_set_diff(const struct listener_set *ls,
+    const struct listener_set *prev, size_t *added, size_t *removed);
 
 /* Reserve a slot for one client of l (global and listener limits); false
  * when either is full. *wake is set when a global slot taken and given back
@@ -55,10 +93,15 @@ bool listener_admit(struct listener_set *, struct listener *, bool *wake);
  * be waiting for this slot and the workers should be woken. */
 bool listener_release(struct listener_set *, struct listener *);
 
-/* Worker side, on the worker's thread. */
+/* Worker side, on the worker's thread, over the worker's current set. */
 int listener_accept_start(struct worker *);   /* 0, or -1 (logged) */
-/* Stop accepting for good: close this worker's listening sockets, and close
- * the clients waiting for a slot. */
+/* The worker's current set changed (a reload): accept on the new set's
+ * sockets from now on. Clients waiting for a slot move to the listener of
+ * the same name, or are closed when it is gone. 0, or -1 (logged): then
+ * the worker keeps accepting as before. */
+int listener_accept_switch(struct worker *, struct listener_set *old);
+/* Stop accepting for good: close this worker's own listening sockets (not
+ * the passed ones), and close the clients waiting for a slot. */
 void listener_accept_stop(struct worker *);
 /* A slot may have freed: admit waiting clients, resume paused listeners. */
 void listener_accept_wake(struct worker *);

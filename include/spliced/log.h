@@ -3,8 +3,13 @@
  * One line per call, written with a single write(2) so lines from different
  * workers never interleave:
  *     2026-11-22T22:52:59.123Z warn: message
- * Messages are formatted here; never pass peer bytes as the format.
- * The level is set once at start-up, before workers exist. */
+ * When stderr is journald's stream (log_init() found JOURNAL_STREAM naming
+ * it), every line starts with its syslog priority instead of a timestamp,
+ * which journald adds itself:
+ *     <4>warn: message
+ * (error <3>, warn <4>, info <6>, debug <7>). libevent's own messages, once
+ * routed here, get the same treatment.
+ * Messages are formatted here; never pass peer bytes as the format. */
 #ifndef SPLICED_LOG_H
 #define SPLICED_LOG_H
 
@@ -17,6 +22,14 @@ struct event_base;
 
 #define LOG_LINE_MAX 2048               /* longer lines are cut */
 
+/* Decides, once, whether lines carry journald's "<N>" prefixes: they do
+ * when JOURNAL_STREAM ("DEV:INODE") matches fstat() of stderr (device and
+ * inode). Call it at start, before any thread logs and after stderr is
+ * where it will stay. Without the call lines carry timestamps. */
+void log_init(void);
+
+/* Thread-safe (a relaxed atomic): a reload may change the level while the
+ * workers log. Lines below the level are dropped. */
 void log_set_level(enum config_log_level);
 enum config_log_level log_get_level(void);
 /* Route libevent's own messages into this log. */

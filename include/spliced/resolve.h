@@ -58,6 +58,18 @@ struct resolver *resolver_new(struct event_base *, struct backend_set *bs,
  * then goes on by itself on the loop. Returns how many names failed. */
 size_t resolver_first_round(struct resolver *, resolve_report_cb, void *arg);
 
+/* After a reload, instead of the first round: ask every name now without
+ * waiting; the answers publish as re-resolution does. Names the config
+ * kept carry their addresses over (backend_set_new), so they serve
+ * meanwhile; new ones have none until they answer. */
+void resolver_start(struct resolver *);
+
+/* resolver_free() from a callback of the base's own loop (a reload):
+ * nothing is asked or published any more, and what is left is freed
+ * from the loop once libevent has called back the cancelled queries.
+ * NULL is fine. */
+void resolver_retire(struct resolver *);
+
 /* The current generation (borrowed). */
 struct backend_set *resolver_set(const struct resolver *);
 

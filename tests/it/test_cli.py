@@ -3,7 +3,14 @@
 
 --version: exit 0, "spliced X.Y.Z (zero-copy: sendfile+splice|sendfile|none)".
 -t -c: exit 0 on a good file that uses every key available now; exit 1 on a
-  bad one, with the file name, the line (file:LINE) and the key on stderr.
+  bad one, with the file name, the line (file:LINE) and the key on stderr
+  (a user that does not exist is such a problem).
+-t -c, the kernel facts on stdout, one "key: value" line each, checked
+  against /proc and getrlimit: zero-copy, pipe-max-size, pipe_size,
+  pipe-user-pages-soft, pipe budget (exempt or not, as the user spliced will
+  run as), RLIMIT_NOFILE (soft, hard, need, what start-up sets) with a
+  warning when the hard limit is below the need, and user (uid, gid, groups)
+  or the warning that spliced stays root.
 -c with a bad file: exit 1 without starting.
 Bad flags and values: exit 2, a usage message, and the bad flag or value
   named on stderr.
@@ -12,7 +19,9 @@ One-off mode (--listen/--backend, two backends, --workers 1): round robin
   reflected in the access log."""
 
 import os
+import pwd
 import re
+import resource
 import subprocess
 import sys
 
@@ -20,9 +29,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
 
-def run(ctx, args, timeout=30):
+def run(ctx, args, timeout=30, nofile=None):
+    """nofile: (soft, hard) RLIMIT_NOFILE for spliced."""
+    pre = None
+    if nofile is not None:
+        def pre():
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
     r = subprocess.run([ctx.spliced] + args, capture_output=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, preexec_fn=pre)
     return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
 
@@ -48,6 +62,7 @@ pipe_size = 256k
 buffer_size = 16k
 max_pipes = 0
 shutdown_timeout = 5s
+user = nobody
 
 [listener web]
 bind = 127.0.0.1:{p1}
@@ -95,6 +110,11 @@ BAD = [
      "[listener two]\nbind = 127.0.0.1:{p1}\nbackend = app\n"
      "[backend app]\nserver = a 127.0.0.1:{b1}\n", None, ["127.0.0.1:{p1}"]),
     ("over-long line", "[global]\nworkers = 1\n; " + "x" * 300 + "\n", 3, []),
+    ("no such user", "[global]\nworkers = 1\nuser = nosuchuser-spliced\n"
+     "[listener web]\nbind = 127.0.0.1:{p1}\nbackend = app\n"
+     "[backend app]\nserver = a 127.0.0.1:{b1}\n", 3,
+     ["[global] user", "no such user 'nosuchuser-spliced'"]),
+    ("empty user", "[global]\nworkers = 1\nuser =\n", 3, ["user", "empty value"]),
 ]
 
 
@@ -132,6 +152,149 @@ def test_config_check(ctx):
     H.check_eq(rc, 1, "spliced -c on a bad file: exit status")
     H.check(" info: ready" not in err, "spliced -c on a bad file does not start",
             "no ready line", repr(err))
+
+
+def facts(out):
+    """The "key: value" lines of spliced -t (the first ": " splits), and the
+    warning lines apart."""
+    d, warnings = {}, []
+    for line in out.splitlines():
+        k, sep, v = line.partition(": ")
+        if not sep:
+            continue
+        if k == "warning":
+            warnings.append(v)
+        else:
+            H.check(k not in d, "spliced -t: key %r once" % k, "once", out)
+            d[k] = v
+    return d, warnings
+
+
+def read_int(path):
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def exempt_here():
+    """(exempt, cap) for a process with the test's capabilities, as fs/pipe.c
+    decides: CAP_SYS_RESOURCE or CAP_SYS_ADMIN, in the initial user ns."""
+    caps = 0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                caps = int(line.split()[1], 16)
+    with open("/proc/self/uid_map") as f:
+        init_ns = f.read().split() == ["0", "0", "4294967295"]
+    for bit, name in ((24, "CAP_SYS_RESOURCE"), (21, "CAP_SYS_ADMIN")):
+        if caps & (1 << bit):
+            return init_ns, name
+    return False, None
+
+
+def test_check_facts(ctx):
+    ports = {"p1": H.free_port(), "p2": H.free_port(), "p3": H.free_port(),
+             "b1": H.free_port(), "b2": H.free_port()}
+    text = GOOD.format(**ports)
+    with_user = ctx.write_file("facts-user.ini", text)
+    no_user = ctx.write_file("facts.ini", text.replace("user = nobody\n", ""))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limits = (1024, 4096) if hard == resource.RLIM_INFINITY or hard >= 4096 else None
+
+    rc, out, err = run(ctx, ["-t", "-c", no_user], nofile=limits)
+    H.check_eq(rc, 0, "spliced -t exit status (stderr %r)" % err.strip())
+    H.log("spliced -t:\n    " + "\n    ".join(out.splitlines()))
+    d, warnings = facts(out)
+    H.check_eq(d.get("zero-copy"), ctx.zc_backend, "spliced -t: zero-copy")
+
+    v = read_int("/proc/sys/fs/pipe-max-size")
+    want = "%d bytes" % v if v is not None else None
+    got = d.get("pipe-max-size", "")
+    H.check(got == want or (v is None and got.startswith("unknown (")),
+            "spliced -t: pipe-max-size (/proc/sys/fs/pipe-max-size)", want, got)
+    if ctx.can_splice:
+        m = re.match(r"^asked 262144, granted (\d+)$", d.get("pipe_size", ""))
+        H.check(m and int(m.group(1)) >= 4096, "spliced -t: pipe_size (256k asked)",
+                "asked 262144, granted N", d.get("pipe_size"))
+
+    v = read_int("/proc/sys/fs/pipe-user-pages-soft")
+    page = os.sysconf("SC_PAGESIZE")
+    got = d.get("pipe-user-pages-soft", "")
+    if v is None:
+        H.check(got.startswith("unknown ("), "spliced -t: pipe-user-pages-soft",
+                "unknown (why)", got)
+    elif v == 0:
+        H.check_eq(got, "0 (no limit)", "spliced -t: pipe-user-pages-soft")
+    else:
+        m = re.match(r"^(\d+) pages \(([\d.]+) MiB\)$", got)
+        H.check(m and int(m.group(1)) == v and
+                abs(float(m.group(2)) - v * page / H.MiB) < 0.1,
+                "spliced -t: pipe-user-pages-soft (/proc/sys/fs/)",
+                "%d pages (%g MiB)" % (v, v * page / H.MiB), got)
+
+    exempt, cap = exempt_here()
+    who = "root" if os.geteuid() == 0 else None
+    got = d.get("pipe budget", "")
+    if who is not None:
+        want = "as root: exempt (%s)" % cap if exempt else "as root: not exempt ("
+        H.check(got.startswith(want), "spliced -t: pipe budget without user", want, got)
+    else:
+        H.check(re.match(r"^as (user \S+|uid \d+): (not )?exempt \(", got),
+                "spliced -t: pipe budget without user", "as user X: ...", got)
+
+    rx = (r"^soft (\d+|unlimited), hard (\d+|unlimited), need (\d+) for "
+          r"max_connections 1000, at start (\d+|unlimited)$")
+    m = re.match(rx, d.get("RLIMIT_NOFILE", ""))
+    H.check(m, "spliced -t: RLIMIT_NOFILE", rx, d.get("RLIMIT_NOFILE"))
+    s_, h_, need, at = m.groups()
+    need = int(need)
+    H.check(6000 <= need <= 6300, "spliced -t: fds max_connections 1000 may need",
+            "6 per connection and a little: 6000..6300", need)
+    if limits is not None:
+        H.check_eq((s_, h_, at), ("1024", "4096", "4096"),
+                   "spliced -t under RLIMIT_NOFILE 1024:4096: soft, hard, at start")
+        want = ("RLIMIT_NOFILE: hard limit 4096 is below the %d fds that "
+                "max_connections 1000 may need" % need)
+        H.check(any(w.startswith(want) for w in warnings),
+                "spliced -t: the warning when the hard limit is below the need", want,
+                warnings)
+    if os.geteuid() == 0:
+        H.check_eq(d.get("user"), "not set (runs as root)", "spliced -t: user, not set")
+        want = "running as root: set [global] user = ... to drop privileges after binding"
+        H.check(want in warnings, "spliced -t: the root warning", want, warnings)
+
+    # Room enough: no RLIMIT_NOFILE warning, and "at start" is the need.
+    rc, out, err = run(ctx, ["-t", "-c", no_user],
+                       nofile=(256, 8192) if limits is not None else None)
+    d, warnings = facts(out)
+    m = re.match(rx, d.get("RLIMIT_NOFILE", ""))
+    H.check(rc == 0 and m, "spliced -t: RLIMIT_NOFILE", rx, d.get("RLIMIT_NOFILE"))
+    if limits is not None:
+        H.check_eq(m.groups(), ("256", "8192", str(need), str(need)),
+                   "spliced -t under RLIMIT_NOFILE 256:8192: soft, hard, need, at start")
+        H.check(not any(w.startswith("RLIMIT_NOFILE") for w in warnings),
+                "spliced -t: no RLIMIT_NOFILE warning when the need fits", "none", warnings)
+
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        H.log("no user nobody: the user line is not checked")
+        return
+    rc, out, err = run(ctx, ["-t", "-c", with_user])
+    H.check_eq(rc, 0, "spliced -t with user = nobody: exit status (stderr %r)" % err.strip())
+    d, warnings = facts(out)
+    n = len(os.getgrouplist("nobody", pw.pw_gid))
+    want = "nobody (uid %d, gid %d, %d supplementary group%s)" % (
+        pw.pw_uid, pw.pw_gid, n, "" if n == 1 else "s")
+    H.check_eq(d.get("user"), want, "spliced -t: user")
+    if os.geteuid() != pw.pw_uid and pw.pw_uid != 0:
+        H.check(d.get("pipe budget", "").startswith("as user nobody: not exempt"),
+                "spliced -t: pipe budget as nobody", "as user nobody: not exempt ...",
+                d.get("pipe budget"))
+    H.check(not any(w.startswith("running as root") for w in warnings),
+            "spliced -t with a user: no root warning", "none", warnings)
 
 
 def test_bad_flags(ctx):
@@ -189,5 +352,6 @@ def test_one_off_mode(ctx):
 
 
 if __name__ == "__main__":
-    H.main([test_version, test_config_check, test_bad_flags, test_one_off_mode],
+    H.main([test_version, test_config_check, test_check_facts, test_bad_flags,
+            test_one_off_mode],
            deadline=180, doc=__doc__)
