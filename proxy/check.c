@@ -159,15 +159,6 @@ check_exempt(const struct privs_user *u)
 	    exempt ? "exempt" : "not exempt", why);
 }
 
-static void
-lim(rlim_t v, char *buf, size_t n)
-{
-	if (v == RLIM_INFINITY)
-		snprintf(buf, n, "unlimited");
-	else
-		snprintf(buf, n, "%llu", (unsigned long long)v);
-}
-
 /* The warnings go last, after every fact. */
 static void
 check_nofile(const struct config *cfg, char *warn, size_t n)
@@ -181,9 +172,9 @@ check_nofile(const struct config *cfg, char *warn, size_t n)
 		    strerror(errno));
 		return;
 	}
-	lim(nf.before, s, sizeof(s));
-	lim(nf.hard, h, sizeof(h));
-	lim(nf.now, at, sizeof(at));
+	privs_rlim_text(nf.before, s, sizeof(s));
+	privs_rlim_text(nf.hard, h, sizeof(h));
+	privs_rlim_text(nf.now, at, sizeof(at));
 	printf("RLIMIT_NOFILE: soft %s, hard %s, need %llu for "
 	    "max_connections %u, at start %s\n", s, h, nf.need,
 	    nf.max_connections, at);

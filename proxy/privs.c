@@ -293,13 +293,14 @@ privs_nofile_raise(const struct config *cfg, unsigned nworkers,
 	return 0;
 }
 
-static void
-lim_text(rlim_t v, char *buf, size_t n)
+const char *
+privs_rlim_text(rlim_t v, char *buf, size_t n)
 {
 	if (v == RLIM_INFINITY)
 		snprintf(buf, n, "unlimited");
 	else
 		snprintf(buf, n, "%llu", (unsigned long long)v);
+	return buf;
 }
 
 bool
@@ -309,9 +310,9 @@ privs_nofile_text(const struct privs_nofile *nf, char *buf, size_t n)
 	bool short_of = nf->now != RLIM_INFINITY &&
 	    (unsigned long long)nf->now < nf->need;
 
-	lim_text(nf->before, b, sizeof(b));
-	lim_text(nf->now, w, sizeof(w));
-	lim_text(nf->hard, h, sizeof(h));
+	privs_rlim_text(nf->before, b, sizeof(b));
+	privs_rlim_text(nf->now, w, sizeof(w));
+	privs_rlim_text(nf->hard, h, sizeof(h));
 	if (nf->err != 0) {
 		snprintf(buf, n, "RLIMIT_NOFILE: cannot raise the soft limit "
 		    "from %s to the %llu fds that max_connections %u may need: "

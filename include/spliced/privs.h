@@ -117,6 +117,8 @@ int privs_nofile_raise(const struct config *, unsigned nworkers,
  * for max_connections 2000)". True when it is a warning: the limit is below
  * the need (accepting then pauses at the fd limit), or setrlimit failed. */
 bool privs_nofile_text(const struct privs_nofile *, char *buf, size_t n);
+/* A limit as a number, or "unlimited"; returns buf. */
+const char *privs_rlim_text(rlim_t, char *buf, size_t n);
 
 /* ---- the pipe budget ---- */
 

@@ -66,6 +66,92 @@ def send_stream(sock, seed, size, on_progress=None, pause=None):
     return h.hexdigest()
 
 
+def have_ipv6():
+    """Whether ::1 can be bound here (containers may lack IPv6)."""
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+def echo_trip(port, seed, size, deadline=60.0, sock=None, ports=None):
+    """size bytes of stream `seed` up through port to an echo server and
+    back, sent from a thread so that neither direction waits on the other.
+    sock: an already connected socket to use instead of dialling (closed
+    here either way). ports: a list the client's local port is appended to
+    (to find its access line). None when every byte came back intact, else
+    what went wrong."""
+    try:
+        c = sock if sock is not None else dial(port)
+    except OSError as e:
+        return "connect to port %d: %r" % (port, e)
+    if ports is not None:
+        ports.append(local_port(c))
+    sent = {}
+
+    def send():
+        try:
+            sent["sha"] = send_stream(c, seed, size)
+            c.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            sent["error"] = repr(e)
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    got = read_stream(c, deadline=time.monotonic() + deadline)
+    t.join(deadline)
+    c.close()
+    if "error" in sent:
+        return "sending %d bytes through port %d: %s" % (size, port, sent["error"])
+    if (got.end, got.n, got.sha) != ("eof", size, sent.get("sha")):
+        return "%d bytes through port %d came back as %r" % (size, port, got)
+    return None
+
+
+class EchoClients:
+    """n threads doing echo_trip() through port back to back, with the
+    sizes in turn and `pause` seconds between two; counts the round trips
+    and keeps every failure."""
+
+    def __init__(self, port, n=2, sizes=(KiB,), pause=0.0, seed=1000):
+        self.port = port
+        self.sizes = list(sizes)
+        self.pause = pause
+        self.seed = seed
+        self.stop_flag = False
+        self.done = 0
+        self.failures = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, i):
+        seed = self.seed * (i + 1)
+        k = 0
+        while not self.stop_flag:
+            seed += 1
+            k += 1
+            what = echo_trip(self.port, seed, self.sizes[(i + k) % len(self.sizes)])
+            with self.lock:
+                self.done += 1
+                if what is not None:
+                    self.failures.append(what)
+            if self.pause:
+                time.sleep(self.pause)
+
+    def stop(self):
+        self.stop_flag = True
+        for t in self.threads:
+            t.join(60)
+
+    def close(self):
+        self.stop_flag = True
+
+
 class Received:
     """What read_stream() got: sha256, byte count, and how it ended:
     'eof' (recv returned b""), 'reset' (ConnectionResetError), 'timeout',

@@ -200,16 +200,6 @@ class EchoAt:
         self.thread.join(2)
 
 
-def have_ipv6():
-    try:
-        s = socket.socket(socket.AF_INET6)
-        s.bind(("::1", 0))
-        s.close()
-        return True
-    except OSError:
-        return False
-
-
 def servers_on(ctx, ips):
     """Echo servers on one port number, on each of ips."""
     for _ in range(50):
@@ -326,7 +316,7 @@ def test_follows_dns(ctx):
 
 
 def test_aaaa_and_checks(ctx):
-    if not have_ipv6():
+    if not H.have_ipv6():
         raise H.Skip("::1 cannot be bound here")
     port, (s2, s6) = servers_on(ctx, ["127.0.0.2", "::1"])
     dns = ctx.register(DnsServer())

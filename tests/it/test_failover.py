@@ -98,50 +98,6 @@ class Killable:
         self.stop()
 
 
-class Clients:
-    """Threads doing 1 KiB echo round trips back to back; every failure is
-    recorded."""
-
-    def __init__(self, port, n=2):
-        self.port = port
-        self.stop_flag = False
-        self.done = 0
-        self.failures = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                        for i in range(n)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, i):
-        seed = 1000 * (i + 1)
-        while not self.stop_flag:
-            seed += 1
-            try:
-                c = H.dial(self.port, timeout=10)
-                sha = H.send_stream(c, seed, H.KiB)
-                c.shutdown(socket.SHUT_WR)
-                got = H.read_stream(c)
-                c.close()
-                ok = (got.end, got.n, got.sha) == ("eof", H.KiB, sha)
-                what = repr(got)
-            except OSError as e:
-                ok, what = False, repr(e)
-            with self.lock:
-                self.done += 1
-                if not ok:
-                    self.failures.append(what)
-            time.sleep(0.01)
-
-    def stop(self):
-        self.stop_flag = True
-        for t in self.threads:
-            t.join(30)
-
-    def close(self):
-        self.stop_flag = True
-
-
 def wait_traffic(server, since, timeout):
     return H.wait_until(lambda: server.traffic_since(since) > 0, timeout)
 
@@ -158,7 +114,7 @@ def test_checks_on(ctx):
                                     "rise": RISE, "fall": FALL}})
     p.allow(r"\ba/", r":%d\b" % a.port)
     p.start()
-    cl = ctx.register(Clients(p.port()))
+    cl = ctx.register(H.EchoClients(p.port(), n=2, pause=0.01))
     t0 = time.monotonic()
     for s in servers.values():
         H.check(wait_traffic(s, t0, 10), "server %s serves clients" % s.name,
@@ -205,7 +161,7 @@ def test_checks_off(ctx):
                                     "retries": 1, "fall": 2}})
     p.allow(r"\ba/", r":%d\b" % a.port)
     p.start()
-    cl = ctx.register(Clients(p.port()))
+    cl = ctx.register(H.EchoClients(p.port(), n=2, pause=0.01))
     t0 = time.monotonic()
     for s in servers.values():
         H.check(wait_traffic(s, t0, 10), "server %s serves clients" % s.name,

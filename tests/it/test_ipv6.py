@@ -24,16 +24,6 @@ LOCAL6 = "::1"
 SIZE = 16 * H.MiB
 
 
-def have_ipv6():
-    try:
-        s = socket.socket(socket.AF_INET6)
-        s.bind((LOCAL6, 0))
-        s.close()
-        return True
-    except OSError:
-        return False
-
-
 class Backend6(H.Backend):
     """H.Backend on [::1]: the same handlers, threads and results."""
 
@@ -69,7 +59,7 @@ def dial6(port):
 
 
 def need_ipv6():
-    if not have_ipv6():
+    if not H.have_ipv6():
         raise H.Skip("::1 cannot be bound here")
 
 

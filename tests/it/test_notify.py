@@ -172,24 +172,8 @@ class Notify:
 def roundtrip(port, seed, size=SIZE):
     """size bytes of stream seed through an echo path; fails unless they
     come back byte-exact."""
-    c = H.dial(port)
-    res = {}
-
-    def send():
-        try:
-            res["sha"] = H.send_stream(c, seed, size)
-            c.shutdown(socket.SHUT_WR)
-        except OSError as e:
-            res["error"] = repr(e)
-    t = threading.Thread(target=send, daemon=True)
-    t.start()
-    got = H.read_stream(c, deadline=time.monotonic() + 60)
-    t.join(60)
-    c.close()
-    H.check("error" not in res, "sending through port %d" % port, "no error", res)
-    H.check_eq(got.end, "eof", "how the echo through port %d ended" % port)
-    H.check_eq(got.n, size, "bytes echoed through port %d" % port)
-    H.check_eq(got.sha, res.get("sha"), "sha256 echoed through port %d vs sent" % port)
+    H.check_eq(H.echo_trip(port, seed, size), None,
+               "an echo round trip of %d bytes through port %d" % (size, port))
 
 
 def check_status(fields, what):

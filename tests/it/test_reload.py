@@ -29,61 +29,6 @@ RELOADS = 20
 SIZES = [H.KiB, 16 * H.KiB, 256 * H.KiB]
 
 
-class Clients:
-    """Threads doing echo round trips back to back; every failure is kept."""
-
-    def __init__(self, port, n=3):
-        self.port = port
-        self.stop_flag = False
-        self.done = 0
-        self.failures = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                        for i in range(n)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, i):
-        seed = 7000 * (i + 1)
-        k = 0
-        while not self.stop_flag:
-            seed += 1
-            k += 1
-            size = SIZES[(i + k) % len(SIZES)]
-            what = round_trip(self.port, seed, size)
-            with self.lock:
-                self.done += 1
-                if what is not None:
-                    self.failures.append(what)
-
-    def stop(self):
-        self.stop_flag = True
-        for t in self.threads:
-            t.join(60)
-
-    def close(self):
-        self.stop_flag = True
-
-
-def round_trip(port, seed, size, want_port=None):
-    """None when size bytes came back intact, else what went wrong."""
-    try:
-        c = H.dial(port, timeout=10)
-        try:
-            if want_port is not None:
-                want_port.append(H.local_port(c))
-            sha = H.send_stream(c, seed, size)
-            c.shutdown(socket.SHUT_WR)
-            got = H.read_stream(c, deadline=time.monotonic() + 30)
-        finally:
-            c.close()
-    except OSError as e:
-        return repr(e)
-    if (got.end, got.n, got.sha) != ("eof", size, sha):
-        return "size %d: %r" % (size, got)
-    return None
-
-
 def refused(port):
     try:
         c = H.dial(port, timeout=2)
@@ -123,7 +68,7 @@ def probe_servers(p, port, n, since_seed):
     names = set()
     for k in range(n):
         cport = []
-        what = round_trip(port, since_seed + k, 4 * H.KiB, cport)
+        what = H.echo_trip(port, since_seed + k, 4 * H.KiB, ports=cport)
         H.check(what is None, "a probe round trip", "intact", what)
         a = p.access_for(cport[0], timeout=10)
         names.add(a["server"].split("/")[0])
@@ -150,7 +95,7 @@ def test_under_load(ctx):
     p.allow(r"^reload failed: ")
     p.start()
     web, extra = p.port("web"), p.port("extra")
-    cl = ctx.register(Clients(web))
+    cl = ctx.register(H.EchoClients(web, n=3, sizes=SIZES, seed=7000))
     H.check_eq(probe_servers(p, web, 4, 100) <= set(pair), True,
                "servers reached at start are the first pair")
     have_extra = True
@@ -178,7 +123,7 @@ def test_under_load(ctx):
         H.check(got <= set(pair), "reload %d: new connections reach only %s" % (i, pair),
                 "a subset of %s" % (pair,), sorted(got))
         if have_extra:
-            H.check(round_trip(extra, seed + 50, 8 * H.KiB) is None,
+            H.check(H.echo_trip(extra, seed + 50, 8 * H.KiB) is None,
                     "reload %d: extra serves" % i, "a round trip", "failed")
         else:
             H.check(H.wait_until(lambda: refused(extra), 5),
@@ -226,7 +171,7 @@ def test_snapshot(ctx):
     reload(p, r"info: reloaded .*\(0 added, 1 removed\)")
     H.check(H.wait_until(lambda: refused(gone), 5), "the removed listener",
             "refuses new clients", "still accepts")
-    H.check(round_trip(p.port("web"), 5, 64 * H.KiB) is None,
+    H.check(H.echo_trip(p.port("web"), 5, 64 * H.KiB) is None,
             "a new connection", "served by the new config", "failed")
     s.join(60)
     t.join(60)

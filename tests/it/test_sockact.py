@@ -237,28 +237,10 @@ def listening_on(port):
 def echo_both_ways(be, port, seed, size, sock=None):
     """size bytes up through the proxy to the echo backend and back;
     byte-exact at the backend (up) and at the client (down)."""
-    c = sock if sock is not None else H.dial(port)
-    c.settimeout(H.IO_TIMEOUT)
     n0 = len(be.results)
-    res = {}
-
-    def send():
-        try:
-            res["sha"] = H.send_stream(c, seed, size)
-            c.shutdown(socket.SHUT_WR)
-        except OSError as e:
-            res["error"] = repr(e)
-    t = threading.Thread(target=send, daemon=True)
-    t.start()
-    got = H.read_stream(c, deadline=time.monotonic() + 120)
-    t.join(60)
-    c.close()
     want = H.stream_sha(seed, size)
-    H.check("error" not in res, "sending %s through port %d" % (H.human(size), port),
-            "no error", res)
-    H.check_eq(got.end, "eof", "how the echo through port %d ended" % port)
-    H.check_eq(got.n, size, "bytes back through port %d" % port)
-    H.check_eq(got.sha, want, "sha256 of what came back through port %d" % port)
+    H.check_eq(H.echo_trip(port, seed, size, deadline=120, sock=sock), None,
+               "an echo round trip of %s through port %d" % (H.human(size), port))
     rs = be.wait_results(n0 + 1)
     r = [x for x in rs if x.get("n") == size and x.get("sha") == want]
     H.check(r, "the backend got the %s sent through port %d" % (H.human(size), port),
@@ -411,16 +393,6 @@ def test_systemd_socket_activate(ctx):
     p.finish()
 
 
-def ipv6_loopback():
-    try:
-        s = socket.socket(socket.AF_INET6)
-        s.bind(("::1", 0))
-        s.close()
-        return True
-    except OSError:
-        return False
-
-
 def test_wildcard(ctx):
     """`bind = *:P` takes a passed socket on 0.0.0.0:P, or on [::]:P
     (dual-stack), and binds nothing of its own on P."""
@@ -433,7 +405,7 @@ def test_wildcard(ctx):
     socks = {3: s4}
     names = ["any4"]
     listeners = {"any4": {"backend": "echo", "bind": "*:%d" % s4.getsockname()[1]}}
-    v6 = ipv6_loopback()
+    v6 = H.have_ipv6()
     if v6:
         s6 = socket.socket(socket.AF_INET6)
         ctx.register(s6)
