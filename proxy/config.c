@@ -790,6 +790,18 @@ config_global_error(const struct config *cfg, const char *key,
 	    why);
 }
 
+void
+config_bind_error(const struct config *cfg, const struct config_listener *l,
+    size_t k, const char *why, char *err, size_t errlen)
+{
+	char label[LABEL_MAX];
+	struct sect s = { CONFIG_SECT_LISTENER, (size_t)(l - cfg->listeners) };
+	int line = mark_line((const struct config_priv *)cfg, s, "bind", k);
+
+	snprintf(label, sizeof(label), "listener %s", l->name);
+	err_put(err, errlen, cfg->path, line > 0 ? line : 0, label, "bind", why);
+}
+
 unsigned
 config_workers(const struct config *cfg)
 {

@@ -31,7 +31,7 @@ struct conn {
 	struct worker_snap *snap;
 	struct listener *l;
 	const struct config_backend *bc;
-	struct backend_lb *lb;      /* snap's balancer of bc */
+	struct backend_lb *lb;      /* of the last attempt: balancer() */
 	int cfd, bfd;
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
@@ -248,6 +248,24 @@ start_relay(struct conn *c)
 
 static void try_connect(struct conn *, const struct server_state *avoid);
 
+/* Where an attempt picks its server: the worker's newest balancer of the
+ * connection's backend, for a reload or a host name resolving elsewhere
+ * may have changed the servers since the client came (one gone gets no
+ * new attempt); the one it started with if a reload removed the backend.
+ * A slot is given back where it was taken (c->lb); a retired snap lives
+ * while any of its balancers holds one (worker.c). */
+static struct backend_lb *
+balancer(const struct conn *c)
+{
+	const struct worker_snap *cur = c->w->cur;
+
+	if (cur != c->snap)
+		for (size_t i = 0; i < cur->conf->bs->n; i++)
+			if (strcmp(cur->lb[i].cfg->name, c->bc->name) == 0)
+				return &cur->lb[i];
+	return &c->snap->lb[c->bc - c->snap->conf->cfg->backends];
+}
+
 /* The server just tried could not be reached: log and count it, give its
  * slot back, and say so once if that took it down. c->lb stays valid for
  * the rest of this callback (worker.c frees a retired one in its tick). */
@@ -334,6 +352,7 @@ try_connect(struct conn *c, const struct server_state *avoid)
 
 	while (c->attempts <= c->bc->retries) {
 		c->attempts++;
+		c->lb = balancer(c);
 		c->server = backend_lb_pick(c->lb, (struct sockaddr *)&c->peer,
 		    avoid != NULL ? backend_lb_index(c->lb, avoid) : -1,
 		    clock_coarse_ms(), &none, &c->trial);
@@ -384,7 +403,6 @@ conn_start(struct worker *w, struct listener *l, int fd,
 	c->snap->conns++;
 	c->l = l;
 	c->bc = bc;
-	c->lb = &c->snap->lb[bc - c->snap->conf->cfg->backends];
 	c->cfd = fd;
 	c->bfd = -1;
 	c->server = -1;

@@ -3,6 +3,7 @@
 #include "spliced/listener.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +52,9 @@ struct worker_accept {
 
 struct listener_sock {
 	atomic_uint refs;
+	struct listener_proc *proc;
+	unsigned gen;               /* of the set that bound it */
+	LIST_ENTRY(listener_sock) link;         /* proc->bound; not passed ones */
 	struct addr addr;           /* as the bind line says, or as passed */
 	bool passed;                /* systemd's: one socket for every worker */
 	bool used;                  /* passed: some set took it */
@@ -68,12 +73,23 @@ struct listener_proc {
 	atomic_uint active;         /* every client connection */
 	struct listener_sock **passed;
 	size_t npassed;
+	unsigned gen;               /* of the newest set bound (main thread) */
+	/* Every socket spliced bound itself and has not closed. A worker
+	 * that skipped a generation (the mailbox keeps only the newest)
+	 * never saw the sets in between: this list is how it finds their
+	 * sockets to close its own fd of. */
+	pthread_mutex_t lock;
+	LIST_HEAD(, listener_sock) bound;
 };
 
+/* One socket for bind line k of l. -1 with err naming the file, line and
+ * key. after_drop: a reload in a process that left root. */
 static int
-bind_one(const struct addr *a, char *err, size_t errlen, const char *lname)
+bind_one(const struct config *cfg, const struct config_listener *l, size_t k,
+    bool after_drop, char *err, size_t errlen)
 {
-	char text[ADDR_TEXT_MAX];
+	const struct addr *a = &l->binds[k];
+	char text[ADDR_TEXT_MAX], why[ADDR_TEXT_MAX + 200];
 	int fd, one = 1, v6only;
 
 	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -98,9 +114,16 @@ bind_one(const struct addr *a, char *err, size_t errlen, const char *lname)
 		goto fail;
 	return fd;
 fail:
-	snprintf(err, errlen, "listener %s: cannot bind %s: %s", lname,
-	    a->wildcard ? "*" : addr_format((const struct sockaddr *)&a->ss,
-	    text, sizeof(text)), strerror(errno));
+	if (a->wildcard)
+		snprintf(text, sizeof(text), "*:%u", addr_port(a));
+	else
+		addr_format((const struct sockaddr *)&a->ss, text, sizeof(text));
+	/* Linux shares a port between SO_REUSEPORT sockets of one user only:
+	 * sockets bound as root before the drop keep it from the new user. */
+	snprintf(why, sizeof(why), "cannot bind %s: %s%s", text, strerror(errno),
+	    errno == EADDRINUSE && after_drop ? " (a socket bound before "
+	    "spliced dropped privileges may hold it; restart to bind it)" : "");
+	config_bind_error(cfg, l, k, why, err, errlen);
 	if (fd >= 0)
 		close(fd);
 	return -1;
@@ -120,7 +143,7 @@ sock_text(const struct listener_sock *k, char *buf, size_t n)
 }
 
 static struct listener_sock *
-sock_alloc(const struct addr *a, unsigned nfds)
+sock_alloc(struct listener_proc *p, const struct addr *a, unsigned nfds)
 {
 	struct listener_sock *k = calloc(1, sizeof(*k));
 
@@ -129,6 +152,7 @@ sock_alloc(const struct addr *a, unsigned nfds)
 		return NULL;
 	}
 	atomic_init(&k->refs, 1);
+	k->proc = p;
 	k->addr = *a;
 	k->nfds = nfds;
 	for (unsigned i = 0; i < nfds; i++)
@@ -141,6 +165,11 @@ sock_unref(struct listener_sock *k)
 {
 	if (k == NULL || atomic_fetch_sub(&k->refs, 1) != 1)
 		return;
+	if (k->gen > 0) {
+		pthread_mutex_lock(&k->proc->lock);
+		LIST_REMOVE(k, link);
+		pthread_mutex_unlock(&k->proc->lock);
+	}
 	for (unsigned i = 0; i < k->nfds; i++)
 		if (k->fds[i] >= 0)
 			close(k->fds[i]);
@@ -156,15 +185,15 @@ sock_fd(const struct listener_sock *k, unsigned id)
 	return k->passed ? k->fds[0] : k->fds[id];
 }
 
-/* A passed socket serves bind address a: the same address, or for `*:P`
- * either wildcard of port P. */
+/* A passed socket serves bind address a: the same address (a dual-stack
+ * [::]:P for `*:P`, a v6-only one for `[::]:P`), or for `*:P` 0.0.0.0:P. */
 static bool
 sock_matches(const struct listener_sock *k, const struct addr *a)
 {
 	const struct sockaddr_in *in = (const struct sockaddr_in *)&k->addr.ss;
 
 	if (addr_equal(&k->addr, a))
-		return true;
+		return k->addr.wildcard == a->wildcard;
 	return a->wildcard && k->addr.ss.ss_family == AF_INET &&
 	    in->sin_addr.s_addr == htonl(INADDR_ANY) &&
 	    addr_port(&k->addr) == addr_port(a);
@@ -177,7 +206,8 @@ sock_passed(int fd, const char *name)
 {
 	struct listener_sock *k;
 	struct addr a = { .len = sizeof(a.ss) };
-	int type = 0, listening = 0, one = 1, fl;
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a.ss;
+	int type = 0, listening = 0, one = 1, fl, v6only = 1;
 	socklen_t len = sizeof(type);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
@@ -198,7 +228,12 @@ sock_passed(int fd, const char *name)
 		    name, strerror(errno));
 		return NULL;
 	}
-	if ((k = sock_alloc(&a, 1)) == NULL || (k->name = strdup(name)) == NULL) {
+	/* [::] without IPV6_V6ONLY takes IPv4 too: what `*:P` binds. */
+	len = sizeof(v6only);
+	if (a.ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) &&
+	    getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0)
+		a.wildcard = !v6only;
+	if ((k = sock_alloc(NULL, &a, 1)) == NULL || (k->name = strdup(name)) == NULL) {
 		sock_unref(k);
 		return NULL;
 	}
@@ -219,6 +254,8 @@ listener_proc_new(unsigned nworkers, const struct sdnotify_fd *fds, size_t nfds)
 	}
 	p->nworkers = nworkers;
 	atomic_init(&p->active, 0);
+	pthread_mutex_init(&p->lock, NULL);
+	LIST_INIT(&p->bound);
 	for (size_t i = 0; i < nfds; i++) {
 		struct listener_sock *k = sock_passed(fds[i].fd, fds[i].name);
 
@@ -236,6 +273,7 @@ listener_proc_free(struct listener_proc *p)
 	for (size_t i = 0; i < p->npassed; i++)
 		sock_unref(p->passed[i]);
 	free(p->passed);
+	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
 
@@ -258,12 +296,15 @@ listener_proc_active(const struct listener_proc *p)
 	return atomic_load(&p->active);
 }
 
-/* The socket(s) for bind address a of listener lname: prev's, a passed
+/* The socket(s) for bind line b of listener l of ls: prev's, a passed
  * one, or new ones. NULL with err. */
 static struct listener_sock *
-sock_get(struct listener_proc *p, const struct listener_set *prev,
-    const struct addr *a, const char *lname, char *err, size_t errlen)
+sock_get(struct listener_set *ls, const struct config_listener *l, size_t b0,
+    const struct listener_set *prev, char *err, size_t errlen)
 {
+	struct listener_proc *p = ls->proc;
+	const struct addr *a = &l->binds[b0];
+	const char *lname = l->name;
 	char text[ADDR_TEXT_MAX + 8];
 	struct listener_sock *k;
 
@@ -287,15 +328,20 @@ sock_get(struct listener_proc *p, const struct listener_set *prev,
 		atomic_fetch_add(&k->refs, 1);
 		return k;
 	}
-	if ((k = sock_alloc(a, p->nworkers)) == NULL) {
+	if ((k = sock_alloc(p, a, p->nworkers)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	for (unsigned w = 0; w < p->nworkers; w++)
-		if ((k->fds[w] = bind_one(a, err, errlen, lname)) == -1) {
+		if ((k->fds[w] = bind_one(ls->cfg, l, b0, prev != NULL &&
+		    geteuid() != 0, err, errlen)) == -1) {
 			sock_unref(k);
 			return NULL;
 		}
+	k->gen = ls->gen;
+	pthread_mutex_lock(&p->lock);
+	LIST_INSERT_HEAD(&p->bound, k, link);
+	pthread_mutex_unlock(&p->lock);
 	return k;
 }
 
@@ -327,6 +373,7 @@ listener_set_bind(struct listener_proc *p, struct config *cfg,
 	atomic_init(&ls->refs, 1);
 	ls->cfg = config_ref(cfg);
 	ls->proc = p;
+	ls->gen = ++p->gen;
 	if ((ls->l = calloc(cfg->nlisteners ? cfg->nlisteners : 1,
 	    sizeof(*ls->l))) == NULL)
 		goto nomem;
@@ -339,8 +386,8 @@ listener_set_bind(struct listener_proc *p, struct config *cfg,
 		    (l->socks = calloc(lc->nbinds, sizeof(*l->socks))) == NULL)
 			goto nomem;
 		for (size_t b = 0; b < lc->nbinds; b++)
-			if ((l->socks[b] = sock_get(p, prev, &lc->binds[b],
-			    lc->name, err, errlen)) == NULL)
+			if ((l->socks[b] = sock_get(ls, lc, b, prev, err,
+			    errlen)) == NULL)
 				goto fail;
 	}
 	return ls;
@@ -651,6 +698,28 @@ binds(const struct listener_set *ls, const struct listener_sock *k)
 	return false;
 }
 
+/* Close this worker's own socket of every address it will not accept on
+ * again: those that keep (a set now in use) no longer binds, from its
+ * generation or an older one; keep NULL (a drain): all of them. New
+ * clients of such an address are refused rather than left in a backlog
+ * nobody reads while old connections keep an old set alive. A passed
+ * socket is never on the list: its backlog is the next start's. */
+static void
+close_own(struct worker *w, const struct listener_set *keep)
+{
+	struct listener_proc *p = w->cur->conf->ls->proc;
+	struct listener_sock *k;
+
+	pthread_mutex_lock(&p->lock);
+	LIST_FOREACH(k, &p->bound, link)
+		if (k->fds[w->id] >= 0 && (keep == NULL ||
+		    (k->gen <= keep->gen && !binds(keep, k)))) {
+			close(k->fds[w->id]);
+			k->fds[w->id] = -1;
+		}
+	pthread_mutex_unlock(&p->lock);
+}
+
 int
 listener_accept_switch(struct worker *w, struct listener_set *old)
 {
@@ -682,18 +751,7 @@ listener_accept_switch(struct worker *w, struct listener_set *old)
 	prev->nwait = 0;
 	w->acc = wa;
 	wa_free(prev);
-	/* An address the new set no longer binds: this worker's socket of it
-	 * closes now, so clients are refused rather than left in a backlog
-	 * nobody reads while old connections keep the old set alive. */
-	for (size_t li = 0; li < old->n; li++)
-		for (size_t b = 0; b < old->l[li].cfg->nbinds; b++) {
-			struct listener_sock *k = old->l[li].socks[b];
-
-			if (!k->passed && !binds(ls, k) && k->fds[w->id] >= 0) {
-				close(k->fds[w->id]);
-				k->fds[w->id] = -1;
-			}
-		}
+	close_own(w, ls);
 	listener_accept_wake(w);
 	return 0;
 }
@@ -702,28 +760,15 @@ void
 listener_accept_stop(struct worker *w)
 {
 	struct worker_accept *wa = w->acc;
-	struct listener_set *ls;
 
 	if (wa == NULL)
 		return;
-	ls = wa->ls;
 	/* Waiting clients hold no slot: closing them is all there is. */
 	for (size_t i = 0; i < wa->nwait; i++)
 		close(wa->wait[i].fd);
 	wa_free(wa);
 	w->acc = NULL;
-	/* This worker's own sockets are its alone: closed now, new clients
-	 * are refused instead of waiting in a backlog nobody reads. A
-	 * passed socket stays open: its backlog is the next start's. */
-	for (size_t li = 0; li < ls->n; li++)
-		for (size_t b = 0; b < ls->l[li].cfg->nbinds; b++) {
-			struct listener_sock *k = ls->l[li].socks[b];
-
-			if (!k->passed && k->fds[w->id] >= 0) {
-				close(k->fds[w->id]);
-				k->fds[w->id] = -1;
-			}
-		}
+	close_own(w, NULL);
 }
 
 void

@@ -54,11 +54,13 @@ struct proc {
 	struct backend_set *bs;     /* the servers' shared state */
 	struct worker_conf *conf;   /* what the workers were last given */
 	struct resolver *res;       /* host-name servers, on this thread's base */
+	struct resolver *retired;   /* earlier ones, until their queries end */
 	struct health *health;      /* checks, on this thread's base */
 	struct worker **w;
 	unsigned nw;
 	struct event_base *base;
 	struct event *drain_timer, *exited, *watchdog, *status;
+	unsigned long long nofile_need;    /* RLIMIT_NOFILE, as last logged */
 	unsigned ping;              /* the watchdog's last question */
 	bool stuck;                 /* a worker has not answered it */
 	bool draining, failed;
@@ -314,8 +316,8 @@ watchdog_cb(evutil_socket_t fd, short what, void *arg)
 		sdnotify_watchdog();
 	} else if (!p->stuck) {
 		p->stuck = true;
-		log_error("watchdog: worker %u has not answered for a watchdog "
-		    "period; systemd's watchdog is no longer fed", late);
+		log_error("watchdog: worker %u has not answered for half a "
+		    "watchdog period; systemd's watchdog is no longer fed", late);
 	}
 	p->ping++;
 	for (unsigned i = 0; i < p->nw; i++)
@@ -394,45 +396,55 @@ unresolved_cb(const char *msg, void *arg)
 }
 
 /* As far as max_connections needs, never lowering it: at start and after
- * each reload (max_connections may have grown). */
+ * each reload (max_connections may have grown); logged when it changes. */
 static void
-raise_nofile(const struct config *cfg, unsigned nw)
+raise_nofile(struct proc *p, const struct config *cfg)
 {
 	struct privs_nofile nf;
 	char line[512];
 
-	if (privs_nofile_raise(cfg, nw, &nf) == -1)
+	if (privs_nofile_raise(cfg, p->nw, &nf) == -1) {
 		log_warn("RLIMIT_NOFILE: getrlimit: %s", strerror(errno));
-	else if (privs_nofile_text(&nf, line, sizeof(line)))
+		return;
+	}
+	/* A reload that changes neither says nothing new. */
+	if (nf.need == p->nofile_need && nf.now == nf.before)
+		return;
+	p->nofile_need = nf.need;
+	if (privs_nofile_text(&nf, line, sizeof(line)))
 		log_warn("%s", line);
 	else
 		log_info("%s", line);
 }
 
 /* Keys that size what the workers and pools were built with, or who the
- * process is: a reload keeps the running values and says so. */
-static void
+ * process is: a reload keeps the running values and says so. -1: out of
+ * memory. */
+static int
 keep_restart_keys(struct config *cfg, const struct config *cur)
 {
-	const char *what = NULL;
 	char was[32], now[32];
 
 #define KEEP(key, fmt)							\
 	if (cfg->key != cur->key) {					\
 		snprintf(was, sizeof(was), fmt, cur->key);		\
 		snprintf(now, sizeof(now), fmt, cfg->key);		\
-		what = #key;						\
-		log_warn("reload: [global] %s changed (%s -> %s): it takes "	\
-		    "effect at the next restart; keeping %s", what, was,	\
-		    now, was);						\
+		log_warn("reload: [global] " #key " changed (%s -> %s): it "	\
+		    "takes effect at the next restart; keeping %s", was, now, \
+		    was);						\
 		cfg->key = cur->key;					\
 	}
-	KEEP(workers, "%u")
+	/* auto and the count it gives are the same: compare what runs. */
+	if (config_workers(cfg) != config_workers(cur)) {
+		log_warn("reload: [global] workers changed (%u -> %u): it takes "
+		    "effect at the next restart; keeping %u", config_workers(cur),
+		    config_workers(cfg), config_workers(cur));
+		cfg->workers = cur->workers;
+	}
 	KEEP(pipe_size, "%zu")
 	KEEP(buffer_size, "%zu")
 	KEEP(max_pipes, "%u")
 #undef KEEP
-	(void)what;
 	if ((cfg->user == NULL) != (cur->user == NULL) || (cfg->user != NULL &&
 	    strcmp(cfg->user, cur->user) != 0)) {
 		log_warn("reload: [global] user changed (%s -> %s): it takes "
@@ -440,8 +452,11 @@ keep_restart_keys(struct config *cfg, const struct config *cur)
 		    cur->user ? cur->user : "none", cfg->user ? cfg->user : "none",
 		    cur->user ? cur->user : "none");
 		free(cfg->user);
-		cfg->user = cur->user != NULL ? strdup(cur->user) : NULL;
+		cfg->user = NULL;
+		if (cur->user != NULL && (cfg->user = strdup(cur->user)) == NULL)
+			return -1;
 	}
+	return 0;
 }
 
 /* SIGHUP: everything the new config needs is built before anything
@@ -468,7 +483,10 @@ reload(struct proc *p)
 		log_error("reload failed: %s; carrying on unchanged", err);
 		goto failed;
 	}
-	keep_restart_keys(cfg, p->cfg);
+	if (keep_restart_keys(cfg, p->cfg) == -1) {
+		log_error("reload failed: out of memory; carrying on unchanged");
+		goto failed;
+	}
 	if ((ls = listener_set_bind(p->lp, cfg, p->ls, err, sizeof(err))) == NULL) {
 		log_error("reload failed: %s; carrying on unchanged", err);
 		goto failed;
@@ -489,7 +507,7 @@ reload(struct proc *p)
 	}
 	/* Committed: from here on nothing fails. */
 	listener_set_diff(ls, p->ls, &added, &removed);
-	resolver_retire(p->res);
+	resolver_retire(p->res, &p->retired);
 	p->res = res;
 	health_free(p->health);
 	p->health = health;
@@ -500,7 +518,7 @@ reload(struct proc *p)
 	config_unref(p->cfg);
 	p->cfg = cfg;
 	log_set_level(cfg->log_level);
-	raise_nofile(cfg, p->nw);
+	raise_nofile(p, cfg);
 	resolver_start(res);
 	log_info("reloaded %s: %zu listener%s (%zu added, %zu removed), %zu "
 	    "backend%s; connections already open finish as they started",
@@ -725,7 +743,7 @@ serve(struct proc *p)
 	/* One-off mode has no user to name: setpriv or runuser do that. */
 	if (p->path != NULL && privs_stays_root(p->cfg))
 		log_warn("%s", PRIVS_ROOT_WARNING);
-	raise_nofile(p->cfg, p->nw);
+	raise_nofile(p, p->cfg);
 	if (take_sockets(p) == -1)
 		goto out;
 	if ((p->ls = listener_set_bind(p->lp, p->cfg, NULL, err, sizeof(err))) == NULL) {
@@ -804,6 +822,7 @@ out:
 	if (p->w != NULL && rc == 0)
 		log_totals(p);
 	/* Its last callbacks run the loop: the workers must still exist. */
+	resolver_free_retired(&p->retired);
 	resolver_free(p->res);
 	p->res = NULL;
 	health_free(p->health);

@@ -60,6 +60,7 @@ struct resolver {
 	bool freeing;
 	bool retired;               /* freed from the loop when idle */
 	bool free_due;              /* that free is scheduled */
+	struct resolver *grave_next, **grave_prev;  /* the retired list */
 };
 
 /* No A or AAAA record, though the name server answered. */
@@ -222,9 +223,21 @@ resolved(struct name *nm, const struct addr *a, size_t n)
 }
 
 static void
+unlink_retired(struct resolver *r)
+{
+	if (r->grave_prev == NULL)
+		return;
+	if (r->grave_next != NULL)
+		r->grave_next->grave_prev = r->grave_prev;
+	*r->grave_prev = r->grave_next;
+	r->grave_prev = NULL;
+}
+
+static void
 free_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd, (void)what;
+	unlink_retired(arg);
 	resolver_free(arg);
 }
 
@@ -436,17 +449,33 @@ resolver_start(struct resolver *r)
 }
 
 void
-resolver_retire(struct resolver *r)
+resolver_retire(struct resolver *r, struct resolver **graveyard)
 {
 	if (r == NULL)
 		return;
 	r->retired = true;
+	r->grave_next = *graveyard;
+	if (r->grave_next != NULL)
+		r->grave_next->grave_prev = &r->grave_next;
+	r->grave_prev = graveyard;
+	*graveyard = r;
 	for (size_t i = 0; i < r->n; i++) {
 		event_del(r->names[i].timer);
 		if (r->names[i].busy && r->names[i].req != NULL)
 			evdns_getaddrinfo_cancel(r->names[i].req);
 	}
 	retired_check(r);
+}
+
+void
+resolver_free_retired(struct resolver **graveyard)
+{
+	struct resolver *r;
+
+	while ((r = *graveyard) != NULL) {
+		unlink_retired(r);
+		resolver_free(r);
+	}
 }
 
 struct backend_set *

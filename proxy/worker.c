@@ -100,7 +100,13 @@ sweep(struct worker *w)
 	struct worker_snap **sp = &w->retired, *s;
 
 	while ((s = *sp) != NULL) {
-		if (s->conns > 0) {
+		size_t i;
+
+		/* A connection of a newer snap may have retried into one of
+		 * its balancers (conn.c): that slot keeps it too. */
+		for (i = 0; i < s->conf->bs->n && s->lb[i].users == 0; i++)
+			;
+		if (s->conns > 0 || i < s->conf->bs->n) {
 			sp = &s->next;
 			continue;
 		}

@@ -158,6 +158,9 @@ void config_global_error(const struct config *, const char *key,
 /* The number of worker threads: workers, or with auto (0) one per online
  * CPU (at least 1). */
 unsigned config_workers(const struct config *);
+/* The same for bind line k of listener l (l is one of cfg's). */
+void config_bind_error(const struct config *, const struct config_listener *l,
+    size_t k, const char *why, char *err, size_t errlen);
 /* How many servers are given by host name, in every backend. */
 size_t config_dns_servers(const struct config *);
 

@@ -2,7 +2,9 @@
  *
  * A connection connects to a server of its listener's backend (bounded by
  * timeout_connect, retrying other servers up to `retries` times; a server
- * is never tried twice in a row while another is up), then runs
+ * is never tried twice in a row while another is up; each attempt picks
+ * among the servers the worker balances over now, so a server a reload or
+ * DNS took away gets no retry), then runs
  * two relay directions until both are done, one fails, or timeout_idle
  * passes with no byte either way. When no server is up, or every server up
  * is full, the client is closed at once (CONN_CONNECT_FAILED,

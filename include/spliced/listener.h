@@ -58,6 +58,7 @@ struct listener_set {           /* everything bound for one config */
 	atomic_uint refs;
 	struct config *cfg;         /* a reference */
 	struct listener_proc *proc;
+	unsigned gen;               /* 1, 2, ...: the order sets were bound in */
 	struct listener *l;
 	size_t n;
 };
@@ -75,8 +76,9 @@ unsigned listener_proc_active(const struct listener_proc *);
 
 /* Every bind address of cfg: with prev's sockets for an address prev
  * binds, else with a passed socket of that address, else bound now.
- * NULL with err ("listener web: cannot bind 127.0.0.1:80: Permission
- * denied"); nothing of prev changes either way. refs is 1. */
+ * NULL with err ("spliced.ini:9: [listener web] bind: cannot bind
+ * 127.0.0.1:80: Permission denied"); nothing of prev changes either way.
+ * refs is 1. */
 struct listener_set *listener_set_bind(struct listener_proc *, struct config *,
     const struct listener_set *prev, char *err, size_t errlen);
 struct listener_set *listener_set_ref(struct listener_set *);

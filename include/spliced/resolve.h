@@ -67,8 +67,11 @@ void resolver_start(struct resolver *);
 /* resolver_free() from a callback of the base's own loop (a reload):
  * nothing is asked or published any more, and what is left is freed
  * from the loop once libevent has called back the cancelled queries.
- * NULL is fine. */
-void resolver_retire(struct resolver *);
+ * Until then it is on the list *graveyard (NULL-terminated, the
+ * caller's), for resolver_free_retired() at exit. NULL is fine. */
+void resolver_retire(struct resolver *, struct resolver **graveyard);
+/* Free every resolver still on the list (outside the loop: at exit). */
+void resolver_free_retired(struct resolver **graveyard);
 
 /* The current generation (borrowed). */
 struct backend_set *resolver_set(const struct resolver *);

@@ -20,9 +20,10 @@
  * The worker then accepts and balances under the new conf (balancers of
  * the same backend name carry their counters and round-robin credit over),
  * while each connection keeps the struct worker_snap it started under:
- * its listener, its timeouts, its backend and the servers it may retry.
- * A retired snap is freed by the worker once no connection of its is
- * left (checked every second).
+ * its listener, its timeouts and its backend's settings (a connect retry
+ * picks among the newest servers of that backend: conn.c). A retired
+ * snap is freed by the worker once no connection of its is left and none
+ * holds a slot in its balancers (checked every second).
  *
  * The watchdog (main.c) asks each worker to answer a ping, a sequence
  * number, from its loop; a worker that stops turning stops answering. */

@@ -14,6 +14,8 @@ snapshot: a connection opened before a reload that removes its server and
   both ways), and its access line names the old server.
 restart keys: a reload that changes workers says it needs a restart and
   keeps the running value; the rest of that config applies.
+bind error: a reload adding a listener on a port another socket holds
+  fails, naming the file, line and key, and nothing changes.
 """
 
 import os
@@ -68,9 +70,11 @@ def probe_servers(p, port, n, since_seed):
     names = set()
     for k in range(n):
         cport = []
+        # Client ports come round again under load: only lines from now.
+        mark = p.mark()
         what = H.echo_trip(port, since_seed + k, 4 * H.KiB, ports=cport)
         H.check(what is None, "a probe round trip", "intact", what)
-        a = p.access_for(cport[0], timeout=10)
+        a = p.access_for(cport[0], since=mark, timeout=10)
         names.add(a["server"].split("/")[0])
     return names
 
@@ -150,6 +154,7 @@ def test_snapshot(ctx):
     p.start()
     gone = p.port("gone")
     size = 16 * H.MiB
+    mark = p.mark()
     c = H.dial(gone, timeout=30)
     cport = H.local_port(c)
     got = {}
@@ -180,7 +185,7 @@ def test_snapshot(ctx):
     H.check(r is not None and (r.end, r.n, r.sha) == ("eof", size, half.get("sha")),
             "the connection opened before the reload", "all %d bytes back, intact" % size,
             repr(r))
-    a = p.access_for(cport, timeout=10)
+    a = p.access_for(cport, since=mark, timeout=10)
     H.check_eq(a["server"].split("/")[0], "old", "server in its access line")
     H.check_eq(a.get("reason"), "client_eof", "how it ended")
     write_config(p, {"web": {"backend": "b"}, "gone": {"backend": "b"}},
@@ -214,5 +219,33 @@ def test_restart_keys(ctx):
     p.finish()
 
 
+def test_bind_error(ctx):
+    be = ctx.backend(H.echo())
+    p = ctx.proxy(glob={"splice": ctx.mode},
+                  listeners={"web": {"backend": "a"}},
+                  backends={"a": {"server": "one %s" % be.addr}})
+    p.allow(r"^reload failed: ")
+    p.start()
+    taken = socket.socket()
+    taken.bind((H.LOCAL, 0))
+    taken.listen(1)
+    ctx.register(taken)
+    port = taken.getsockname()[1]
+    p.ports["more"] = [port]
+    write_config(p, {"web": {"backend": "a"}, "more": {"backend": "a"}},
+                 {"a": {"server": "two %s" % be.addr}})
+    lines = open(p.config_path).read().split("\n")
+    line = 1 + next(i for i, l in enumerate(lines) if l == "bind = %s:%d" % (H.LOCAL, port))
+    reload(p, r"error: reload failed: %s:%d: \[listener more\] bind: cannot bind "
+           r"%s:%d: Address already in use; carrying on unchanged"
+           % (H.re.escape(p.config_path), line, H.re.escape(H.LOCAL), port))
+    time.sleep(0.1)
+    H.check_eq(probe_servers(p, p.port("web"), 2, 3), {"one"},
+               "servers after the failed reload")
+    taken.close()
+    p.finish()
+
+
 if __name__ == "__main__":
-    H.main([test_under_load, test_snapshot, test_restart_keys], deadline=540, doc=__doc__)
+    H.main([test_under_load, test_snapshot, test_restart_keys, test_bind_error],
+           deadline=540, doc=__doc__)
