@@ -345,6 +345,8 @@ def main(argv):
     for opt in ("seconds", "repeat"):
         if getattr(args, opt) < 1:
             parser.error(f"--{opt} must be at least 1")
+    # The proxies run in a work directory: a relative path would not reach.
+    args.spliced = os.path.abspath(args.spliced)
     if not os.access(args.spliced, os.X_OK):
         root = os.path.dirname(os.path.dirname(HERE))
         note(f"{args.spliced} is not an executable; build first:\n"
