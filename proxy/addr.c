@@ -360,3 +360,13 @@ addr_equal(const struct addr *a, const struct addr *b)
 	}
 	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
+
+const char *
+addr_written(const struct addr *a, char *buf, size_t buflen)
+{
+	if (a->wildcard)
+		snprintf(buf, buflen, "*:%u", addr_port(a));
+	else
+		addr_format((const struct sockaddr *)&a->ss, buf, buflen);
+	return buf;
+}

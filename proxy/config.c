@@ -536,19 +536,6 @@ fail:
 
 /* ---- checks across keys ---- */
 
-static const char *
-bind_text(const struct addr *a, char *buf, size_t n)
-{
-	/* sin_port and sin6_port sit at the same offset */
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
-
-	if (a->wildcard)
-		snprintf(buf, n, "*:%u", ntohs(sin->sin_port));
-	else
-		addr_format((const struct sockaddr *)&a->ss, buf, n);
-	return buf;
-}
-
 /* "*" is [::] and 0.0.0.0 at once: listener.c binds it dual-stack. */
 static bool
 binds_clash(const struct addr *a, const struct addr *b)
@@ -602,7 +589,7 @@ finish_binds(struct config *cfg, char *err, size_t errlen)
 			if (!bind_taken(cfg, s.idx, k, &o.idx, &q))
 				continue;
 			snprintf(why, sizeof(why), "%s is already bound by "
-			    "[listener %s]%s", bind_text(&l->binds[k], text,
+			    "[listener %s]%s", addr_written(&l->binds[k], text,
 			    sizeof(text)), cfg->listeners[o.idx].name,
 			    at_line(mark_line(priv(cfg), o, "bind", q), lbuf,
 			    sizeof(lbuf)));

@@ -114,10 +114,7 @@ bind_one(const struct config *cfg, const struct config_listener *l, size_t k,
 		goto fail;
 	return fd;
 fail:
-	if (a->wildcard)
-		snprintf(text, sizeof(text), "*:%u", addr_port(a));
-	else
-		addr_format((const struct sockaddr *)&a->ss, text, sizeof(text));
+	addr_written(a, text, sizeof(text));
 	/* Linux shares a port between SO_REUSEPORT sockets of one user only:
 	 * sockets bound as root before the drop keep it from the new user. */
 	snprintf(why, sizeof(why), "cannot bind %s: %s%s", text, strerror(errno),
@@ -127,19 +124,6 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	return -1;
-}
-
-static const char *
-sock_text(const struct listener_sock *k, char *buf, size_t n)
-{
-	char a[ADDR_TEXT_MAX];
-
-	if (k->addr.wildcard)
-		snprintf(buf, n, "*:%u", addr_port(&k->addr));
-	else
-		snprintf(buf, n, "%s", addr_format((const struct sockaddr *)
-		    &k->addr.ss, a, sizeof(a)));
-	return buf;
 }
 
 static struct listener_sock *
@@ -280,14 +264,16 @@ listener_proc_free(struct listener_proc *p)
 void
 listener_proc_report_unused(const struct listener_proc *p)
 {
-	char text[ADDR_TEXT_MAX + 8];
+	char text[ADDR_TEXT_MAX];
 
-	for (size_t i = 0; i < p->npassed; i++)
-		if (!p->passed[i]->used)
+	for (size_t i = 0; i < p->npassed; i++) {
+		const struct listener_sock *k = p->passed[i];
+
+		if (!k->used)
 			log_warn("socket activation: the socket passed as '%s' "
 			    "(%s) matches no bind line; it stays open, unused",
-			    p->passed[i]->name, sock_text(p->passed[i], text,
-			    sizeof(text)));
+			    k->name, addr_written(&k->addr, text, sizeof(text)));
+	}
 }
 
 unsigned
@@ -305,7 +291,7 @@ sock_get(struct listener_set *ls, const struct config_listener *l, size_t b0,
 	struct listener_proc *p = ls->proc;
 	const struct addr *a = &l->binds[b0];
 	const char *lname = l->name;
-	char text[ADDR_TEXT_MAX + 8];
+	char text[ADDR_TEXT_MAX];
 	struct listener_sock *k;
 
 	for (size_t i = 0; prev != NULL && i < prev->n; i++)
@@ -322,7 +308,7 @@ sock_get(struct listener_set *ls, const struct config_listener *l, size_t b0,
 			continue;
 		if (!k->used)
 			log_info("listener %s: bind %s: using the socket systemd "
-			    "passed as '%s'", lname, sock_text(k, text,
+			    "passed as '%s'", lname, addr_written(&k->addr, text,
 			    sizeof(text)), k->name);
 		k->used = true;
 		atomic_fetch_add(&k->refs, 1);

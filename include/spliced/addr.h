@@ -44,6 +44,10 @@ int addr_compare(const struct addr *, const struct addr *);
 /* "1.2.3.4:80" / "[::1]:80" into buf (ADDR_TEXT_MAX), returns buf. */
 const char *addr_format(const struct sockaddr *, char *buf, size_t buflen);
 
+/* a as an operator writes it: "*:8080" for the wildcard, else as
+ * addr_format(). Returns buf (ADDR_TEXT_MAX). */
+const char *addr_written(const struct addr *a, char *buf, size_t buflen);
+
 /* An IPv4-mapped IPv6 address (::ffff:a.b.c.d, how a dual-stack socket
  * sees an IPv4 peer) rewritten as the AF_INET address it maps, port kept;
  * any other address is left alone. */
