@@ -102,8 +102,9 @@ sweep(struct worker *w)
 	while ((s = *sp) != NULL) {
 		size_t i;
 
-		/* A connection of a newer snap may have retried into one of
-		 * its balancers (conn.c): that slot keeps it too. */
+		/* A retry picks from the snap current then (conn.c), so a
+		 * connection may hold a slot in a snap not its own: that
+		 * slot keeps this one too. */
 		for (i = 0; i < s->conf->bs->n && s->lb[i].users == 0; i++)
 			;
 		if (s->conns > 0 || i < s->conf->bs->n) {
