@@ -6,7 +6,7 @@
  * listening sockets dup'd to fds 3 and 4 (whatever was there is saved and
  * put back). The tests that need libsystemd skip in a build without it; the
  * ones that check the no-op behaviour run in both. Every test ends with the
- * process's fd count back where it started. */
+ * process's fd count back where it started: the fixtures below check it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +52,89 @@ skip_unless_built_in(void)
 		print_message("built without libsystemd: skipped\n");
 		skip();
 	}
+}
+
+/* fds 3 and 4 as the test found them, moved out of the way. */
+struct saved_fds {
+	int copy[2];                    /* -1: the fd was not open */
+};
+
+static void
+save_fds(struct saved_fds *s)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		s->copy[i] = -1;
+		if (fcntl(3 + i, F_GETFD) >= 0) {
+			s->copy[i] = fcntl(3 + i, F_DUPFD_CLOEXEC, 10);
+			assert_true(s->copy[i] >= 0);
+			close(3 + i);
+		}
+	}
+}
+
+static void
+restore_fds(struct saved_fds *s)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		close(3 + i);
+		if (s->copy[i] >= 0) {
+			assert_int_equal(dup2(s->copy[i], 3 + i), 3 + i);
+			close(s->copy[i]);
+		}
+	}
+}
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+/* cmocka runs the teardown after a test that failed or skipped too, so the
+ * next test still finds fds 3 and 4 and a clean environment, and a leak is
+ * caught by the test that made it. One test runs at a time: a static
+ * fixture will do. */
+struct fixture {
+	int fds;                        /* count_fds() before the test */
+	bool moved;                     /* saved holds fds 3 and 4 */
+	struct saved_fds saved;
+};
+
+static int
+env_setup(void **state)
+{
+	static struct fixture fx;
+
+	memset(&fx, 0, sizeof(fx));
+	fx.fds = count_fds();
+	clear_env();
+	*state = &fx;
+	return 0;
+}
+
+/* For the LISTEN_FDS tests, which put their sockets at fds 3 and 4. */
+static int
+fds_setup(void **state)
+{
+	struct fixture *fx;
+
+	env_setup(state);
+	fx = *state;
+	save_fds(&fx->saved);
+	fx->moved = true;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	if (fx->moved)
+		restore_fds(&fx->saved);
+	clear_env();
+	assert_int_equal(count_fds(), fx->fds);
+	return 0;
 }
 
 /* ---- a notify socket ----------------------------------------------------- */
@@ -153,10 +236,7 @@ mono_usec(void)
 static void
 test_no_socket(void **state)
 {
-	int fds = count_fds();
-
 	(void)state;
-	clear_env();
 	assert_int_equal(sdnotify_ready("serving"), 0);
 	assert_int_equal(sdnotify_ready(NULL), 0);
 	assert_int_equal(sdnotify_reloading("reloading"), 0);
@@ -164,7 +244,6 @@ test_no_socket(void **state)
 	assert_int_equal(sdnotify_status("%d connections", 3), 0);
 	assert_int_equal(sdnotify_watchdog(), 0);
 	assert_int_equal(sdnotify_watchdog_usec(), 0);
-	assert_int_equal(count_fds(), fds);
 }
 
 /* ---- what each call sends ------------------------------------------------ */
@@ -176,10 +255,8 @@ sends_states(bool abstract)
 	char buf[4096], *end;
 	const char *p;
 	uint64_t t0, t1, stamp;
-	int fds = count_fds();
 
 	skip_unless_built_in();
-	clear_env();
 	receiver_open(&r, abstract);
 
 	assert_int_equal(sdnotify_ready("1 listener, 0 connections"), 0);
@@ -219,7 +296,6 @@ sends_states(bool abstract)
 
 	receiver_empty(&r);
 	receiver_close(&r);
-	assert_int_equal(count_fds(), fds);
 }
 
 static void
@@ -242,11 +318,9 @@ static void
 test_status_newline(void **state)
 {
 	struct receiver r;
-	int fds = count_fds();
 
 	(void)state;
 	skip_unless_built_in();
-	clear_env();
 	receiver_open(&r, false);
 	assert_int_equal(sdnotify_status("bad\nREADY=1"), 0);
 	expect_msg(&r, "STATUS=bad READY=1");
@@ -254,7 +328,6 @@ test_status_newline(void **state)
 	expect_msg(&r, "STOPPING=1\nSTATUS=x y");
 	receiver_empty(&r);
 	receiver_close(&r);
-	assert_int_equal(count_fds(), fds);
 }
 
 /* A status longer than a datagram we send is cut, not dropped. */
@@ -263,11 +336,9 @@ test_status_long(void **state)
 {
 	struct receiver r;
 	char big[3000], buf[4096];
-	int fds = count_fds();
 
 	(void)state;
 	skip_unless_built_in();
-	clear_env();
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	receiver_open(&r, false);
@@ -277,7 +348,6 @@ test_status_long(void **state)
 	assert_true(strlen(buf) < 1024);
 	assert_int_equal(buf[strlen(buf) - 1], 'x');
 	receiver_close(&r);
-	assert_int_equal(count_fds(), fds);
 }
 
 /* Errors are -1 with errno, never fatal: no one listens at the path, or the
@@ -285,11 +355,8 @@ test_status_long(void **state)
 static void
 test_send_errors(void **state)
 {
-	int fds = count_fds();
-
 	(void)state;
 	skip_unless_built_in();
-	clear_env();
 	setenv("NOTIFY_SOCKET", "/nonexistent-spliced-test/notify", 1);
 	errno = 0;
 	assert_int_equal(sdnotify_ready("x"), -1);
@@ -301,8 +368,6 @@ test_send_errors(void **state)
 	errno = 0;
 	assert_int_equal(sdnotify_status("x"), -1);
 	assert_int_equal(errno, EINVAL);
-	clear_env();
-	assert_int_equal(count_fds(), fds);
 }
 
 /* ---- the watchdog ---------------------------------------------------------- */
@@ -313,11 +378,9 @@ test_watchdog_usec(void **state)
 	char pid[32];
 
 	(void)state;
-	clear_env();
 	if (!sdnotify_built_in()) {
 		setenv("WATCHDOG_USEC", "400000", 1);
 		assert_int_equal(sdnotify_watchdog_usec(), 0);
-		clear_env();
 		return;
 	}
 	assert_int_equal(sdnotify_watchdog_usec(), 0);
@@ -346,44 +409,9 @@ test_watchdog_usec(void **state)
 	assert_int_equal(sdnotify_watchdog_usec(), 0);
 	setenv("WATCHDOG_USEC", "0", 1);
 	assert_int_equal(sdnotify_watchdog_usec(), 0);
-	clear_env();
 }
 
 /* ---- socket activation ----------------------------------------------------- */
-
-/* fds 3 and 4 as the test found them, moved out of the way. */
-struct saved_fds {
-	int copy[2];                    /* -1: the fd was not open */
-};
-
-static void
-save_fds(struct saved_fds *s)
-{
-	int i;
-
-	for (i = 0; i < 2; i++) {
-		s->copy[i] = -1;
-		if (fcntl(3 + i, F_GETFD) >= 0) {
-			s->copy[i] = fcntl(3 + i, F_DUPFD_CLOEXEC, 10);
-			assert_true(s->copy[i] >= 0);
-			close(3 + i);
-		}
-	}
-}
-
-static void
-restore_fds(struct saved_fds *s)
-{
-	int i;
-
-	for (i = 0; i < 2; i++) {
-		close(3 + i);
-		if (s->copy[i] >= 0) {
-			assert_int_equal(dup2(s->copy[i], 3 + i), 3 + i);
-			close(s->copy[i]);
-		}
-	}
-}
 
 /* A listening TCP socket on 127.0.0.1 placed at fd `at` (not close-on-exec,
  * as systemd passes it); its port. */
@@ -444,17 +472,13 @@ assert_listen_env_gone(void)
 static void
 test_listen_fds_named(void **state)
 {
-	struct saved_fds saved;
 	struct sdnotify_fd *fds;
 	unsigned pa, pb;
 	char err[256] = "";
 	size_t n = 99;
-	int before = count_fds();
 
 	(void)state;
 	skip_unless_built_in();
-	clear_env();
-	save_fds(&saved);
 	pa = listener_at(3);
 	pb = listener_at(4);
 	set_listen_env("2", "a:b");
@@ -477,24 +501,17 @@ test_listen_fds_named(void **state)
 	assert_int_equal(sdnotify_listen_fds(&fds, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 0);
 	assert_null(fds);
-
-	restore_fds(&saved);
-	assert_int_equal(count_fds(), before);
 }
 
 static void
 test_listen_fds_unnamed(void **state)
 {
-	struct saved_fds saved;
 	struct sdnotify_fd *fds;
 	char err[256] = "";
 	size_t n = 99;
-	int before = count_fds();
 
 	(void)state;
 	skip_unless_built_in();
-	clear_env();
-	save_fds(&saved);
 	listener_at(3);
 	set_listen_env("1", NULL);
 	assert_int_equal(sdnotify_listen_fds(&fds, &n, err, sizeof(err)), 0);
@@ -504,8 +521,6 @@ test_listen_fds_unnamed(void **state)
 	assert_listen_env_gone();
 	sdnotify_fds_free(fds, n);
 	sdnotify_fds_free(NULL, 0);
-	restore_fds(&saved);
-	assert_int_equal(count_fds(), before);
 }
 
 /* Not for us, or nothing passed: 0 sockets, and the variables are gone all
@@ -513,17 +528,14 @@ test_listen_fds_unnamed(void **state)
 static void
 test_listen_fds_not_ours(void **state)
 {
-	struct saved_fds saved;
 	struct sdnotify_fd *fds;
 	char err[256] = "", pid[32];
 	size_t n = 99;
-	int before = count_fds();
 
 	(void)state;
-	save_fds(&saved);
 	listener_at(3);
 
-	clear_env();
+	/* Nothing set (the fixture cleared the environment). */
 	assert_int_equal(sdnotify_listen_fds(&fds, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 0);
 	assert_null(fds);
@@ -555,8 +567,6 @@ test_listen_fds_not_ours(void **state)
 		assert_null(fds);
 		assert_listen_env_gone();
 	}
-	restore_fds(&saved);
-	assert_int_equal(count_fds(), before);
 }
 
 /* Malformed variables, as libsystemd (252) judges them: LISTEN_FDS not a
@@ -586,16 +596,12 @@ expect_malformed(const char *nfds, const char *names, int want_errno)
 static void
 test_listen_fds_malformed(void **state)
 {
-	struct saved_fds saved;
 	struct sdnotify_fd *fds;
 	char err[256] = "";
 	size_t n = 99;
-	int before = count_fds();
 
 	(void)state;
 	skip_unless_built_in();
-	clear_env();
-	save_fds(&saved);
 	listener_at(3);
 	listener_at(4);
 	expect_malformed("abc", NULL, EINVAL);
@@ -615,26 +621,26 @@ test_listen_fds_malformed(void **state)
 	assert_int_equal(errno, EINVAL);
 	assert_int_equal(n, 0);
 	assert_listen_env_gone();
-
-	restore_fds(&saved);
-	assert_int_equal(count_fds(), before);
 }
+
+#define ENV_TEST(t) cmocka_unit_test_setup_teardown(t, env_setup, teardown)
+#define FDS_TEST(t) cmocka_unit_test_setup_teardown(t, fds_setup, teardown)
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_no_socket),
-		cmocka_unit_test(test_sends_path),
-		cmocka_unit_test(test_sends_abstract),
-		cmocka_unit_test(test_status_newline),
-		cmocka_unit_test(test_status_long),
-		cmocka_unit_test(test_send_errors),
-		cmocka_unit_test(test_watchdog_usec),
-		cmocka_unit_test(test_listen_fds_named),
-		cmocka_unit_test(test_listen_fds_unnamed),
-		cmocka_unit_test(test_listen_fds_not_ours),
-		cmocka_unit_test(test_listen_fds_malformed),
+		ENV_TEST(test_no_socket),
+		ENV_TEST(test_sends_path),
+		ENV_TEST(test_sends_abstract),
+		ENV_TEST(test_status_newline),
+		ENV_TEST(test_status_long),
+		ENV_TEST(test_send_errors),
+		ENV_TEST(test_watchdog_usec),
+		FDS_TEST(test_listen_fds_named),
+		FDS_TEST(test_listen_fds_unnamed),
+		FDS_TEST(test_listen_fds_not_ours),
+		FDS_TEST(test_listen_fds_malformed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
