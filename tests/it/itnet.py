@@ -331,19 +331,28 @@ def free_port():
 # backends
 
 class Backend:
-    """A server on 127.0.0.1 (kernel-chosen port): one thread accepts, and
-    each connection runs in its own thread through a handler.
+    """A server on 127.0.0.1 (kernel-chosen port), or on ip and port when
+    given ("::1", "127.0.0.2"; a chosen port is bound with SO_REUSEADDR, and
+    a port in use raises OSError): one thread accepts, and each connection
+    runs in its own thread through a handler.
 
     The handler for a connection is the next one pushed with expect(), or
     the default. A handler gets (conn, backend, index) and returns a dict
     that is stored in .results (with 'index'); an exception is stored as
     {'error': ...}. Sockets get IO_TIMEOUT."""
 
-    def __init__(self, default=None, name="be", backlog=1024):
+    def __init__(self, default=None, name="be", backlog=1024, ip=LOCAL, port=0):
         self.name = name
         self.default = default
-        self.sock = socket.socket()
-        self.sock.bind((LOCAL, 0))
+        self.ip = ip
+        self.sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
+        try:
+            if port:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((ip, port))
+        except OSError:
+            self.sock.close()
+            raise
         self.sock.listen(backlog)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
@@ -360,7 +369,7 @@ class Backend:
 
     @property
     def addr(self):
-        return "%s:%d" % (LOCAL, self.port)
+        return ("[%s]:%d" if ":" in self.ip else "%s:%d") % (self.ip, self.port)
 
     def expect(self, handler):
         with self.cond:

@@ -15,40 +15,12 @@ Skipped where ::1 cannot be bound.
 import os
 import socket
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
 LOCAL6 = "::1"
 SIZE = 16 * H.MiB
-
-
-class Backend6(H.Backend):
-    """H.Backend on [::1]: the same handlers, threads and results."""
-
-    def __init__(self, default=None, name="be6"):
-        self.name = name
-        self.default = default
-        self.sock = socket.socket(socket.AF_INET6)
-        self.sock.bind((LOCAL6, 0))
-        self.sock.listen(1024)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.cond = threading.Condition()
-        self.queue = H.collections.deque()
-        self.accepted = 0
-        self.active = 0
-        self.results = []
-        self.conns = []
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept_loop,
-                                       name="accept-" + name, daemon=True)
-        self.thread.start()
-
-    @property
-    def addr(self):
-        return "[%s]:%d" % (LOCAL6, self.port)
 
 
 def dial6(port):
@@ -73,7 +45,7 @@ def echo_via(sock, seed, size=H.KiB):
 
 def test_ipv6_end_to_end(ctx):
     need_ipv6()
-    be = ctx.register(Backend6(name="v6"))
+    be = ctx.register(H.Backend(name="v6", ip=LOCAL6))
     p = ctx.proxy(args=["--listen", "[::1]:{port}", "--backend", be.addr,
                         "--splice", ctx.mode, "--workers", "2"])
     p.start()
@@ -138,7 +110,8 @@ def test_wildcard_both_families(ctx):
 def test_many_listeners(ctx):
     need_ipv6()
     v4 = [ctx.backend(H.echo(), name="v4-%d" % i) for i in range(2)]
-    v6 = [ctx.register(Backend6(H.echo(), name="v6-%d" % i)) for i in range(2)]
+    v6 = [ctx.register(H.Backend(H.echo(), name="v6-%d" % i, ip=LOCAL6))
+          for i in range(2)]
     p = ctx.proxy(glob={"splice": ctx.mode},
                   listeners={"one": {"backend": "four"},
                              "two": {"backend": "six"},
