@@ -213,13 +213,14 @@ resolved(struct name *nm, const struct addr *a, size_t n)
 		    "'%s'", nm->bc->name, nm->srv->name, nm->srv->dnsname);
 		return;
 	}
-	log_info("server %s/%s: '%s' resolves to %s (was %s)", nm->bc->name,
-	    nm->srv->name, nm->srv->dnsname, list_text(a, n, now, sizeof(now)),
-	    list_text(have, nhave, was, sizeof(was)));
 	nm->last = 0;
 	backend_set_unref(nm->r->bs);
 	nm->r->bs = bs;
 	nm->r->publish(bs, nm->r->arg);
+	/* After the publish: when the line is read, the workers have it. */
+	log_info("server %s/%s: '%s' resolves to %s (was %s)", nm->bc->name,
+	    nm->srv->name, nm->srv->dnsname, list_text(a, n, now, sizeof(now)),
+	    list_text(have, nhave, was, sizeof(was)));
 }
 
 static void
