@@ -53,9 +53,20 @@ struct conn {
 const char *
 conn_reason_name(enum conn_reason r)
 {
-	static const char *const names[] = { "client_eof", "server_eof",
-	    "client_reset", "server_reset", "client_error", "server_error",
-	    "connect_failed", "servers_full", "idle_timeout", "shutdown" };
+	static const char *const names[CONN_REASON_MAX_] = {
+		[CONN_CLIENT_EOF] = "client_eof",
+		[CONN_SERVER_EOF] = "server_eof",
+		[CONN_CLIENT_RESET] = "client_reset",
+		[CONN_SERVER_RESET] = "server_reset",
+		[CONN_CLIENT_ERROR] = "client_error",
+		[CONN_SERVER_ERROR] = "server_error",
+		[CONN_CONNECT_FAILED] = "connect_failed",
+		[CONN_SERVERS_FULL] = "servers_full",
+		[CONN_IDLE_TIMEOUT] = "idle_timeout",
+		[CONN_SHUTDOWN] = "shutdown",
+		[CONN_CLIENT_TIMEOUT] = "client_timeout",
+		[CONN_SERVER_TIMEOUT] = "server_timeout",
+	};
 
 	return names[r];
 }
@@ -133,15 +144,19 @@ conn_close(struct conn *c, enum conn_reason why)
 	if (c->snap->conf->cfg->access_log)
 		access_log(c, why);
 	if (c->relaying) {
-		/* Bytes still held for a peer (idle timeout, shutdown) are lost:
-		 * that peer must see a reset, not the end of a complete stream. */
-		if (c->down.state == RELAY_WRITING)
+		/* A peer whose incoming stream had not ended (idle timeout,
+		 * shutdown, or the other peer failed) must see a reset, not
+		 * the end of a complete stream: whether bytes were still held
+		 * for it or its sender had merely gone quiet, the stream was
+		 * cut. A direction that is DONE delivered its FIN already. */
+		if (c->down.state != RELAY_DONE)
 			reset_fd(c->cfd);
-		if (c->up.state == RELAY_WRITING)
+		if (c->up.state != RELAY_DONE)
 			reset_fd(c->bfd);
 		relay_cleanup(&c->up);
 		relay_cleanup(&c->down);
-	}
+	} else if (why == CONN_SHUTDOWN)
+		reset_fd(c->cfd);       /* its server was never reached */
 	event_del(&c->cev);
 	event_del(&c->timer);
 	close(c->cfd);
@@ -166,23 +181,56 @@ unpin(struct conn *c)
 		conn_free(c);
 }
 
-/* Map a failed direction to who failed, and cut the other peer off. */
+/* A socket of client_side's peer failed with err: close with the reason
+ * that names it, cutting the other peer off with an RST. */
+static void
+peer_failed(struct conn *c, bool client_side, int err)
+{
+	enum conn_reason why;
+
+	if (err == ECONNRESET || err == EPIPE)
+		why = client_side ? CONN_CLIENT_RESET : CONN_SERVER_RESET;
+	else if (err == ETIMEDOUT)
+		why = client_side ? CONN_CLIENT_TIMEOUT : CONN_SERVER_TIMEOUT;
+	else {
+		why = client_side ? CONN_CLIENT_ERROR : CONN_SERVER_ERROR;
+		log_info("listener %s: %s error: %s", c->l->cfg->name,
+		    client_side ? "client" : "server", strerror(err));
+	}
+	reset_fd(client_side ? c->bfd : c->cfd);
+	conn_close(c, why);
+}
+
+/* Map a failed direction to the peer that failed. */
 static void
 dir_failed(struct conn *c, struct relay_dir *d)
 {
-	bool client_side = (d == &c->up) == (d->fail_side == RELAY_SIDE_IN);
-	bool reset = d->err == ECONNRESET || d->err == EPIPE;
-	enum conn_reason why;
+	peer_failed(c, (d == &c->up) == (d->fail_side == RELAY_SIDE_IN), d->err);
+}
 
-	if (client_side)
-		why = reset ? CONN_CLIENT_RESET : CONN_CLIENT_ERROR;
-	else
-		why = reset ? CONN_SERVER_RESET : CONN_SERVER_ERROR;
-	if (!reset)
-		log_info("listener %s: %s error: %s", c->l->cfg->name,
-		    client_side ? "client" : "server", strerror(d->err));
-	reset_fd(client_side ? c->bfd : c->cfd);
-	conn_close(c, why);
+/* Once a direction is DONE nothing reads its `in` socket: an RST its peer
+ * sends after its FIN (or keepalive giving up on it) would sit there
+ * unseen until timeout_idle. Checked from the connection's timer: an
+ * edge-triggered read event cannot share the fd with the other
+ * direction's level-triggered write event in libevent, and a level one
+ * fires at once, forever, on a socket at EOF. The check is a send of no
+ * bytes: on a socket still open for sending (the other direction still
+ * writes to it) it does nothing, on one the kernel closed it returns the
+ * error that closed it (EPIPE for an RST after the peer's FIN, ETIMEDOUT
+ * from keepalive). SO_ERROR would also report, and clear, transient ICMP
+ * errors (sk_err_soft) that do not end a connection. One syscall a second
+ * per half-closed connection, none for one that ends within the second.
+ * True when it failed (and c is closed). */
+static bool
+half_closed_failed(struct conn *c)
+{
+	bool client_side = c->up.state == RELAY_DONE;
+
+	if (send(client_side ? c->cfd : c->bfd, "", 0, MSG_NOSIGNAL |
+	    MSG_DONTWAIT) == 0 || errno == EAGAIN || errno == EINTR)
+		return false;
+	peer_failed(c, client_side, errno);
+	return true;
 }
 
 static void
@@ -197,6 +245,9 @@ dir_cb(struct relay_dir *d, void *arg)
 	if (!c->one_done) {
 		c->one_done = true;
 		c->first_end = d == &c->up ? CONN_CLIENT_EOF : CONN_SERVER_EOF;
+		/* idle_cb checks the finished side from now on. */
+		event_del(&c->timer);
+		timer_add(c, CONN_HALF_CLOSED_CHECK_MS);
 		return;
 	}
 	conn_close(c, c->first_end);
@@ -208,14 +259,20 @@ idle_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	uint64_t last, now = clock_coarse_ms();
 	unsigned limit = c->l->cfg->timeout_idle_ms;
+	uint64_t left;
 
 	(void)fd, (void)what;
+	if (c->one_done && half_closed_failed(c))
+		return;
 	last = c->up.last_io_ms > c->down.last_io_ms ? c->up.last_io_ms : c->down.last_io_ms;
 	if (now - last >= limit) {
 		conn_close(c, CONN_IDLE_TIMEOUT);
 		return;
 	}
-	timer_add(c, limit - (now - last));
+	left = limit - (now - last);
+	if (c->one_done && left > CONN_HALF_CLOSED_CHECK_MS)
+		left = CONN_HALF_CLOSED_CHECK_MS;
+	timer_add(c, left);
 }
 
 static void

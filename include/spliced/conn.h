@@ -10,7 +10,15 @@
  * is full, the client is closed at once (CONN_CONNECT_FAILED,
  * CONN_SERVERS_FULL): it is not queued. Every end goes through conn_close() with
  * its reason, which writes the access-log line and frees everything.
- * An RST from one peer is passed on as an RST (SO_LINGER 0) to the other. */
+ *
+ * How a connection ends is what each peer sees: an RST from one peer (or
+ * its loss: ETIMEDOUT) is passed on as an RST (SO_LINGER 0) to the other,
+ * also after that peer had half-closed (a half-closed socket is checked
+ * for a pending error every CONN_HALF_CLOSED_CHECK_MS, since nothing reads
+ * it any more); when spliced ends a connection on its own (idle timeout,
+ * shutdown), a peer whose incoming stream had not ended gets an RST, so a
+ * cut stream never looks complete, and one that received its whole stream
+ * gets a FIN. */
 #ifndef SPLICED_CONN_H
 #define SPLICED_CONN_H
 
@@ -27,8 +35,16 @@ enum conn_reason {
 	CONN_SERVERS_FULL,          /* every server up is at its max_connections */
 	CONN_IDLE_TIMEOUT,
 	CONN_SHUTDOWN,              /* still open when shutdown_timeout passed */
+	/* The kernel gave up on a peer (ETIMEDOUT: keepalive probes or
+	 * retransmissions went unanswered). */
+	CONN_CLIENT_TIMEOUT,
+	CONN_SERVER_TIMEOUT,
 	CONN_REASON_MAX_,
 };
+
+/* How often a half-closed connection's finished side is checked for an
+ * RST (or ETIMEDOUT) that nobody would otherwise read. */
+#define CONN_HALF_CLOSED_CHECK_MS 1000
 
 struct conn;
 struct worker;
