@@ -52,6 +52,7 @@ struct config_priv {
 	size_t nmarks;
 	bool global_seen;
 	int global_line;
+	int last_line;              /* of the text read; 0: built by config_set() */
 };
 
 /* The state of one config_load_string(). */
@@ -491,11 +492,12 @@ parse_key_cb(void *user, const char *section, const char *key,
 	return 0;
 }
 
+/* The whole file, or NULL with why, and *line when a line is to blame. */
 static char *
-file_read(const char *path, char *why, size_t n)
+file_read(const char *path, int *line, char *why, size_t n)
 {
 	FILE *f;
-	char *buf = NULL, *nbuf;
+	char *buf = NULL, *nbuf, *nul;
 	size_t len = 0, cap = 0, got;
 
 	if ((f = fopen(path, "r")) == NULL) {
@@ -522,7 +524,10 @@ file_read(const char *path, char *why, size_t n)
 		goto fail;
 	}
 	buf[len] = '\0';
-	if (memchr(buf, '\0', len) != NULL) {
+	if ((nul = memchr(buf, '\0', len)) != NULL) {
+		*line = 1;
+		for (const char *c = buf; c < nul; c++)
+			*line += *c == '\n';
 		snprintf(why, n, "contains a NUL byte (not a text file?)");
 		goto fail;
 	}
@@ -613,8 +618,12 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 	size_t bi;
 
 	if (cfg->nlisteners == 0) {
-		err_put(err, errlen, cfg->path, 0, NULL, NULL,
-		    "no [listener NAME] section: nothing to relay");
+		/* No line holds the problem: name the last, where a listener
+		 * would go (line 1 of an empty file). */
+		err_put(err, errlen, cfg->path, p->last_line, NULL, NULL,
+		    p->last_line > 0 ? "end of the file, and no [listener "
+		    "NAME] section: nothing to relay" : "no [listener NAME] "
+		    "section: nothing to relay");
 		return -1;
 	}
 	s.kind = CONFIG_SECT_LISTENER;
@@ -734,6 +743,7 @@ config_load_string(const char *text, const char *name, char *err,
 		parse_fail(&ps, NULL, NULL, rc > 0 ? "syntax error" :
 		    "out of memory");
 	}
+	priv(ps.cfg)->last_line = ps.line > 0 ? ps.line : 1;
 	if (ps.failed || config_finish(ps.cfg, err, errlen) < 0) {
 		config_unref(ps.cfg);
 		return NULL;
@@ -746,9 +756,10 @@ config_load(const char *path, char *err, size_t errlen)
 {
 	struct config *cfg;
 	char *text, why[WHY_MAX];
+	int line = 0;
 
-	if ((text = file_read(path, why, sizeof(why))) == NULL) {
-		err_put(err, errlen, path, 0, NULL, NULL, why);
+	if ((text = file_read(path, &line, why, sizeof(why))) == NULL) {
+		err_put(err, errlen, path, line, NULL, NULL, why);
 		return NULL;
 	}
 	cfg = config_load_string(text, path, err, errlen);

@@ -575,8 +575,17 @@ static void
 test_validation_errors(void **state)
 {
 	(void)state;
-	EXPECT_ERR(BASE_GLOBAL BASE_BACKEND, "t.ini: no [listener NAME] section");
-	EXPECT_ERR("", "t.ini: no [listener NAME] section");
+	/* No line holds the problem: the last one is named, where a
+	 * listener would go. */
+#define NO_LISTENER(n) "t.ini:" #n ": end of the file, and no [listener " \
+	"NAME] section: nothing to relay"
+	EXPECT_ERR(BASE_GLOBAL BASE_BACKEND, NO_LISTENER(4));
+	EXPECT_ERR(BASE_GLOBAL BASE_BACKEND "\n; later\n", NO_LISTENER(6));
+	EXPECT_ERR("[global]\r\nworkers = 2\r\n", NO_LISTENER(2));
+	EXPECT_ERR("[global]\nworkers = 2", NO_LISTENER(2));
+	EXPECT_ERR("\n\n\n", NO_LISTENER(3));
+	EXPECT_ERR("", NO_LISTENER(1));         /* no line at all: the first */
+#undef NO_LISTENER
 	EXPECT_ERR(BASE_GLOBAL "[listener web]\nbind = *:80\nbackend = nope\n"
 	    BASE_BACKEND, "t.ini:5: [listener web] backend: "
 	    "no [backend nope] section");
@@ -949,10 +958,42 @@ test_files(void **state)
 	fwrite(BASE "\0x", 1, sizeof(BASE) + 1, f);
 	fclose(f);
 	assert_null(config_load(path, err, sizeof(err)));
-	assert_non_null(strstr(err, "NUL byte"));
+	assert_non_null(strstr(err, ":8: contains a NUL byte"));
 
 	assert_null(config_load(dir, err, sizeof(err)));
 	assert_non_null(strstr(err, dir));
+	unlink(path);
+	rmdir(dir);
+}
+
+/* A NUL byte is refused on its line: the newlines before it, plus one. */
+static void
+test_nul_line(void **state)
+{
+#define T(text, line) { text, sizeof(text) - 1, line }
+	static const struct { const char *text; size_t len; int line; } t[] = {
+		T("\0[global]\n", 1),
+		T("[global]\nwork\0ers = 2\n", 2),
+		T("[global]\r\n\r\n\0", 3),
+		T(BASE "\n\n\0", 10),
+	};
+#undef T
+	char dir[] = "/tmp/test_config.XXXXXX", path[64], err[CONFIG_ERR_MAX];
+	char want[160];
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/nul.ini", dir);
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		assert_non_null(f = fopen(path, "w"));
+		assert_int_equal(fwrite(t[i].text, 1, t[i].len, f), t[i].len);
+		fclose(f);
+		assert_null(config_load(path, err, sizeof(err)));
+		snprintf(want, sizeof(want), "%s:%d: contains a NUL byte (not a "
+		    "text file?)", path, t[i].line);
+		assert_string_equal(err, want);
+	}
 	unlink(path);
 	rmdir(dir);
 }
@@ -983,6 +1024,7 @@ main(void)
 		cmocka_unit_test(test_builder_errors),
 		cmocka_unit_test(test_refs),
 		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_nul_line),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -115,6 +115,9 @@ BAD = [
      "[backend app]\nserver = a 127.0.0.1:{b1}\n", 3,
      ["[global] user", "no such user 'nosuchuser-spliced'"]),
     ("empty user", "[global]\nworkers = 1\nuser =\n", 3, ["user", "empty value"]),
+    ("no listener", "[global]\nworkers = 1\n\n[backend app]\nserver = a 127.0.0.1:{b1}\n",
+     5, ["end of the file", "no [listener NAME] section"]),
+    ("a NUL byte", "[global]\nworkers = 1\n\nmax_\0connections = 9\n", 4, ["NUL byte"]),
 ]
 
 
