@@ -303,12 +303,18 @@ privs_rlim_text(rlim_t v, char *buf, size_t n)
 	return buf;
 }
 
+/* Below the need: accepting pauses at the limit. */
+static bool
+nofile_short(const struct privs_nofile *nf)
+{
+	return nf->now != RLIM_INFINITY && (unsigned long long)nf->now < nf->need;
+}
+
 bool
 privs_nofile_text(const struct privs_nofile *nf, char *buf, size_t n)
 {
 	char b[24], w[24], h[24];
-	bool short_of = nf->now != RLIM_INFINITY &&
-	    (unsigned long long)nf->now < nf->need;
+	bool short_of = nofile_short(nf);
 
 	privs_rlim_text(nf->before, b, sizeof(b));
 	privs_rlim_text(nf->now, w, sizeof(w));
@@ -343,6 +349,16 @@ privs_nofile_text(const struct privs_nofile *nf, char *buf, size_t n)
 		    "max_connections %u; hard limit %s)", w, nf->need,
 		    nf->max_connections, h);
 	return false;
+}
+
+bool
+privs_nofile_news(const struct privs_nofile *last,
+    const struct privs_nofile *nf)
+{
+	return nf->now != nf->before || nf->now != last->now ||
+	    nf->hard != last->hard || nf->err != last->err ||
+	    nofile_short(nf) != nofile_short(last) ||
+	    nf->max_connections != last->max_connections;
 }
 
 /* ---- the pipe budget ---- */

@@ -137,6 +137,43 @@ test_text(void **state)
 	assert_non_null(strstr(buf, "soft limit unlimited"));
 }
 
+/* What a reload logs: only a change of state, not a need that moved a few
+ * fds (a listener more or fewer) under the same verdict. */
+static void
+test_news(void **state)
+{
+	const struct privs_nofile last = { .before = 4096, .now = 4096,
+	    .hard = 4096, .need = 12075, .max_connections = 2000 };
+	struct privs_nofile nf = last, room;
+
+	(void)state;
+	assert_false(privs_nofile_news(&last, &nf));
+	nf.need = 12077;                /* a bind more: still short */
+	assert_false(privs_nofile_news(&last, &nf));
+	nf.need = 4000;                 /* fits now: the warning goes */
+	assert_true(privs_nofile_news(&last, &nf));
+	nf = last;
+	nf.max_connections = 2001;
+	nf.need = 12081;
+	assert_true(privs_nofile_news(&last, &nf));
+	nf = last;
+	nf.hard = nf.now = 8192;        /* raised now (prlimit on the hard) */
+	nf.before = 4096;
+	assert_true(privs_nofile_news(&last, &nf));
+	nf.before = 8192;               /* or by someone else, since */
+	assert_true(privs_nofile_news(&last, &nf));
+	nf = last;
+	nf.err = EPERM;
+	assert_true(privs_nofile_news(&last, &nf));
+	assert_false(privs_nofile_news(&nf, &nf));
+	/* Room enough, the need moves within it: nothing new. */
+	nf = (struct privs_nofile){ .before = 65536, .now = 65536,
+	    .hard = 65536, .need = 60075, .max_connections = 10000 };
+	room = nf;
+	room.need = 60077;
+	assert_false(privs_nofile_news(&nf, &room));
+}
+
 /* plan changes nothing; raise sets what plan said, and never lowers. */
 static void
 test_plan_and_raise(void **state)
@@ -404,6 +441,7 @@ main(void)
 		cmocka_unit_test(test_need),
 		cmocka_unit_test(test_target),
 		cmocka_unit_test(test_text),
+		cmocka_unit_test(test_news),
 		cmocka_unit_test(test_plan_and_raise),
 		cmocka_unit_test(test_capeff),
 		cmocka_unit_test(test_exempt_here),

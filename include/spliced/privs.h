@@ -22,7 +22,8 @@
  *   5. privs_pipe_exempt()    for the pipe budget: after the drop;
  *   6. start the workers.
  * On a reload, privs_nofile_raise() may run again (it never lowers the
- * limit); the user cannot change without a restart. */
+ * limit), logged only when privs_nofile_news(); the user cannot change
+ * without a restart. */
 #ifndef SPLICED_PRIVS_H
 #define SPLICED_PRIVS_H
 
@@ -117,6 +118,14 @@ int privs_nofile_raise(const struct config *, unsigned nworkers,
  * for max_connections 2000)". True when it is a warning: the limit is below
  * the need (accepting then pauses at the fd limit), or setrlimit failed. */
 bool privs_nofile_text(const struct privs_nofile *, char *buf, size_t n);
+/* Whether nf, after a reload, says anything that last (logged before) did
+ * not: the soft limit was raised now, or moved or the hard limit moved
+ * since (prlimit(1)), setrlimit failed otherwise, the warning came or went,
+ * or max_connections changed. A need that moved a few fds under the same
+ * verdict (a bind or a server more or fewer) is not news: each reload
+ * would log the same warning again. Pure. */
+bool privs_nofile_news(const struct privs_nofile *last,
+    const struct privs_nofile *nf);
 /* A limit as a number, or "unlimited"; returns buf. */
 const char *privs_rlim_text(rlim_t, char *buf, size_t n);
 
