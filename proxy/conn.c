@@ -20,6 +20,7 @@
 
 #include "spliced/backend.h"
 #include "spliced/clock.h"
+#include "spliced/fdreserve.h"
 #include "spliced/log.h"
 #include "spliced/relay.h"
 #include "spliced/worker.h"
@@ -40,6 +41,7 @@ struct conn {
 	bool trial;                 /* the trial connect of a server down */
 	unsigned attempts;
 	bool relaying, closed;
+	bool fdwait;                /* on w->fdwait */
 	unsigned pins;              /* >0: a caller up the stack still uses c */
 	bool one_done;
 	enum conn_reason first_end;
@@ -48,6 +50,7 @@ struct conn {
 	struct relay_dir up, down;  /* client -> backend, backend -> client */
 	struct timespec started;
 	TAILQ_ENTRY(conn) link;
+	TAILQ_ENTRY(conn) fdlink;   /* w->fdwait */
 };
 
 const char *
@@ -165,6 +168,8 @@ conn_close(struct conn *c, enum conn_reason why)
 	if (c->reserved)
 		backend_lb_release(c->lb, (size_t)c->server);
 	TAILQ_REMOVE(&w->conns, c, link);
+	if (c->fdwait)
+		TAILQ_REMOVE(&w->fdwait, c, fdlink);
 	w->nconns--;
 	w->st.reasons[why]++;
 	wake = listener_release(c->snap->conf->ls, c->l);
@@ -303,7 +308,8 @@ start_relay(struct conn *c)
 	unpin(c);
 }
 
-static void try_connect(struct conn *, const struct server_state *avoid);
+static void try_connect(struct conn *, const struct server_state *avoid,
+    bool waited);
 
 /* Where an attempt picks its server: the worker's newest balancer of the
  * connection's backend, for a reload or a host name resolving elsewhere
@@ -377,7 +383,7 @@ connect_failed(struct conn *c, const char *why)
 	event_del(&c->timer);
 	close(c->bfd);
 	c->bfd = -1;
-	try_connect(c, st);
+	try_connect(c, st, false);
 }
 
 static void
@@ -399,10 +405,60 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 	start_relay(c);
 }
 
-/* avoid: the server that just failed (its state: the index may differ
- * in the worker's current balancer), or NULL. */
+/* Shortages that are ours, not a server's: no other server would do
+ * better, and more clients would only share them. */
+static bool
+our_shortage(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+/* A connecting socket to c's server. Short of fds, one is taken from the
+ * worker's reserve, and accepting pauses until the reserve is whole. */
+static int
+open_backend(struct conn *c)
+{
+	const struct addr *a = &c->lb->shared[c->server]->addr;
+	int fd, err;
+
+	if ((fd = backend_connect(a)) >= 0 || !our_shortage(errno) ||
+	    !fdreserve_take(&c->w->reserve))
+		return fd;
+	err = errno;
+	if ((fd = backend_connect(a)) >= 0)
+		listener_accept_pause(c->w, err, "backend socket, served from "
+		    "the fd reserve");
+	return fd;
+}
+
+/* No fd for c's backend socket: c waits for one, holding its slot, and
+ * accepting pauses, rather than drop a client the kernel already
+ * accepted. A client that waited before keeps its place at the head. */
 static void
-try_connect(struct conn *c, const struct server_state *avoid)
+wait_fd(struct conn *c, int err, bool again)
+{
+	struct worker *w = c->w;
+	char what[96];
+	unsigned n = 1;
+	struct conn *o;
+
+	if (again)
+		TAILQ_INSERT_HEAD(&w->fdwait, c, fdlink);
+	else
+		TAILQ_INSERT_TAIL(&w->fdwait, c, fdlink);
+	c->fdwait = true;
+	TAILQ_FOREACH(o, &w->fdwait, fdlink)
+		n += o != c;
+	snprintf(what, sizeof(what), "backend socket, %u client%s waiting "
+	    "for an fd", n, n == 1 ? "" : "s");
+	listener_accept_pause(w, err, what);
+}
+
+/* avoid: the server that just failed (its state: the index may differ
+ * in the worker's current balancer), or NULL. waited: c comes from the
+ * head of w->fdwait. */
+static void
+try_connect(struct conn *c, const struct server_state *avoid, bool waited)
 {
 	const struct config_listener *lc = c->l->cfg;
 	enum backend_none none;
@@ -419,7 +475,7 @@ try_connect(struct conn *c, const struct server_state *avoid)
 			return;
 		}
 		c->reserved = true;
-		if ((c->bfd = backend_connect(&c->lb->shared[c->server]->addr)) >= 0) {
+		if ((c->bfd = open_backend(c)) >= 0) {
 			event_assign(&c->cev, c->w->base, c->bfd, EV_WRITE,
 			    connect_cb, c);
 			event_add(&c->cev, NULL);
@@ -427,14 +483,14 @@ try_connect(struct conn *c, const struct server_state *avoid)
 			timer_add(c, lc->timeout_connect_ms);
 			return;
 		}
-		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-		    errno == ENOMEM) {
-			/* Our shortage, not the server's: no other server would
-			 * do better, and more clients would only share it. */
-			listener_accept_pause(c->w, errno);
+		if (our_shortage(errno)) {
+			int err = errno;
+
 			backend_lb_release(c->lb, (size_t)c->server);
 			c->reserved = false;
-			break;
+			c->attempts--;      /* the server was never tried */
+			wait_fd(c, err, waited);
+			return;
 		}
 		avoid = c->lb->shared[c->server];
 		server_failed(c, strerror(errno));
@@ -476,7 +532,26 @@ conn_start(struct worker *w, struct listener *l, int fd,
 	TAILQ_INSERT_TAIL(&w->conns, c, link);
 	w->nconns++;
 	w->st.connections++;
-	try_connect(c, NULL);
+	try_connect(c, NULL, false);
+}
+
+bool
+conn_serve_fdwait(struct worker *w)
+{
+	struct conn *c;
+	bool waits;
+
+	while ((c = TAILQ_FIRST(&w->fdwait)) != NULL) {
+		TAILQ_REMOVE(&w->fdwait, c, fdlink);
+		c->fdwait = false;
+		c->pins++;              /* try_connect may close it */
+		try_connect(c, NULL, true);
+		waits = !c->closed && c->fdwait;
+		unpin(c);
+		if (waits)
+			return false;
+	}
+	return true;
 }
 
 void

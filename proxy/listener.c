@@ -561,15 +561,15 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 }
 
 static void
-fd_pause(struct worker_accept *wa, int err)
+fd_pause(struct worker_accept *wa, int err, const char *what)
 {
 	struct timeval tv = { 0, LISTENER_FD_PAUSE_MS * 1000 };
 	time_t now = time(NULL);
 
 	if (now != wa->last_fd_log) {
 		wa->last_fd_log = now;
-		log_warn("worker %u: %s; pausing accepts for %d ms",
-		    wa->w->id, strerror(err), LISTENER_FD_PAUSE_MS);
+		log_warn("worker %u: %s: %s; accepting paused until fds free up",
+		    wa->w->id, what, strerror(err));
 	}
 	wa->fd_paused = true;
 	for (size_t li = 0; li < wa->ls->n; li++)
@@ -587,25 +587,32 @@ error_cb(struct evconnlistener *evl, void *arg)
 	/* The pending connection stays in the backlog, so the listening socket
 	 * stays readable: retrying at once would spin. */
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
-		fd_pause(s->wa, err);
+		fd_pause(s->wa, err, "accept");
 	else
 		log_warn("listener %s: accept: %s",
 		    s->wa->ls->l[s->li].cfg->name, strerror(err));
 }
 
 void
-listener_accept_pause(struct worker *w, int err)
+listener_accept_pause(struct worker *w, int err, const char *what)
 {
 	if (w->acc != NULL)
-		fd_pause(w->acc, err);
+		fd_pause(w->acc, err, what);
 }
 
 static void
 resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker_accept *wa = arg;
+	struct timeval tv = { 0, LISTENER_FD_PAUSE_MS * 1000 };
 
 	(void)fd, (void)what;
+	/* Clients already accepted come first, and the reserve must be
+	 * whole before accept(2) may take fds again. */
+	if (!worker_fds_ready(wa->w)) {
+		evtimer_add(wa->resume, &tv);
+		return;
+	}
 	wa->fd_paused = false;
 	for (size_t li = 0; li < wa->ls->n; li++)
 		apply(wa, li);

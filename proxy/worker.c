@@ -183,7 +183,26 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		 * second at most. */
 		listener_accept_wake(w);
 	}
+	/* Fds freed by other workers' connections: no wake-up says so. */
+	if (!TAILQ_EMPTY(&w->fdwait))
+		(void)worker_fds_ready(w);
 	sweep(w);
+}
+
+/* This worker closed a connection: its fds go to the clients waiting for
+ * one first, then back into the reserve. A callback of its own rather
+ * than a call from worker_conn_gone(), which runs inside conn_close(). */
+static void
+fds_freed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	(void)worker_fds_ready(arg);
+}
+
+bool
+worker_fds_ready(struct worker *w)
+{
+	return conn_serve_fdwait(w) && fdreserve_fill(&w->reserve);
 }
 
 /* A relay direction turns its read event off and its write event on (and
@@ -221,6 +240,8 @@ worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
 	atomic_init(&w->ping, 0);
 	atomic_init(&w->pong, 0);
 	TAILQ_INIT(&w->conns);
+	TAILQ_INIT(&w->fdwait);
+	fdreserve_init(&w->reserve);
 	atomic_init(&w->cmd, WORKER_RUN);
 	if ((w->base = new_base()) == NULL) {
 		snprintf(err, errlen, "worker %u: cannot create an event loop", id);
@@ -242,8 +263,12 @@ worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
 		goto nomem;
 	w->notify = event_new(w->base, -1, 0, notify_cb, w);
 	w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
-	if (w->notify == NULL || w->tick == NULL)
+	w->fds_freed = event_new(w->base, -1, 0, fds_freed_cb, w);
+	if (w->notify == NULL || w->tick == NULL || w->fds_freed == NULL)
 		goto nomem;
+	if (!fdreserve_fill(&w->reserve))
+		log_warn("worker %u: cannot hold %d fds in reserve: %s", id,
+		    FDRESERVE_FDS, strerror(errno));
 	event_add(w->tick, &second);
 	return w;
 nomem:
@@ -264,6 +289,9 @@ worker_free(struct worker *w)
 		event_free(w->notify);
 	if (w->tick != NULL)
 		event_free(w->tick);
+	if (w->fds_freed != NULL)
+		event_free(w->fds_freed);
+	fdreserve_cleanup(&w->reserve);
 	/* Every connection is closed: no snap is used any more. */
 	sweep(w);
 	snap_free(w->cur);
@@ -383,6 +411,8 @@ worker_conn_gone(struct worker *w, bool wake_peers)
 {
 	if (wake_peers)
 		worker_wake_peers(w);
+	if (!TAILQ_EMPTY(&w->fdwait) || !fdreserve_full(&w->reserve))
+		event_active(w->fds_freed, 0, 1);
 	if (w->seen != WORKER_RUN && w->nconns == 0)
 		event_base_loopbreak(w->base);
 }

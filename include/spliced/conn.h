@@ -6,7 +6,11 @@
  * among the servers the worker balances over now, so a server a reload or
  * DNS took away gets no retry), then runs
  * two relay directions until both are done, one fails, or timeout_idle
- * passes with no byte either way. When no server is up, or every server up
+ * passes with no byte either way. A connection whose backend socket finds
+ * no fd (EMFILE, ENFILE, ENOBUFS, ENOMEM), even after one is taken from
+ * the worker's reserve, is not dropped: it waits, holding its slot, like a
+ * client in the backlog, and is served first when fds free up
+ * (conn_serve_fdwait). When no server is up, or every server up
  * is full, the client is closed at once (CONN_CONNECT_FAILED,
  * CONN_SERVERS_FULL): it is not queued. Every end goes through conn_close() with
  * its reason, which writes the access-log line and frees everything.
@@ -22,6 +26,7 @@
 #ifndef SPLICED_CONN_H
 #define SPLICED_CONN_H
 
+#include <stdbool.h>
 #include <sys/socket.h>
 
 enum conn_reason {
@@ -57,6 +62,10 @@ void conn_start(struct worker *, struct listener *, int fd,
     const struct sockaddr *peer, socklen_t peerlen);
 /* Close every connection of the worker with reason CONN_SHUTDOWN. */
 void conn_close_all(struct worker *);
+/* Connect the connections that wait for an fd (worker->fdwait), in
+ * arrival order, until one still finds none: false then (it keeps its
+ * place at the head), true when none waits. */
+bool conn_serve_fdwait(struct worker *);
 
 const char *conn_reason_name(enum conn_reason);
 

@@ -28,9 +28,10 @@
  * unread, in a short queue, exactly as it would have waited in the
  * kernel's backlog. When a slot frees, every worker is woken to admit
  * waiting clients and resume accepting. Accept failing for lack of fds
- * (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses accepting for
- * LISTENER_FD_PAUSE_MS instead of spinning, logged at most once a second
- * per worker. */
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses accepting instead of
+ * spinning, and so does a connection that needed the worker's fd reserve
+ * or found no fd at all; accepting resumes once the clients waiting for
+ * an fd are served and the reserve is whole again (worker_fds_ready). */
 #ifndef SPLICED_LISTENER_H
 #define SPLICED_LISTENER_H
 
@@ -107,8 +108,10 @@ int listener_accept_switch(struct worker *, struct listener_set *old);
 void listener_accept_stop(struct worker *);
 /* A slot may have freed: admit waiting clients, resume paused listeners. */
 void listener_accept_wake(struct worker *);
-/* The worker ran out of fds or memory (err): pause accepting for
- * LISTENER_FD_PAUSE_MS rather than take clients it cannot serve. */
-void listener_accept_pause(struct worker *, int err);
+/* The worker ran out of fds or memory (err, when opening `what`): pause
+ * accepting rather than take clients it cannot serve. Every
+ * LISTENER_FD_PAUSE_MS it asks worker_fds_ready() and resumes once that
+ * is true. Logged at most once a second per worker. */
+void listener_accept_pause(struct worker *, int err, const char *what);
 
 #endif

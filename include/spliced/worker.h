@@ -39,6 +39,7 @@
 #include "spliced/backend.h"
 #include "spliced/config.h"
 #include "spliced/conn.h"
+#include "spliced/fdreserve.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
 #include "spliced/relay.h"
@@ -88,7 +89,11 @@ struct worker {
 	struct worker_accept *acc;
 	TAILQ_HEAD(conn_list, conn) conns;
 	unsigned nconns;
-	struct event *notify, *tick;
+	/* Connections whose backend socket found no fd: they wait, in
+	 * arrival order, and are served before accepting resumes. */
+	TAILQ_HEAD(conn_waitq, conn) fdwait;
+	struct fdreserve reserve;
+	struct event *notify, *tick, *fds_freed;
 	_Atomic enum worker_cmd cmd;
 	enum worker_cmd seen;       /* the last command acted on */
 	atomic_bool finished;       /* its loop has returned */
@@ -127,5 +132,9 @@ bool worker_answered(const struct worker *, unsigned seq);
 
 /* Worker thread: a connection ended (slot already released by conn.c). */
 void worker_conn_gone(struct worker *, bool wake_peers);
+/* Worker thread: whether accepting may resume after a pause for lack of
+ * fds: serves the connections waiting for an fd first, then refills the
+ * reserve; true when nobody waits and the reserve is whole. */
+bool worker_fds_ready(struct worker *);
 
 #endif

@@ -4,7 +4,9 @@ Part of harness.py (see there)."""
 
 import ctypes
 import ctypes.util
+import grp
 import os
+import pwd
 import re
 import resource
 import signal
@@ -13,7 +15,7 @@ import sys
 import threading
 import time
 
-from itcore import (FD_SETTLE, LOCAL, READY_TIMEOUT, VERBOSE, TestFailure,
+from itcore import (FD_SETTLE, LOCAL, READY_TIMEOUT, VERBOSE, Skip, TestFailure,
                     check, check_eq, fail, log, wait_until)
 from itnet import free_port
 
@@ -178,6 +180,37 @@ def _child_setup(nofile):
         if nofile:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     return f
+
+
+def unprivileged(ctx):
+    """(user, group) to run the proxy as so that it holds no privilege (the
+    pipe budget and fd limits apply to it): nobody when the test runs as
+    root, None (the current user) otherwise. Skips when root cannot run
+    the binary as nobody."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("nobody")
+        group = "nogroup"
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            group = "nobody"
+            grp.getgrnam(group)
+    except KeyError as e:
+        raise Skip("running as root and there is no nobody user/group (%s)" % e)
+    try:
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=" + group,
+                            "--clear-groups", "--inh-caps=-all", "--", ctx.spliced,
+                            "--version"],
+                           capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise Skip("running as root and cannot run setpriv (%r)" % (e,))
+    if r.returncode != 0:
+        raise Skip("running as root and `setpriv --reuid=nobody ... spliced --version` "
+                   "fails (exit %d: %s): is the binary reachable by nobody?"
+                   % (r.returncode, (r.stderr or r.stdout).decode(errors="replace").strip()))
+    return "nobody", group
 
 
 class ProxyStartError(Exception):

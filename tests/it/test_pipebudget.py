@@ -18,9 +18,6 @@ afterwards (a 1 MiB download, sha256 equal)."""
 
 import collections
 import os
-import pwd
-import grp
-import subprocess
 import sys
 import threading
 
@@ -31,36 +28,8 @@ STREAMS = 100
 SIZE = 8 * H.MiB
 
 
-def unprivileged(ctx):
-    """(user, group) to run the proxy as, or None for the current user."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam("nobody")
-        group = "nogroup"
-        try:
-            grp.getgrnam(group)
-        except KeyError:
-            group = "nobody"
-            grp.getgrnam(group)
-    except KeyError as e:
-        raise H.Skip("running as root and there is no nobody user/group (%s)" % e)
-    try:
-        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=" + group,
-                            "--clear-groups", "--inh-caps=-all", "--", ctx.spliced,
-                            "--version"],
-                           capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise H.Skip("running as root and cannot run setpriv (%r)" % (e,))
-    if r.returncode != 0:
-        raise H.Skip("running as root and `setpriv --reuid=nobody ... spliced --version` "
-                     "fails (exit %d: %s): is the binary reachable by nobody?"
-                     % (r.returncode, (r.stderr or r.stdout).decode(errors="replace").strip()))
-    return "nobody", group
-
-
 def test_pipe_budget(ctx):
-    who = unprivileged(ctx)
+    who = H.unprivileged(ctx)
     try:
         with open("/proc/sys/fs/pipe-user-pages-soft") as f:
             soft = int(f.read())
