@@ -195,7 +195,8 @@ sect_create(struct config *cfg, enum config_sect kind, const char *name,
 		if ((l = grow(cfg->listeners, cfg->nlisteners, sizeof(*l))) == NULL)
 			goto fail;
 		cfg->listeners = l;
-		/* splice and splice_threshold come in config_finish() */
+		/* splice, splice_threshold and tcp_keepalive come in
+		 * config_finish() */
 		cfg->listeners[cfg->nlisteners++] = (struct config_listener){
 		    .name = copy, .line = line,
 		    .timeout_connect_ms = 5 * 1000,
@@ -656,6 +657,8 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 			l->splice = cfg->splice;
 		if (mark_line(p, s, "splice_threshold", 0) < 0)
 			l->splice_threshold = cfg->splice_threshold;
+		if (mark_line(p, s, "tcp_keepalive", 0) < 0)
+			l->tcp_keepalive = cfg->tcp_keepalive;
 	}
 	s.kind = CONFIG_SECT_BACKEND;
 	for (s.idx = 0; s.idx < cfg->nbackends; s.idx++) {

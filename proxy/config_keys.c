@@ -22,6 +22,10 @@
 #define DURATION_MAX	(24u * 3600 * 1000)	/* a day, in ms */
 #define MAX_CONN	10000000u
 #define USER_MAX	256		/* bytes of a user name */
+/* Linux's MAX_TCP_KEEPIDLE / MAX_TCP_KEEPINTVL and MAX_TCP_KEEPCNT: the
+ * kernel refuses more with EINVAL, at every connection. */
+#define KEEPALIVE_SECS_MAX	32767u
+#define KEEPALIVE_COUNT_MAX	127u
 
 #define NUM(n, t, f, lo, hi, r) { .name = n, .type = CONFIG_KEY_##t, \
 	.off = f, .min = lo, .max = hi, .range = r }
@@ -39,6 +43,7 @@ static const struct config_key global_keys[] = {
 	KW("access_log", BOOL, G(access_log)),
 	KW("splice", SPLICE, G(splice)),
 	NUM("splice_threshold", SIZE, G(splice_threshold), 0, GIB, "0..1g"),
+	KW("tcp_keepalive", KEEPALIVE, G(tcp_keepalive)),
 	NUM("pipe_size", SIZE, G(pipe_size), 4 * KIB, GIB, "4k..1g"),
 	NUM("buffer_size", SIZE, G(buffer_size), KIB, 64 * MIB, "1k..64m"),
 	NUM("max_pipes", UINT, G(max_pipes), 0, MAX_CONN, "0..10000000"),
@@ -61,6 +66,7 @@ static const struct config_key listener_keys[] = {
 	    "0..10000000"),
 	KW("splice", SPLICE, L(splice)),
 	NUM("splice_threshold", SIZE, L(splice_threshold), 0, GIB, "0..1g"),
+	KW("tcp_keepalive", KEEPALIVE, L(tcp_keepalive)),
 	LATER("proxy_protocol"), LATER("accept_proxy"),
 	{ .name = NULL },
 };
@@ -218,6 +224,110 @@ config_parse_splice(const char *s, enum config_splice *out)
 	if (i < 0)
 		return -1;
 	*out = (enum config_splice)i;
+	return 0;
+}
+
+/* Part i of IDLE,INTERVAL,COUNT: s, len bytes, spaces around it already
+ * cut. Empty: the kernel's own (0). */
+static int
+keepalive_part(const char *s, size_t len, int i, unsigned *out, char *why,
+    size_t n)
+{
+	static const char *const what[] = { "IDLE", "INTERVAL", "COUNT" };
+	unsigned long long v;
+	char part[32];
+	unsigned ms;
+
+	*out = 0;
+	if (len == 0)
+		return 0;
+	if (len >= sizeof(part)) {
+		snprintf(why, n, "%s '%.*s...' is too long", what[i], 16, s);
+		return -1;
+	}
+	memcpy(part, s, len);
+	part[len] = '\0';
+	errno = 0;
+	if (i == 2) {
+		if (number_parse(part, &v) < 0 && errno != ERANGE) {
+			snprintf(why, n, "COUNT '%s' is not a number", part);
+			return -1;
+		}
+		if (errno == ERANGE || v < 1 || v > KEEPALIVE_COUNT_MAX) {
+			snprintf(why, n, "COUNT '%s' is out of range (1..%u)",
+			    part, KEEPALIVE_COUNT_MAX);
+			return -1;
+		}
+		*out = (unsigned)v;
+		return 0;
+	}
+	if (config_parse_duration_ms(part, &ms) < 0 && errno != ERANGE) {
+		if (part[strspn(part, "0123456789")] == '\0')
+			snprintf(why, n, "%s '%s' needs a unit (ms, s, m or h)",
+			    what[i], part);
+		else
+			snprintf(why, n, "%s '%s' is not a duration "
+			    "(use ms, s, m or h)", what[i], part);
+		return -1;
+	}
+	if (errno == ERANGE || ms < 1000 || ms / 1000 > KEEPALIVE_SECS_MAX) {
+		snprintf(why, n, "%s '%s' is out of range (1s..%us)", what[i],
+		    part, KEEPALIVE_SECS_MAX);
+		return -1;
+	}
+	if (ms % 1000 != 0) {
+		snprintf(why, n, "%s '%s' is not whole seconds (the kernel "
+		    "counts in seconds)", what[i], part);
+		return -1;
+	}
+	*out = ms / 1000;
+	return 0;
+}
+
+/* Words are booleans (on, off, yes, ...); anything that starts with a
+ * digit or a comma is IDLE,INTERVAL,COUNT, so a bare "1" is an IDLE
+ * without a unit, never "on". Parts may be left out or empty, as nginx's
+ * so_keepalive=30m::10 allows: "60s,,3" keeps the kernel's interval. */
+int
+config_parse_keepalive(const char *s, struct config_keepalive *out,
+    char *why, size_t n)
+{
+	struct config_keepalive ka = { .on = true };
+	unsigned *field[] = { &ka.idle_s, &ka.interval_s, &ka.count };
+	const char *p = s, *end, *a, *b;
+	int i;
+
+	if (*s != ',' && !isdigit((unsigned char)*s)) {
+		if (config_parse_bool(s, &ka.on) == 0) {
+			*out = (struct config_keepalive){ .on = ka.on };
+			return 0;
+		}
+		snprintf(why, n, "'%s' is not off, on or IDLE[,INTERVAL[,COUNT]] "
+		    "(e.g. 60s,10s,6)", s);
+		return -1;
+	}
+	for (i = 0; ; i++) {
+		if (i == 3) {
+			snprintf(why, n, "'%s': more than IDLE,INTERVAL,COUNT", s);
+			return -1;
+		}
+		end = p + strcspn(p, ",");
+		for (a = p; a < end && isspace((unsigned char)*a); a++)
+			;
+		for (b = end; b > a && isspace((unsigned char)b[-1]); b--)
+			;
+		if (keepalive_part(a, (size_t)(b - a), i, field[i], why, n) < 0)
+			return -1;
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	if (ka.idle_s == 0 && ka.interval_s == 0 && ka.count == 0) {
+		snprintf(why, n, "'%s' sets nothing (on: the kernel's defaults)",
+		    s);
+		return -1;
+	}
+	*out = ka;
 	return 0;
 }
 
@@ -566,6 +676,9 @@ config_key_set(const struct config_key *k, void *base, const char *v,
 		return resolver_set(field, v, why, n);
 	case CONFIG_KEY_USER:
 		return user_set((char **)field, v, why, n);
+	case CONFIG_KEY_KEEPALIVE:
+		return config_parse_keepalive(v, (struct config_keepalive *)field,
+		    why, n);
 	case CONFIG_KEY_HEALTH:
 		if ((i = keyword(v, health_names, 2)) < 0) {
 			snprintf(why, n, "'%s' is not a health check "

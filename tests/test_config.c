@@ -234,6 +234,117 @@ test_resolver_keys(void **state)
 	    "'1.2.3' is not an IPv4 address");
 }
 
+/* tcp_keepalive: off | on | IDLE[,INTERVAL[,COUNT]], a listener's own or
+ * [global]'s (set before or after the listener). */
+static void
+test_tcp_keepalive(void **state)
+{
+	char why[CONFIG_ERR_MAX], err[CONFIG_ERR_MAX];
+	struct config_keepalive ka;
+	const struct config_keepalive *k;
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok(BASE);
+	assert_false(cfg->tcp_keepalive.on);
+	assert_false(cfg->listeners[0].tcp_keepalive.on);
+	config_unref(cfg);
+
+	cfg = load_ok("[listener a]\nbind = 127.0.0.1:1\nbackend = app\n"
+	    "[listener b]\nbind = 127.0.0.1:2\nbackend = app\n"
+	    "tcp_keepalive = off\n"
+	    "[listener c]\nbind = 127.0.0.1:3\nbackend = app\n"
+	    "tcp_keepalive = 1s,1s,2\n"
+	    "[listener d]\nbind = 127.0.0.1:4\nbackend = app\n"
+	    "tcp_keepalive = on\n"
+	    BASE_BACKEND "[global]\ntcp_keepalive = 10m,30s,4\n");
+	k = &cfg->listeners[0].tcp_keepalive;
+	assert_true(k->on);
+	assert_int_equal(k->idle_s, 600);
+	assert_int_equal(k->interval_s, 30);
+	assert_int_equal(k->count, 4);
+	assert_false(cfg->listeners[1].tcp_keepalive.on);
+	k = &cfg->listeners[2].tcp_keepalive;
+	assert_true(k->on);
+	assert_int_equal(k->idle_s, 1);
+	assert_int_equal(k->interval_s, 1);
+	assert_int_equal(k->count, 2);
+	/* on: the kernel's timing, not [global]'s numbers. */
+	k = &cfg->listeners[3].tcp_keepalive;
+	assert_true(k->on);
+	assert_int_equal(k->idle_s + k->interval_s + k->count, 0);
+	config_unref(cfg);
+
+	/* Parts left out or empty are the kernel's; spaces are allowed. */
+	assert_int_equal(config_parse_keepalive("2h", &ka, why, sizeof(why)), 0);
+	assert_true(ka.on);
+	assert_int_equal(ka.idle_s, 7200);
+	assert_int_equal(ka.interval_s + ka.count, 0);
+	assert_int_equal(config_parse_keepalive("60s,5s", &ka, why,
+	    sizeof(why)), 0);
+	assert_int_equal(ka.idle_s, 60);
+	assert_int_equal(ka.interval_s, 5);
+	assert_int_equal(ka.count, 0);
+	assert_int_equal(config_parse_keepalive("60s, ,3", &ka, why,
+	    sizeof(why)), 0);
+	assert_int_equal(ka.idle_s, 60);
+	assert_int_equal(ka.interval_s, 0);
+	assert_int_equal(ka.count, 3);
+	assert_int_equal(config_parse_keepalive(",,9", &ka, why, sizeof(why)), 0);
+	assert_int_equal(ka.idle_s + ka.interval_s, 0);
+	assert_int_equal(ka.count, 9);
+	assert_int_equal(config_parse_keepalive("32767s,10h,127", &ka, why,
+	    sizeof(why)), -1);
+	assert_int_equal(config_parse_keepalive("32767s,1000ms,127", &ka, why,
+	    sizeof(why)), 0);
+	assert_int_equal(ka.idle_s, 32767);
+	assert_int_equal(ka.interval_s, 1);
+	assert_int_equal(ka.count, 127);
+	assert_int_equal(config_parse_keepalive("YES", &ka, why, sizeof(why)), 0);
+	assert_true(ka.on);
+	assert_int_equal(config_parse_keepalive("Off", &ka, why, sizeof(why)), 0);
+	assert_false(ka.on);
+
+#define KA_ERR(v, ...) EXPECT_ERR(BASE_GLOBAL BASE_LISTENER \
+	"tcp_keepalive = " v "\n" BASE_BACKEND, \
+	"t.ini:6: [listener web] tcp_keepalive: ", __VA_ARGS__)
+	KA_ERR("sometimes", "'sometimes' is not off, on or "
+	    "IDLE[,INTERVAL[,COUNT]]");
+	KA_ERR("60", "IDLE '60' needs a unit (ms, s, m or h)");
+	KA_ERR("1", "IDLE '1' needs a unit");
+	KA_ERR("0", "IDLE '0' is out of range (1s..32767s)");
+	KA_ERR("500ms", "IDLE '500ms' is out of range (1s..32767s)");
+	KA_ERR("1500ms", "IDLE '1500ms' is not whole seconds");
+	KA_ERR("10h", "IDLE '10h' is out of range (1s..32767s)");
+	KA_ERR("99999999999999999999s", "out of range (1s..32767s)");
+	KA_ERR("60s,10x", "INTERVAL '10x' is not a duration");
+	KA_ERR("60s,0s", "INTERVAL '0s' is out of range");
+	KA_ERR("60s,2500ms,3", "INTERVAL '2500ms' is not whole seconds");
+	KA_ERR("60s,10s,0", "COUNT '0' is out of range (1..127)");
+	KA_ERR("60s,10s,128", "COUNT '128' is out of range (1..127)");
+	KA_ERR("60s,10s,3s", "COUNT '3s' is not a number");
+	KA_ERR("60s,10s,3,1", "more than IDLE,INTERVAL,COUNT");
+	KA_ERR(",,", "',,' sets nothing (on: the kernel's defaults)");
+#undef KA_ERR
+	EXPECT_ERR("[global]\ntcp_keepalive = 1s,1s,200\n" BASE_LISTENER
+	    BASE_BACKEND, "t.ini:2: [global] tcp_keepalive: COUNT '200' is "
+	    "out of range (1..127)");
+	EXPECT_ERR(BASE "tcp_keepalive = on\n", "t.ini:8: [backend app] "
+	    "tcp_keepalive: unknown key (it belongs in [global])");
+
+	/* The builder names the section and the key, without a line. */
+	assert_non_null(cfg = config_new(NULL));
+	assert_int_equal(config_set(cfg, "listener cli", "tcp_keepalive",
+	    "45s,,", err, sizeof(err)), 0);
+	assert_true(cfg->listeners[0].tcp_keepalive.on);
+	assert_int_equal(cfg->listeners[0].tcp_keepalive.idle_s, 45);
+	assert_int_equal(config_set(cfg, "listener cli2", "tcp_keepalive",
+	    "45", err, sizeof(err)), -1);
+	assert_string_equal(err, "[listener cli2] tcp_keepalive: IDLE '45' "
+	    "needs a unit (ms, s, m or h)");
+	config_unref(cfg);
+}
+
 static void
 test_defaults(void **state)
 {
@@ -1012,6 +1123,7 @@ main(void)
 		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_workers),
 		cmocka_unit_test(test_resolver_keys),
+		cmocka_unit_test(test_tcp_keepalive),
 		cmocka_unit_test(test_structure_errors),
 		cmocka_unit_test(test_validation_errors),
 		cmocka_unit_test(test_binds_that_differ),

@@ -50,6 +50,18 @@ enum config_health {
 	CONFIG_HEALTH_TCP,          /* a TCP connect every health_interval */
 };
 
+/* tcp_keepalive: keepalive probes on both sockets of a connection, so a
+ * peer gone without an RST (host down, state dropped by a NAT or a
+ * firewall) is found before timeout_idle. keepalive.h applies it. */
+struct config_keepalive {
+	bool on;                    /* false (default): no probes */
+	/* The kernel takes whole seconds; 0: its own default (the sysctls
+	 * net.ipv4.tcp_keepalive_time, _intvl and _probes). */
+	unsigned idle_s;            /* TCP_KEEPIDLE, 1..32767 */
+	unsigned interval_s;        /* TCP_KEEPINTVL, 1..32767 */
+	unsigned count;             /* TCP_KEEPCNT, 1..127 */
+};
+
 struct config_server {
 	char *name;
 	char *host;                 /* "ADDRESS:PORT" as written, for logs */
@@ -88,6 +100,7 @@ struct config_listener {
 	unsigned max_connections;         /* 0 = only the global limit */
 	enum config_splice splice;        /* default: [global] splice */
 	size_t splice_threshold;          /* default: [global] splice_threshold */
+	struct config_keepalive tcp_keepalive;  /* default: [global] tcp_keepalive */
 	int line;                         /* of the section header */
 };
 
@@ -101,6 +114,7 @@ struct config {
 	bool access_log;            /* default on */
 	enum config_splice splice;  /* default auto */
 	size_t splice_threshold;    /* default 64k */
+	struct config_keepalive tcp_keepalive;  /* default off */
 	size_t pipe_size;           /* default 1m; 4k..1g */
 	size_t buffer_size;         /* default 16k; 1k..64m */
 	unsigned max_pipes;         /* 0 = derived */
@@ -140,7 +154,8 @@ int config_set(struct config *, const char *section, const char *key,
     const char *value, char *err, size_t errlen);
 /* Validation after all keys are set: listeners have binds and an existing
  * backend, backends have servers, no address is bound twice; listeners
- * without their own splice / splice_threshold take [global]'s. Values were
+ * without their own splice / splice_threshold / tcp_keepalive take
+ * [global]'s. Values were
  * range-checked when set. Call it last: it points listeners at their
  * backends, so no key may be set after it. 0 or -1 with err. */
 int config_finish(struct config *, char *err, size_t errlen);
@@ -174,6 +189,11 @@ int config_parse_size(const char *, size_t *);          /* 64k, 1m, 1g, 4096 (k 
 int config_parse_duration_ms(const char *, unsigned *); /* 500ms, 5s, 5m, 1h; "0" alone; a unit is required */
 int config_parse_bool(const char *, bool *);            /* on/off yes/no true/false 1/0 */
 int config_parse_splice(const char *, enum config_splice *);
+/* off | on | IDLE[,INTERVAL[,COUNT]]: IDLE and INTERVAL durations in whole
+ * seconds (1s..32767s), COUNT 1..127; a part left out or empty is the
+ * kernel's. 0, or -1 with the problem in why (no file, line or key). */
+int config_parse_keepalive(const char *, struct config_keepalive *,
+    char *why, size_t whylen);
 const char *config_splice_name(enum config_splice);
 const char *config_balance_name(enum config_balance);
 
