@@ -21,6 +21,7 @@
 #include "spliced/backend.h"
 #include "spliced/clock.h"
 #include "spliced/fdreserve.h"
+#include "spliced/keepalive.h"
 #include "spliced/log.h"
 #include "spliced/relay.h"
 #include "spliced/worker.h"
@@ -476,6 +477,9 @@ try_connect(struct conn *c, const struct server_state *avoid, bool waited)
 		}
 		c->reserved = true;
 		if ((c->bfd = open_backend(c)) >= 0) {
+			if (keepalive_apply(c->bfd, &lc->tcp_keepalive) < 0)
+				log_debug("listener %s: tcp_keepalive on the "
+				    "backend socket: %s", lc->name, strerror(errno));
 			event_assign(&c->cev, c->w->base, c->bfd, EV_WRITE,
 			    connect_cb, c);
 			event_add(&c->cev, NULL);
@@ -517,6 +521,9 @@ conn_start(struct worker *w, struct listener *l, int fd,
 	c->l = l;
 	c->bc = bc;
 	c->cfd = fd;
+	if (keepalive_apply(fd, &l->cfg->tcp_keepalive) < 0)
+		log_debug("listener %s: tcp_keepalive on the client socket: %s",
+		    l->cfg->name, strerror(errno));
 	c->bfd = -1;
 	c->server = -1;
 	if (peerlen > sizeof(c->peer))
