@@ -1,7 +1,6 @@
 /* include/spliced/log.h: levelled log lines on stderr.
  *
- * One line per call, written with a single write(2) so lines from different
- * workers never interleave:
+ * One line per call:
  *     2026-11-22T22:52:59.123Z warn: message
  * When stderr is journald's stream (log_init() found JOURNAL_STREAM naming
  * it), every line starts with its syslog priority instead of a timestamp,
@@ -9,11 +8,35 @@
  *     <4>warn: message
  * (error <3>, warn <4>, info <6>, debug <7>). libevent's own messages, once
  * routed here, get the same treatment.
- * Messages are formatted here; never pass peer bytes as the format. */
+ * Messages are formatted here; never pass peer bytes as the format.
+ *
+ * Who writes to stderr. A reader of stderr that stalls (a pipe nobody
+ * reads, a journald that is behind) must never stop the proxy, so while
+ * the log writer runs (log_writer_start() .. log_writer_stop()) no thread
+ * that logs ever blocks on stderr:
+ *  - every thread that logs gets its own queue, a ring of LOG_QUEUE_SIZE
+ *    bytes, on its first line (allocated once per thread, never per line);
+ *  - a line, or a whole log_batch, is copied into it whole, or, when it
+ *    does not fit, dropped and counted; a thread never waits for room;
+ *  - one writer thread ("spliced-log", not a worker) writes the queues to
+ *    stderr, many lines per write(2). It sleeps while every queue is empty
+ *    and is woken when a line arrives while it sleeps; it is the only thread
+ *    that writes stderr then, so a line is never split by another's bytes;
+ *  - once the writer has written the lines that were queued before a drop,
+ *    it writes one line "warn: N log lines dropped while the log reader was
+ *    stalled" (in the format above; left out when log_level is error).
+ * The lines of one thread reach stderr in the order it logged them, with
+ * nothing lost while the reader keeps up; the lines of different threads
+ * may be reordered by the writer, by up to a queue's worth.
+ * Without a writer (before it starts, after it stops, spliced -t, tools,
+ * unit tests) each line, or batch, is one blocking write(2) from the
+ * thread that logs, as it always was: lines of concurrent threads never
+ * interleave. */
 #ifndef SPLICED_LOG_H
 #define SPLICED_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "spliced/config.h"
 
@@ -21,6 +44,14 @@ struct event;
 struct event_base;
 
 #define LOG_LINE_MAX 2048               /* longer lines are cut */
+/* Per thread that logs while the writer runs (the main thread and each
+ * worker): about 1,500 access lines of ~170 bytes, 0.3 s of one worker's
+ * lines at the README's rate of new connections (9,765 a second over two
+ * workers), so a reader that keeps up but is scheduled out for a moment
+ * loses nothing. malloc'd: pages a burst never reached cost nothing. */
+#define LOG_QUEUE_SIZE (256u * 1024)
+/* How long log_writer_stop() waits for the writer to write what is queued. */
+#define LOG_STOP_WAIT_MS 1000
 
 /* Decides, once, whether lines carry journald's "<N>" prefixes: they do
  * when JOURNAL_STREAM ("DEV:INODE") matches fstat() of stderr (device and
@@ -35,17 +66,41 @@ enum config_log_level log_get_level(void);
 /* Route libevent's own messages into this log. */
 void log_route_libevent(void);
 
+/* Thread-safe; never blocks while the writer runs (see above). */
 void log_msg(enum config_log_level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* A worker's batch: lines written together, in one write(2), once the
- * callbacks of the current turn of its event loop have run (or when the
- * batch is full). Under load that is one write for many access lines, not
- * one per connection. A line never straddles two writes. Owned by one
- * thread. */
+/* Starts the writer thread: from then on lines go through the queues. Call
+ * it from the main thread after log_init(), once no thread is left to start
+ * before it (spliced: after dropping privileges) and while no other thread
+ * logs yet. The thread runs with every signal blocked. 0, or -1 with errno
+ * (EBUSY: it runs already, or a stop gave up on it and it is still stuck;
+ * what pthread_create() returns). */
+int log_writer_start(void);
+/* Writes what is queued and ends the writer; from then on lines are written
+ * directly again. Call it from the thread that started it, once no other
+ * thread logs any more (spliced: after the workers were joined). When
+ * stderr does not take the lines within LOG_STOP_WAIT_MS (the reader is
+ * stalled) it returns anyway, without joining a writer stuck in write(2):
+ * that one finishes on its own if the reader comes back, and until it does
+ * lines are dropped and counted rather than written, so that the process
+ * can still exit. A no-op when no writer runs. */
+void log_writer_stop(void);
+/* Lines dropped since the process started (no room in a queue, or while a
+ * stopped writer was stuck), for spliced_log_lines_dropped_total.
+ * Thread-safe. */
+uint64_t log_dropped_total(void);
+
+/* A worker's batch: lines handed on together, once the callbacks of the
+ * current turn of its event loop have run (or when the batch is full): one
+ * copy into the thread's queue (or one write(2) without a writer) for many
+ * access lines, not one per connection. A line never straddles two
+ * hand-offs; a batch that does not fit in the queue is dropped whole.
+ * Owned by one thread. */
 struct log_batch {
 	char buf[16384];
 	size_t len;
+	unsigned lines;             /* in buf, counted when it is dropped */
 	struct event *flush;
 };
 
