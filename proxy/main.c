@@ -40,7 +40,8 @@
 struct opts {
 	const char *config;
 	bool check;
-	const char *listen;
+	const char **listens;       /* each a bind of [listener cli] */
+	size_t nlistens;
 	const char **backends;
 	size_t nbackends;
 	const char *splice, *threshold, *workers;
@@ -60,7 +61,7 @@ struct proc {
 	unsigned nw;
 	struct event_base *base;
 	struct event *drain_timer, *exited, *watchdog, *status;
-	unsigned long long nofile_need;    /* RLIMIT_NOFILE, as last logged */
+	struct privs_nofile nofile; /* RLIMIT_NOFILE, as last logged */
 	unsigned ping;              /* the watchdog's last question */
 	bool stuck;                 /* a worker has not answered it */
 	bool draining, failed;
@@ -72,7 +73,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: spliced -c FILE              run with a config file\n"
 	    "       spliced -t -c FILE           check the config and the kernel's zero-copy support\n"
-	    "       spliced --listen ADDR:PORT --backend ADDR:PORT [--backend ...]\n"
+	    "       spliced --listen ADDR:PORT [--listen ...]\n"
+	    "               --backend ADDR:PORT [--backend ...]\n"
 	    "               [--splice auto|always|never] [--splice-threshold SIZE] [--workers N]\n"
 	    "       spliced --version\n"
 	    "ADDR:PORT is 127.0.0.1:8080, [::1]:8080, *:8080 or host.name:8080.\n");
@@ -86,6 +88,48 @@ bad_usage(const char *fmt, const char *what)
 	fprintf(stderr, "\n");
 	usage(stderr);
 	exit(EXIT_USAGE);
+}
+
+/* One more value of a flag that may repeat. */
+static void
+opt_push(const char ***arr, size_t *n, const char *value)
+{
+	const char **a = realloc(*arr, (*n + 1) * sizeof(*a));
+
+	if (a == NULL)
+		exit(1);
+	a[(*n)++] = value;
+	*arr = a;
+}
+
+/* getopt_long() refused an option (ch is '?' or ':'): name it as written.
+ * A long one is the element getopt_long() moved past, without "=VALUE";
+ * a short one is optopt, for inside a cluster ("-xt") optind has not
+ * moved and argv[optind - 1] is another argument (the program, or the
+ * file of -c). prev: optind before the call. Exits 2. */
+static void
+bad_option(int ch, char **argv, int prev, const struct option *longopts)
+{
+	const char *el = optind > prev ? argv[optind - 1] : "";
+	char name[64];
+	size_t len, matches = 0;
+
+	if (strncmp(el, "--", 2) != 0) {
+		snprintf(name, sizeof(name), "-%c", optopt);
+		bad_usage(ch == ':' ? "%s needs a value" : "unknown option '%s'",
+		    name);
+	}
+	len = strcspn(el, "=");
+	snprintf(name, sizeof(name), "%.*s", (int)len, el);
+	if (ch == ':')
+		bad_usage("%s needs a value", name);
+	/* optopt: the option matched, and its value was not wanted. */
+	if (optopt != 0)
+		bad_usage("option '%s' takes no value", name);
+	for (const struct option *lo = longopts; lo->name != NULL; lo++)
+		matches += strncmp(lo->name, el + 2, len - 2) == 0;
+	bad_usage(matches > 1 ? "ambiguous option '%s'" : "unknown option '%s'",
+	    name);
 }
 
 static void
@@ -104,21 +148,15 @@ parse_args(int argc, char **argv, struct opts *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int ch;
+	int ch, prev = optind;
 
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, ":c:th", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': o->config = optarg; break;
 		case 't': o->check = true; break;
-		case 'L': o->listen = optarg; break;
-		case 'B':
-			o->backends = realloc(o->backends,
-			    (o->nbackends + 1) * sizeof(*o->backends));
-			if (o->backends == NULL)
-				exit(1);
-			o->backends[o->nbackends++] = optarg;
-			break;
+		case 'L': opt_push(&o->listens, &o->nlistens, optarg); break;
+		case 'B': opt_push(&o->backends, &o->nbackends, optarg); break;
 		case 'S': o->splice = optarg; break;
 		case 'T': o->threshold = optarg; break;
 		case 'W': o->workers = optarg; break;
@@ -132,24 +170,22 @@ parse_args(int argc, char **argv, struct opts *o)
 		case 'h':
 			usage(stdout);
 			exit(0);
-		case ':':
-			bad_usage("%s needs a value", argv[optind - 1]);
-			break;
 		default:
-			bad_usage("unknown option '%s'", argv[optind - 1]);
+			bad_option(ch, argv, prev, longopts);
 		}
+		prev = optind;
 	}
 	if (optind < argc)
 		bad_usage("unexpected argument '%s'", argv[optind]);
-	if (o->config != NULL && (o->listen != NULL || o->nbackends > 0))
+	if (o->config != NULL && (o->nlistens > 0 || o->nbackends > 0))
 		bad_usage("%s", "-c and --listen/--backend do not mix");
-	if (o->config == NULL && o->listen == NULL && o->nbackends == 0 &&
+	if (o->config == NULL && o->nlistens == 0 && o->nbackends == 0 &&
 	    (o->splice || o->threshold || o->workers))
 		bad_usage("%s", "--splice, --splice-threshold and --workers go with "
 		    "--listen and --backend");
-	if (o->config == NULL && o->listen == NULL && o->nbackends == 0)
+	if (o->config == NULL && o->nlistens == 0 && o->nbackends == 0)
 		bad_usage("%s", "nothing to do: give -c FILE, or --listen and --backend");
-	if (o->config == NULL && (o->listen == NULL || o->nbackends == 0))
+	if (o->config == NULL && (o->nlistens == 0 || o->nbackends == 0))
 		bad_usage("%s", "--listen and at least one --backend go together");
 	if (o->config != NULL && (o->splice || o->threshold || o->workers))
 		bad_usage("%s", "--splice, --splice-threshold and --workers go with --listen; "
@@ -178,7 +214,6 @@ config_from_args(const struct opts *o)
 		{ "--workers", "global", "workers", o->workers },
 		{ "--splice", "global", "splice", o->splice },
 		{ "--splice-threshold", "global", "splice_threshold", o->threshold },
-		{ "--listen", "listener cli", "bind", o->listen },
 		{ "--backend", "listener cli", "backend", "cli" },
 	};
 
@@ -188,6 +223,17 @@ config_from_args(const struct opts *o)
 		if (set[i].value != NULL && config_set(cfg, set[i].section,
 		    set[i].key, set[i].value, err, sizeof(err)) == -1)
 			bad_flag(set[i].flag, err);
+	for (size_t i = 0; i < o->nlistens; i++) {
+		if (config_set(cfg, "listener cli", "bind", o->listens[i], err,
+		    sizeof(err)) == -1)
+			bad_flag("--listen", err);
+		/* config_finish() would name [listener cli], which the user
+		 * never wrote. */
+		for (size_t j = 0; j < i; j++)
+			if (addr_equal(&cfg->listeners[0].binds[j],
+			    &cfg->listeners[0].binds[i]))
+				bad_usage("--listen %s: given twice", o->listens[i]);
+	}
 	for (size_t i = 0; i < o->nbackends; i++) {
 		char line[300];
 
@@ -396,7 +442,8 @@ unresolved_cb(const char *msg, void *arg)
 }
 
 /* As far as max_connections needs, never lowering it: at start and after
- * each reload (max_connections may have grown); logged when it changes. */
+ * each reload (max_connections may have grown); logged at start, and after
+ * a reload when it is news. */
 static void
 raise_nofile(struct proc *p, const struct config *cfg)
 {
@@ -407,10 +454,12 @@ raise_nofile(struct proc *p, const struct config *cfg)
 		log_warn("RLIMIT_NOFILE: getrlimit: %s", strerror(errno));
 		return;
 	}
-	/* A reload that changes neither says nothing new. */
-	if (nf.need == p->nofile_need && nf.now == nf.before)
+	/* The need moves with every bind and server a reload adds or
+	 * removes; comparing it made most reloads repeat the warning. A need
+	 * is never 0, so 0 is "not logged yet". */
+	if (p->nofile.need != 0 && !privs_nofile_news(&p->nofile, &nf))
 		return;
-	p->nofile_need = nf.need;
+	p->nofile = nf;
 	if (privs_nofile_text(&nf, line, sizeof(line)))
 		log_warn("%s", line);
 	else
@@ -753,6 +802,11 @@ serve(struct proc *p)
 	listener_proc_report_unused(p->lp);
 	if (become_user(p, &user) == -1)
 		goto out;
+	/* The first thread: from here on no log line blocks on stderr. */
+	if (log_writer_start() == -1) {
+		log_error("cannot start the log writer: %s", strerror(errno));
+		goto out;
+	}
 	derive_pipes(p->cfg, p->nw, &per_worker, &budget);
 	if ((p->base = event_base_new()) == NULL ||
 	    (p->bs = backend_set_new(p->cfg, NULL)) == NULL)
@@ -861,6 +915,7 @@ main(int argc, char **argv)
 		}
 	} else
 		p.cfg = config_from_args(&o);
+	free(o.listens);
 	free(o.backends);
 	if (o.check) {
 		rc = check_run(p.cfg, o.config ? o.config : "command line");
@@ -879,6 +934,7 @@ main(int argc, char **argv)
 	rc = serve(&p);
 	if (rc == 0)
 		log_info("stopped");
+	log_writer_stop();
 	config_unref(p.cfg);
 	return rc;
 }

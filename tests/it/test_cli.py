@@ -13,7 +13,10 @@
   or the warning that spliced stays root.
 -c with a bad file: exit 1 without starting.
 Bad flags and values: exit 2, a usage message, and the bad flag or value
-  named on stderr.
+  named on stderr: an unknown short option by its letter, also inside a
+  cluster (-xt), an unknown long one as written (without =VALUE).
+--listen twice: both addresses serve (echo round trips); the same address
+  twice exits 2 naming it.
 One-off mode (--listen/--backend, two backends, --workers 1): round robin
   over both backends, every download intact, and --splice never/always
   reflected in the access log."""
@@ -324,6 +327,58 @@ def test_bad_flags(ctx):
             H.check(w in err, what + ": stderr names %r" % w, w, repr(err.strip()[:300]))
 
 
+def test_option_names(ctx):
+    """The first line of stderr names the option as the user wrote it: a
+    short one inside a cluster (-xt) by its letter, never the argument
+    before it (the program, or the file of -c)."""
+    good = ctx.write_file("names.ini", "[global]\nworkers = 1\n")
+    cases = [
+        (["-xt"], "unknown option '-x'"),
+        (["-tx"], "unknown option '-x'"),
+        (["-c", good, "-xt"], "unknown option '-x'"),
+        (["-t", "-c", good, "-tq"], "unknown option '-q'"),
+        (["--test", "-xt"], "unknown option '-x'"),
+        (["--foo"], "unknown option '--foo'"),
+        (["--foo=1"], "unknown option '--foo'"),
+        (["-c", good, "--foo"], "unknown option '--foo'"),
+        (["--sp"], "ambiguous option '--sp'"),
+        (["--version=1"], "option '--version' takes no value"),
+        (["-tc"], "-c needs a value"),
+        (["--workers"], "--workers needs a value"),
+    ]
+    for args, want in cases:
+        what = "spliced %s" % " ".join(args)
+        rc, out, err = run(ctx, args)
+        first = err.splitlines()[0] if err.strip() else ""
+        H.check_eq(rc, 2, what + ": exit status (stderr: %r)" % err.strip()[:300])
+        H.check_eq(first, "spliced: " + want, what + ": the first line of stderr")
+
+
+def test_listen_twice(ctx):
+    """--listen repeated: every address is bound (one listener, one bind
+    each); the same address twice is a usage error naming it."""
+    b1 = ctx.backend(H.echo(), name="echo")
+    p = ctx.proxy(args=["--listen", H.LOCAL + ":{a}", "--listen", H.LOCAL + ":{b}",
+                        "--backend", b1.addr, "--workers", "1"],
+                  name="oneoff-2listen").start()
+    for name in ("a", "b"):
+        H.check_eq(H.echo_trip(p.port(name), 40 + len(name), 64 * H.KiB), None,
+                   "one-off with two --listen: a round trip through the %s one "
+                   "(port %d)" % (name, p.port(name)))
+    p.finish()
+
+    lp = H.free_port()
+    dup = "%s:%d" % (H.LOCAL, lp)
+    for args in (["-t"], []):
+        argv = args + ["--listen", dup, "--listen", dup, "--backend", b1.addr]
+        what = "spliced %s" % " ".join(argv)
+        rc, out, err = run(ctx, argv)
+        H.check_eq(rc, 2, what + ": exit status (stderr: %r)" % err.strip()[:300])
+        want = "spliced: --listen %s: given twice" % dup
+        H.check_eq(err.splitlines()[0] if err.strip() else "", want,
+                   what + ": the first line of stderr")
+
+
 def test_one_off_mode(ctx):
     b1 = ctx.backend(H.source(H.MiB, seed=11), name="b1")
     b2 = ctx.backend(H.source(H.MiB, seed=12), name="b2")
@@ -356,5 +411,5 @@ def test_one_off_mode(ctx):
 
 if __name__ == "__main__":
     H.main([test_version, test_config_check, test_check_facts, test_bad_flags,
-            test_one_off_mode],
+            test_option_names, test_listen_twice, test_one_off_mode],
            deadline=180, doc=__doc__)

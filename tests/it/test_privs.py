@@ -18,7 +18,10 @@ nofile: started with RLIMIT_NOFILE 1024:4096 and max_connections 2000 (needs
   limit 4096, and a warning says the hard limit is below the need. With
   max_connections 100 and a soft limit of 256, the soft limit becomes the
   need (600 and more, less than 1024), as the info line says; with 1024 it
-  stays 1024 (never lowered)."""
+  stays 1024 (never lowered).
+nofile on reload: 20 reloads that add or remove a server (the need moves
+  by an fd, the warning stays the same): no RLIMIT_NOFILE line; a reload
+  that changes max_connections says the new state once."""
 
 import os
 import pwd
@@ -273,6 +276,65 @@ def test_nofile(ctx):
     p.finish()
 
 
+NOFILE_ANY = r" (warn|info): RLIMIT_NOFILE: "
+
+
+def test_nofile_reload(ctx):
+    """20 reloads that add and remove a server (the need moves by an fd,
+    as with any server or bind more or fewer; the verdict stays): the
+    RLIMIT_NOFILE line of the start is not repeated. A reload that changes
+    max_connections logs it once. (Servers, not listeners: a listener
+    removed and added again at once may find its old socket still open.)"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        raise H.Skip("the test's own hard RLIMIT_NOFILE is %d, below 4096" % hard)
+    be = ctx.backend(H.echo(), name="echo")
+    listeners = {"web": {"backend": "app"}}
+
+    def backends(n):
+        return {"app": {"server": ["s%d %s" % (i, be.addr) for i in range(n)],
+                        "health_check": "off"}}
+    p = ctx.proxy(glob={"splice": ctx.mode, "max_connections": 2000},
+                  listeners=listeners, backends=backends(1), nofile=(1024, 4096),
+                  name="nofile-reload")
+    p.allow(r"^RLIMIT_NOFILE: hard limit")
+    p.start()
+    H.check(p.wait_line(NOFILE_RE, 1) is not None, "the warning at start",
+            NOFILE_RE, "\n      ".join(p.lines[:20]))
+
+    def reload(nservers, glob=None):
+        g = dict(p.glob)
+        g.update(glob or {})
+        with open(p.config_path, "w") as f:
+            f.write(H.render_config(g, listeners, backends(nservers), p.ports))
+        mark = p.mark()
+        p.signal(H.signal.SIGHUP)
+        line = p.wait_line(r" (info: reloaded |error: reload failed)", 20, since=mark)
+        H.check(line is not None and "reloaded" in line, "reload logged",
+                "info: reloaded ...", line or "\n      ".join(p.lines[-8:]))
+        return [ln for ln in p.lines[mark:] if re.search(NOFILE_ANY, ln)]
+
+    said = []
+    for i in range(20):
+        said += reload(1 + i % 2)
+    H.check_eq(said, [], "RLIMIT_NOFILE lines during 20 reloads that change "
+               "only the servers")
+    H.check_eq(nofile_limits(p.pid), (4096, 4096), "/proc/PID/limits after the reloads")
+
+    # Something changed: said once, then not again.
+    said = reload(1, {"max_connections": 100})
+    rx = (r" info: RLIMIT_NOFILE: soft limit 4096 \(needed \d+ for max_connections "
+          r"100; hard limit 4096\)$")
+    H.check(len(said) == 1 and re.search(rx, said[0]),
+            "a reload to max_connections 100: one info line", rx, said)
+    H.check_eq(reload(2, {"max_connections": 100}), [],
+               "the same again, a server more: no RLIMIT_NOFILE line")
+    said = reload(1)
+    H.check(len(said) == 1 and re.search(NOFILE_RE, said[0]),
+            "back to max_connections 2000: the warning once more", NOFILE_RE, said)
+    p.finish()
+
+
 def main():
     if os.geteuid() != 0:
         print("test_privs: not root: skipped (switching users needs root)")
@@ -282,7 +344,8 @@ def main():
     except KeyError:
         print("test_privs: no user nobody: skipped")
         sys.exit(77)
-    H.main([test_drop, test_no_such_user, test_root_warning, test_nofile],
+    H.main([test_drop, test_no_such_user, test_root_warning, test_nofile,
+            test_nofile_reload],
            deadline=240, doc=__doc__)
 
 
