@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -30,22 +32,8 @@ static int
 fx_setup(void **state)
 {
 	static struct fx f;
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int lfd;
 
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(lfd >= 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(lfd, 1), 0);
-	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
-	f.cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(f.cfd >= 0);
-	assert_int_equal(connect(f.cfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	f.afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	assert_true(f.afd >= 0);
-	close(lfd);
+	tcp_connected_pair(&f.cfd, &f.afd, 0);
 	*state = &f;
 	return 0;
 }

@@ -225,22 +225,7 @@ set_timeouts(int fd)
 static void
 tcp_pair(int *peer, int *mine)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int lfd;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(lfd >= 0);
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(lfd, 1), 0);
-	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
-	*peer = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(*peer >= 0);
-	assert_int_equal(connect(*peer, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	*mine = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	assert_true(*mine >= 0);
-	close(lfd);
+	tcp_connected_pair(peer, mine, SOCK_NONBLOCK);
 	set_timeouts(*peer);
 }
 
