@@ -425,6 +425,26 @@ queues_empty(struct log_writer *w)
 	return true;
 }
 
+/* After a write: let lines gather (log.h, LOG_GATHER_MS); the stop cuts
+ * it short. Nobody wakes the writer meanwhile: it is not `sleeping`. */
+static void
+writer_gather(struct log_writer *w)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += LOG_GATHER_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (!atomic_load_explicit(&w->stopping, memory_order_acquire) &&
+	    pthread_cond_timedwait(&w->wake, &w->mu, &until) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&w->mu);
+}
+
 /* Until a thread queues a line, or the stop. */
 static void
 writer_sleep(struct log_writer *w)
@@ -466,8 +486,11 @@ writer_run(void *arg)
 		/* Read before the pass: whatever was queued before the stop
 		 * is seen by it. */
 		stopping = atomic_load_explicit(&w->stopping, memory_order_acquire);
-		if (writer_pass(w) > 0)
+		if (writer_pass(w) > 0) {
+			if (!stopping)
+				writer_gather(w);
 			continue;
+		}
 		if (stopping)
 			break;
 		writer_sleep(w);
@@ -506,10 +529,11 @@ log_writer_start(void)
 	atomic_init(&w->sleeping, false);
 	atomic_init(&w->stopping, false);
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->wake, NULL);
-	/* The stop's deadline is on the monotonic clock. */
+	/* The gathering's and the stop's deadlines are on the monotonic
+	 * clock. */
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->wake, &ca);
 	pthread_cond_init(&w->stopped, &ca);
 	pthread_condattr_destroy(&ca);
 	/* Signals are for the main thread; the writer is never interrupted. */
