@@ -40,6 +40,14 @@ def local_port(sock):
     return sock.getsockname()[1]
 
 
+TCP_CLOSE_WAIT = 8               # tcpi_state: the peer's FIN came, ours not sent
+
+
+def tcp_state(sock):
+    """The kernel's TCP state of sock (struct tcp_info's first byte)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
 def rst_close(sock):
     """Close with SO_LINGER 0: the kernel sends an RST instead of a FIN."""
     try:

@@ -28,12 +28,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
 SIZE = 1 * H.MiB
-TCP_CLOSE_WAIT = 8
-
-
-def tcp_state(sock):
-    """The kernel's TCP state of sock (tcpi_state: 8 is CLOSE_WAIT)."""
-    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
 
 
 def silent_source(seed, done):
@@ -48,7 +42,7 @@ def silent_source(seed, done):
         eof = False
         while time.monotonic() < deadline:
             if done.is_set():
-                res["state"] = tcp_state(conn)
+                res["state"] = H.tcp_state(conn)
                 break
             try:
                 b = conn.recv(65536)
@@ -99,7 +93,7 @@ def test_idle_cut(ctx):
         r = be.result(i)
         H.check_eq(got.sha, r.get("sha"), what + ": sha256 of what the client got")
         if half:
-            H.check_eq((r.get("end"), r.get("state")), ("eof", TCP_CLOSE_WAIT),
+            H.check_eq((r.get("end"), r.get("state")), ("eof", H.TCP_CLOSE_WAIT),
                        what + ": the backend got a clean EOF and no RST "
                        "(how its read ended, its TCP state)")
         else:

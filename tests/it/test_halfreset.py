@@ -22,17 +22,12 @@ import harness as H  # noqa: E402
 
 SIZE = 64 * H.KiB
 LIMIT = 2.0
-TCP_CLOSE_WAIT = 8
-
-
-def tcp_state(sock):
-    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
 
 
 def left_close_wait(sock, since, timeout):
     """Seconds from `since` until sock left CLOSE_WAIT, or None if it is
     still there after timeout."""
-    if H.wait_until(lambda: tcp_state(sock) != TCP_CLOSE_WAIT, timeout, 0.01):
+    if H.wait_until(lambda: H.tcp_state(sock) != H.TCP_CLOSE_WAIT, timeout, 0.01):
         return time.monotonic() - since
     return None
 
