@@ -12,8 +12,10 @@ checks off: servers a, b, fall = 2: a dies; no client fails; a is logged
   serves again within the back-off it had reached (+1.5 s).
 """
 
+import ctypes
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -23,6 +25,19 @@ import harness as H  # noqa: E402
 
 INTERVAL = 0.2
 RISE, FALL = 2, 3
+SO_ATTACH_FILTER = 26
+# A classic BPF program of one instruction, BPF_RET|BPF_K 0: drop every packet.
+_DROP_ALL = (ctypes.c_ubyte * 8).from_buffer_copy(struct.pack("HBBI", 0x06, 0, 0, 0))
+
+
+def refuse_new_handshakes(sock):
+    """Attach a drop-everything filter to a listening socket: the kernel
+    then drops new SYNs for it (tcp_filter() runs on the listener), so no
+    handshake completes into its backlog from now on, while connections
+    already queued stay acceptable. A client whose SYN was dropped gets an
+    RST for its retransmitted SYN once the socket is closed."""
+    prog = struct.pack("HL", 1, ctypes.addressof(_DROP_ALL))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
 
 
 class Killable:
@@ -83,8 +98,16 @@ class Killable:
                 self.traffic.append(time.monotonic())
 
     def stop(self):
-        """Stop accepting: what is queued is taken first (the accept loop
-        runs until it times out), then the socket closes."""
+        """Stop accepting without resetting a connection the kernel had
+        accepted: new SYNs are dropped first, handshakes in flight are let
+        finish (no SYN_RECV left on the port), then what is queued is taken
+        (the accept loop runs until it finds nothing), then the socket
+        closes. Closing with a handshake completing into the backlog reset
+        that connection, which no proxy can retry."""
+        if self.sock is not None and not self.stopping:
+            refuse_new_handshakes(self.sock)
+            H.wait_until(lambda: not any(r[0] == self.port and r[2] == "SYN_RECV"
+                                         for r in H.tcp_table()), 2.0, 0.01)
         self.stopping = True
         if self.thread:
             self.thread.join(5)
