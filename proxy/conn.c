@@ -406,14 +406,6 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 	start_relay(c);
 }
 
-/* Shortages that are ours, not a server's: no other server would do
- * better, and more clients would only share them. */
-static bool
-our_shortage(int err)
-{
-	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
-}
-
 /* A connecting socket to c's server. Short of fds, one is taken from the
  * worker's reserve, and accepting pauses until the reserve is whole. */
 static int
@@ -422,7 +414,7 @@ open_backend(struct conn *c)
 	const struct addr *a = &c->lb->shared[c->server]->addr;
 	int fd, err;
 
-	if ((fd = backend_connect(a)) >= 0 || !our_shortage(errno) ||
+	if ((fd = backend_connect(a)) >= 0 || !fdreserve_shortage(errno) ||
 	    !fdreserve_take(&c->w->reserve))
 		return fd;
 	err = errno;
@@ -487,7 +479,9 @@ try_connect(struct conn *c, const struct server_state *avoid, bool waited)
 			timer_add(c, lc->timeout_connect_ms);
 			return;
 		}
-		if (our_shortage(errno)) {
+		/* Our shortage, not the server's: no other server would do
+		 * better, and more clients would only share it. */
+		if (fdreserve_shortage(errno)) {
 			int err = errno;
 
 			backend_lb_release(c->lb, (size_t)c->server);

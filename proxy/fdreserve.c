@@ -2,6 +2,7 @@
  * to spare and closed one at a time when a connection needs one. */
 #include "spliced/fdreserve.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -37,6 +38,12 @@ bool
 fdreserve_full(const struct fdreserve *r)
 {
 	return r->n == FDRESERVE_FDS;
+}
+
+bool
+fdreserve_shortage(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
 void

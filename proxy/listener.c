@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "spliced/conn.h"
+#include "spliced/fdreserve.h"
 #include "spliced/log.h"
 #include "spliced/sdnotify.h"
 #include "spliced/worker.h"
@@ -586,7 +587,7 @@ error_cb(struct evconnlistener *evl, void *arg)
 	(void)evl;
 	/* The pending connection stays in the backlog, so the listening socket
 	 * stays readable: retrying at once would spin. */
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+	if (fdreserve_shortage(err))
 		fd_pause(s->wa, err, "accept");
 	else
 		log_warn("listener %s: accept: %s",

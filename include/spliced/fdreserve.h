@@ -37,6 +37,10 @@ bool fdreserve_fill(struct fdreserve *);
  * when none was held. */
 bool fdreserve_take(struct fdreserve *);
 bool fdreserve_full(const struct fdreserve *);
+/* Whether errno err from opening an fd is the process's own shortage
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM), not the peer's doing: accepting
+ * pauses for it. */
+bool fdreserve_shortage(int err);
 void fdreserve_cleanup(struct fdreserve *);     /* closes what is held */
 
 #endif
