@@ -24,10 +24,26 @@
 #include "spliced/keepalive.h"
 #include "spliced/log.h"
 #include "spliced/relay.h"
-#include "spliced/worker.h"
+#include "spliced/worker.h"  /* struct worker_snap: data only */
+
+struct conn_home {
+	struct event_base *base;
+	struct relay_ctx *relay;
+	struct log_batch *log;
+	struct worker_snap *cur;
+	struct conn_hooks hooks;
+	void *arg;
+	struct fdreserve reserve;
+	struct conn_stats st;
+	unsigned n;
+	TAILQ_HEAD(, conn) conns;
+	/* Connections whose backend socket found no fd: they wait, in
+	 * arrival order, and are served before accepting resumes. */
+	TAILQ_HEAD(, conn) fdwait;
+};
 
 struct conn {
-	struct worker *w;
+	struct conn_home *h;
 	/* What the connection started under: its listener, backend and
 	 * balancer stay those of this snap, whatever a reload brings. */
 	struct worker_snap *snap;
@@ -42,7 +58,7 @@ struct conn {
 	bool trial;                 /* the trial connect of a server down */
 	unsigned attempts;
 	bool relaying, closed;
-	bool fdwait;                /* on w->fdwait */
+	bool fdwait;                /* on h->fdwait */
 	unsigned pins;              /* >0: a caller up the stack still uses c */
 	bool one_done;
 	enum conn_reason first_end;
@@ -51,7 +67,7 @@ struct conn {
 	struct relay_dir up, down;  /* client -> backend, backend -> client */
 	struct timespec started;
 	TAILQ_ENTRY(conn) link;
-	TAILQ_ENTRY(conn) fdlink;   /* w->fdwait */
+	TAILQ_ENTRY(conn) fdlink;   /* h->fdwait */
 };
 
 const char *
@@ -70,17 +86,28 @@ conn_reason_name(enum conn_reason r)
 		[CONN_SHUTDOWN] = "shutdown",
 		[CONN_CLIENT_TIMEOUT] = "client_timeout",
 		[CONN_SERVER_TIMEOUT] = "server_timeout",
+		[CONN_LOCAL_ERROR] = "local_error",
 	};
 
 	return names[r];
 }
 
-static void
+static void conn_close(struct conn *, enum conn_reason);
+
+/* Arm c's timer. A timer that cannot be armed (out of memory) would leave
+ * the connection unwatched for good: it ends instead. False then (c is
+ * closed). */
+static bool
 timer_add(struct conn *c, uint64_t ms)
 {
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 
-	evtimer_add(&c->timer, &tv);
+	if (evtimer_add(&c->timer, &tv) == 0)
+		return true;
+	log_warn("listener %s: cannot arm a connection's timer; closing it",
+	    c->l->cfg->name);
+	conn_close(c, CONN_LOCAL_ERROR);
+	return false;
 }
 
 /* Abortive close: the peer sees an RST, never a clean end of a stream that
@@ -121,7 +148,7 @@ access_log(struct conn *c, enum conn_reason why)
 		    addr_text(c, a, sizeof(a)));
 	} else
 		snprintf(server, sizeof(server), "-");
-	log_batch_msg(&c->w->log, CONFIG_LOG_INFO,
+	log_batch_msg(c->h->log, CONFIG_LOG_INFO,
 	    "access listener=%s client=%s server=%s up_splice=%" PRIu64
 	    " up_copy=%" PRIu64 " down_splice=%" PRIu64 " down_copy=%" PRIu64
 	    " duration_ms=%" PRId64 " reason=%s", c->l->cfg->name, client, server,
@@ -139,7 +166,7 @@ conn_free(struct conn *c)
 static void
 conn_close(struct conn *c, enum conn_reason why)
 {
-	struct worker *w = c->w;
+	struct conn_home *h = c->h;
 	bool wake;
 
 	if (c->closed)
@@ -159,8 +186,11 @@ conn_close(struct conn *c, enum conn_reason why)
 			reset_fd(c->bfd);
 		relay_cleanup(&c->up);
 		relay_cleanup(&c->down);
-	} else if (why == CONN_SHUTDOWN)
+	} else if (why == CONN_SHUTDOWN || why == CONN_LOCAL_ERROR) {
 		reset_fd(c->cfd);       /* its server was never reached */
+		if (why == CONN_LOCAL_ERROR)
+			reset_fd(c->bfd);
+	}
 	event_del(&c->cev);
 	event_del(&c->timer);
 	close(c->cfd);
@@ -168,16 +198,16 @@ conn_close(struct conn *c, enum conn_reason why)
 		close(c->bfd);
 	if (c->reserved)
 		backend_lb_release(c->lb, (size_t)c->server);
-	TAILQ_REMOVE(&w->conns, c, link);
+	TAILQ_REMOVE(&h->conns, c, link);
 	if (c->fdwait)
-		TAILQ_REMOVE(&w->fdwait, c, fdlink);
-	w->nconns--;
-	w->st.reasons[why]++;
+		TAILQ_REMOVE(&h->fdwait, c, fdlink);
+	h->n--;
+	h->st.reasons[why]++;
 	wake = listener_release(c->snap->conf->ls, c->l);
 	c->snap->conns--;
 	if (c->pins == 0)
 		conn_free(c);
-	worker_conn_gone(w, wake);
+	h->hooks.ended(h->arg, wake);
 }
 
 static void
@@ -253,7 +283,7 @@ dir_cb(struct relay_dir *d, void *arg)
 		c->first_end = d == &c->up ? CONN_CLIENT_EOF : CONN_SERVER_EOF;
 		/* idle_cb checks the finished side from now on. */
 		event_del(&c->timer);
-		timer_add(c, CONN_HALF_CLOSED_CHECK_MS);
+		(void)timer_add(c, CONN_HALF_CLOSED_CHECK_MS);
 		return;
 	}
 	conn_close(c, c->first_end);
@@ -278,26 +308,27 @@ idle_cb(evutil_socket_t fd, short what, void *arg)
 	left = limit - (now - last);
 	if (c->one_done && left > CONN_HALF_CLOSED_CHECK_MS)
 		left = CONN_HALF_CLOSED_CHECK_MS;
-	timer_add(c, left);
+	(void)timer_add(c, left);
 }
 
 static void
 start_relay(struct conn *c)
 {
 	const struct config_listener *lc = c->l->cfg;
-	struct relay_ctx *ctx = &c->w->relay;
+	struct relay_ctx *ctx = c->h->relay;
 
 	if (relay_init(&c->up, ctx, c->cfd, c->bfd, lc->splice,
 	    lc->splice_threshold, dir_cb, c) == -1 ||
 	    relay_init(&c->down, ctx, c->bfd, c->cfd, lc->splice,
 	    lc->splice_threshold, dir_cb, c) == -1) {
-		conn_close(c, CONN_SERVER_ERROR);
+		conn_close(c, CONN_LOCAL_ERROR);
 		return;
 	}
 	relay_pair(&c->up, &c->down);
 	c->relaying = true;
-	event_assign(&c->timer, c->w->base, -1, 0, idle_cb, c);
-	timer_add(c, lc->timeout_idle_ms);
+	event_assign(&c->timer, c->h->base, -1, 0, idle_cb, c);
+	if (!timer_add(c, lc->timeout_idle_ms))
+		return;
 	/* The client may have spoken already; the server, only just
 	 * connected, has not (a banner comes later: the poll sees it).
 	 * Starting may end the connection (an RST already queued): the pin
@@ -312,7 +343,7 @@ start_relay(struct conn *c)
 static void try_connect(struct conn *, const struct server_state *avoid,
     bool waited);
 
-/* Where an attempt picks its server: the worker's newest balancer of the
+/* Where an attempt picks its server: the home's newest balancer of the
  * connection's backend, for a reload or a host name resolving elsewhere
  * may have changed the servers since the client came (one gone gets no
  * new attempt); the one it started with if a reload removed the backend.
@@ -321,7 +352,7 @@ static void try_connect(struct conn *, const struct server_state *avoid,
 static struct backend_lb *
 balancer(const struct conn *c)
 {
-	const struct worker_snap *cur = c->w->cur;
+	const struct worker_snap *cur = c->h->cur;
 
 	if (cur != c->snap)
 		for (size_t i = 0; i < cur->conf->bs->n; i++)
@@ -346,7 +377,7 @@ server_failed(struct conn *c, const char *why)
 	else
 		log_info("listener %s: server %s/%s (%s): connect failed: %s",
 		    c->l->cfg->name, c->bc->name, s->name, s->host, why);
-	c->w->st.connect_failures++;
+	c->h->st.connect_failures++;
 	c->reserved = false;
 	if (!backend_lb_failed(c->lb, (size_t)c->server, c->trial,
 	    clock_coarse_ms()))
@@ -407,7 +438,7 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A connecting socket to c's server. Short of fds, one is taken from the
- * worker's reserve, and accepting pauses until the reserve is whole. */
+ * home's reserve, and accepting pauses until the reserve is whole. */
 static int
 open_backend(struct conn *c)
 {
@@ -415,12 +446,12 @@ open_backend(struct conn *c)
 	int fd, err;
 
 	if ((fd = backend_connect(a)) >= 0 || !fdreserve_shortage(errno) ||
-	    !fdreserve_take(&c->w->reserve))
+	    !fdreserve_take(&c->h->reserve))
 		return fd;
 	err = errno;
 	if ((fd = backend_connect(a)) >= 0)
-		listener_accept_pause(c->w, err, "backend socket, served from "
-		    "the fd reserve");
+		c->h->hooks.fd_short(c->h->arg, err, "backend socket, served "
+		    "from the fd reserve");
 	return fd;
 }
 
@@ -430,26 +461,26 @@ open_backend(struct conn *c)
 static void
 wait_fd(struct conn *c, int err, bool again)
 {
-	struct worker *w = c->w;
+	struct conn_home *h = c->h;
 	char what[96];
 	unsigned n = 1;
 	struct conn *o;
 
 	if (again)
-		TAILQ_INSERT_HEAD(&w->fdwait, c, fdlink);
+		TAILQ_INSERT_HEAD(&h->fdwait, c, fdlink);
 	else
-		TAILQ_INSERT_TAIL(&w->fdwait, c, fdlink);
+		TAILQ_INSERT_TAIL(&h->fdwait, c, fdlink);
 	c->fdwait = true;
-	TAILQ_FOREACH(o, &w->fdwait, fdlink)
+	TAILQ_FOREACH(o, &h->fdwait, fdlink)
 		n += o != c;
 	snprintf(what, sizeof(what), "backend socket, %u client%s waiting "
 	    "for an fd", n, n == 1 ? "" : "s");
-	listener_accept_pause(w, err, what);
+	h->hooks.fd_short(h->arg, err, what);
 }
 
 /* avoid: the server that just failed (its state: the index may differ
  * in the worker's current balancer), or NULL. waited: c comes from the
- * head of w->fdwait. */
+ * head of h->fdwait. */
 static void
 try_connect(struct conn *c, const struct server_state *avoid, bool waited)
 {
@@ -472,11 +503,16 @@ try_connect(struct conn *c, const struct server_state *avoid, bool waited)
 			if (keepalive_apply(c->bfd, &lc->tcp_keepalive) < 0)
 				log_debug("listener %s: tcp_keepalive on the "
 				    "backend socket: %s", lc->name, strerror(errno));
-			event_assign(&c->cev, c->w->base, c->bfd, EV_WRITE,
+			event_assign(&c->cev, c->h->base, c->bfd, EV_WRITE,
 			    connect_cb, c);
-			event_add(&c->cev, NULL);
-			event_assign(&c->timer, c->w->base, -1, 0, connect_cb, c);
-			timer_add(c, lc->timeout_connect_ms);
+			event_assign(&c->timer, c->h->base, -1, 0, connect_cb, c);
+			if (event_add(&c->cev, NULL) == -1) {
+				log_warn("listener %s: cannot watch a backend "
+				    "connect; closing the client", lc->name);
+				conn_close(c, CONN_LOCAL_ERROR);
+				return;
+			}
+			(void)timer_add(c, lc->timeout_connect_ms);
 			return;
 		}
 		/* Our shortage, not the server's: no other server would do
@@ -497,8 +533,8 @@ try_connect(struct conn *c, const struct server_state *avoid, bool waited)
 }
 
 void
-conn_start(struct worker *w, struct listener *l, int fd,
-    const struct sockaddr *peer, socklen_t peerlen)
+conn_start(struct conn_home *h, struct worker_snap *snap, struct listener *l,
+    int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
 	const struct config_backend *bc = l->cfg->backend;
 	struct conn *c;
@@ -506,11 +542,11 @@ conn_start(struct worker *w, struct listener *l, int fd,
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("listener %s: out of memory, closing a client", l->cfg->name);
 		close(fd);
-		worker_conn_gone(w, listener_release(w->cur->conf->ls, l));
+		h->hooks.ended(h->arg, listener_release(snap->conf->ls, l));
 		return;
 	}
-	c->w = w;
-	c->snap = w->cur;
+	c->h = h;
+	c->snap = snap;
 	c->snap->conns++;
 	c->l = l;
 	c->bc = bc;
@@ -528,22 +564,89 @@ conn_start(struct worker *w, struct listener *l, int fd,
 	addr_unmap(&c->peer, &c->peerlen);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	/* Assigned up front so conn_close may always event_del them. */
-	event_assign(&c->cev, w->base, -1, 0, connect_cb, c);
-	event_assign(&c->timer, w->base, -1, 0, connect_cb, c);
-	TAILQ_INSERT_TAIL(&w->conns, c, link);
-	w->nconns++;
-	w->st.connections++;
+	event_assign(&c->cev, h->base, -1, 0, connect_cb, c);
+	event_assign(&c->timer, h->base, -1, 0, connect_cb, c);
+	TAILQ_INSERT_TAIL(&h->conns, c, link);
+	h->n++;
+	h->st.connections++;
 	try_connect(c, NULL, false);
 }
 
+void
+conn_close_all(struct conn_home *h)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&h->conns)) != NULL)
+		conn_close(c, CONN_SHUTDOWN);
+}
+
+struct conn_home *
+conn_home_new(struct event_base *base, struct relay_ctx *relay,
+    struct log_batch *log, struct worker_snap *cur,
+    const struct conn_hooks *hooks, void *arg)
+{
+	struct conn_home *h = calloc(1, sizeof(*h));
+
+	if (h == NULL)
+		return NULL;
+	h->base = base;
+	h->relay = relay;
+	h->log = log;
+	h->cur = cur;
+	h->hooks = *hooks;
+	h->arg = arg;
+	TAILQ_INIT(&h->conns);
+	TAILQ_INIT(&h->fdwait);
+	fdreserve_init(&h->reserve);
+	if (!fdreserve_fill(&h->reserve))
+		log_warn("cannot hold %d fds in reserve: %s", FDRESERVE_FDS,
+		    strerror(errno));
+	return h;
+}
+
+void
+conn_home_free(struct conn_home *h)
+{
+	if (h == NULL)
+		return;
+	conn_close_all(h);
+	fdreserve_cleanup(&h->reserve);
+	free(h);
+}
+
+void
+conn_home_switch(struct conn_home *h, struct worker_snap *cur)
+{
+	h->cur = cur;
+}
+
+unsigned
+conn_home_count(const struct conn_home *h)
+{
+	return h->n;
+}
+
+const struct conn_stats *
+conn_home_stats(const struct conn_home *h)
+{
+	return &h->st;
+}
+
 bool
-conn_serve_fdwait(struct worker *w)
+conn_home_fds_wanted(const struct conn_home *h)
+{
+	return !TAILQ_EMPTY(&h->fdwait) || !fdreserve_full(&h->reserve);
+}
+
+bool
+conn_home_fds_ready(struct conn_home *h)
 {
 	struct conn *c;
 	bool waits;
 
-	while ((c = TAILQ_FIRST(&w->fdwait)) != NULL) {
-		TAILQ_REMOVE(&w->fdwait, c, fdlink);
+	while ((c = TAILQ_FIRST(&h->fdwait)) != NULL) {
+		TAILQ_REMOVE(&h->fdwait, c, fdlink);
 		c->fdwait = false;
 		c->pins++;              /* try_connect may close it */
 		try_connect(c, NULL, true);
@@ -552,14 +655,5 @@ conn_serve_fdwait(struct worker *w)
 		if (waits)
 			return false;
 	}
-	return true;
-}
-
-void
-conn_close_all(struct worker *w)
-{
-	struct conn *c;
-
-	while ((c = TAILQ_FIRST(&w->conns)) != NULL)
-		conn_close(c, CONN_SHUTDOWN);
+	return fdreserve_fill(&h->reserve);
 }

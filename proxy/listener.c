@@ -1,11 +1,10 @@
-/* proxy/listener.c: binding, socket activation, accepting with evconnlistener,
- * and the limits. */
+/* proxy/listener.c: binding, socket activation, and the limits. Accepting
+ * on the sockets is accept.c's. */
 #include "spliced/listener.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
-#include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -13,43 +12,10 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "spliced/conn.h"
-#include "spliced/fdreserve.h"
 #include "spliced/log.h"
 #include "spliced/sdnotify.h"
-#include "spliced/worker.h"
-
-/* A client accepted while its limit was full (another worker took the last
- * slot between our check and our accept). */
-struct waiting {
-	int fd;
-	size_t li;
-	struct sockaddr_storage peer;
-	socklen_t peerlen;
-};
-
-struct slot {                   /* evconnlistener callback argument */
-	struct worker_accept *wa;
-	size_t li;
-};
-
-struct worker_accept {
-	struct worker *w;
-	struct listener_set *ls;    /* the set its listeners are of */
-	struct evconnlistener **evl;    /* [listener][bind] flattened */
-	struct slot *slots;
-	size_t nevl;
-	bool *full;                 /* [listener]: paused at its limit */
-	bool fd_paused;             /* paused for lack of fds */
-	bool stopped;
-	struct event *resume;       /* ends an fd pause */
-	time_t last_fd_log;
-	struct waiting *wait;
-	size_t nwait, capwait;
-};
 
 struct listener_sock {
 	atomic_uint refs;
@@ -163,9 +129,8 @@ sock_unref(struct listener_sock *k)
 	free(k);
 }
 
-/* Worker id's socket of k. */
-static int
-sock_fd(const struct listener_sock *k, unsigned id)
+int
+listener_sock_fd(const struct listener_sock *k, unsigned id)
 {
 	return k->passed ? k->fds[0] : k->fds[id];
 }
@@ -462,17 +427,6 @@ listener_admit(struct listener_set *ls, struct listener *l, bool *wake)
 	return true;
 }
 
-/* On a worker: admit, and pass on a wake-up the admission owes others. */
-static bool
-admit(struct worker *w, struct listener *l)
-{
-	bool wake, ok = listener_admit(w->cur->conf->ls, l, &wake);
-
-	if (wake)
-		worker_wake_peers(w);
-	return ok;
-}
-
 bool
 listener_release(struct listener_set *ls, struct listener *l)
 {
@@ -483,203 +437,18 @@ listener_release(struct listener_set *ls, struct listener *l)
 	    (l->cfg->max_connections > 0 && n >= l->cfg->max_connections);
 }
 
-static bool
-room(const struct listener_set *ls, const struct listener *l)
+bool
+listener_set_full(const struct listener_set *ls)
+{
+	return atomic_load(&ls->proc->active) >= ls->cfg->max_connections;
+}
+
+bool
+listener_room(const struct listener_set *ls, const struct listener *l)
 {
 	return atomic_load(&ls->proc->active) < ls->cfg->max_connections &&
 	    (l->cfg->max_connections == 0 ||
 	    atomic_load(&l->count->active) < l->cfg->max_connections);
-}
-
-/* Accepting on listener li is on exactly when nothing holds it back. */
-static void
-apply(struct worker_accept *wa, size_t li)
-{
-	bool on = !wa->stopped && !wa->fd_paused && !wa->full[li];
-
-	for (size_t k = 0; k < wa->nevl; k++) {
-		if (wa->slots[k].li != li)
-			continue;
-		if (on)
-			evconnlistener_enable(wa->evl[k]);
-		else
-			evconnlistener_disable(wa->evl[k]);
-	}
-}
-
-static int
-enqueue(struct worker_accept *wa, int fd, size_t li, struct sockaddr *sa, int len)
-{
-	struct waiting *grown;
-
-	if (wa->nwait == wa->capwait) {
-		size_t cap = wa->capwait ? wa->capwait * 2 : 8;
-
-		if ((grown = realloc(wa->wait, cap * sizeof(*grown))) == NULL)
-			return -1;
-		wa->wait = grown;
-		wa->capwait = cap;
-	}
-	grown = &wa->wait[wa->nwait++];
-	grown->fd = fd;
-	grown->li = li;
-	memcpy(&grown->peer, sa, (size_t)len);
-	grown->peerlen = (socklen_t)len;
-	return 0;
-}
-
-static void
-accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
-    int len, void *arg)
-{
-	struct slot *s = arg;
-	struct worker_accept *wa = s->wa;
-	struct worker *w = wa->w;
-	struct listener *l = &wa->ls->l[s->li];
-
-	(void)evl;
-	if (admit(w, l)) {
-		conn_start(w, l, fd, sa, (socklen_t)len);
-		return;
-	}
-	/* Full. Stop accepting (disabling here also ends libevent's accept
-	 * loop) and keep this client waiting like the backlog would. */
-	if (atomic_load(&wa->ls->proc->active) >= wa->ls->cfg->max_connections) {
-		for (size_t li = 0; li < wa->ls->n; li++) {
-			wa->full[li] = true;
-			apply(wa, li);
-		}
-	} else {
-		wa->full[s->li] = true;
-		apply(wa, s->li);
-	}
-	if (enqueue(wa, fd, s->li, sa, len) == -1) {
-		log_warn("listener %s: out of memory, closing a client", l->cfg->name);
-		close(fd);
-	}
-	/* The slot may have freed between the admit and the pause. */
-	listener_accept_wake(w);
-}
-
-static void
-fd_pause(struct worker_accept *wa, int err, const char *what)
-{
-	struct timeval tv = { 0, LISTENER_FD_PAUSE_MS * 1000 };
-	time_t now = time(NULL);
-
-	if (now != wa->last_fd_log) {
-		wa->last_fd_log = now;
-		log_warn("worker %u: %s: %s; accepting paused until fds free up",
-		    wa->w->id, what, strerror(err));
-	}
-	wa->fd_paused = true;
-	for (size_t li = 0; li < wa->ls->n; li++)
-		apply(wa, li);
-	evtimer_add(wa->resume, &tv);
-}
-
-static void
-error_cb(struct evconnlistener *evl, void *arg)
-{
-	struct slot *s = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-
-	(void)evl;
-	/* The pending connection stays in the backlog, so the listening socket
-	 * stays readable: retrying at once would spin. */
-	if (fdreserve_shortage(err))
-		fd_pause(s->wa, err, "accept");
-	else
-		log_warn("listener %s: accept: %s",
-		    s->wa->ls->l[s->li].cfg->name, strerror(err));
-}
-
-void
-listener_accept_pause(struct worker *w, int err, const char *what)
-{
-	if (w->acc != NULL)
-		fd_pause(w->acc, err, what);
-}
-
-static void
-resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker_accept *wa = arg;
-	struct timeval tv = { 0, LISTENER_FD_PAUSE_MS * 1000 };
-
-	(void)fd, (void)what;
-	/* Clients already accepted come first, and the reserve must be
-	 * whole before accept(2) may take fds again. */
-	if (!worker_fds_ready(wa->w)) {
-		evtimer_add(wa->resume, &tv);
-		return;
-	}
-	wa->fd_paused = false;
-	for (size_t li = 0; li < wa->ls->n; li++)
-		apply(wa, li);
-}
-
-static void
-wa_free(struct worker_accept *wa)
-{
-	for (size_t k = 0; k < wa->nevl; k++)
-		if (wa->evl[k] != NULL)
-			evconnlistener_free(wa->evl[k]);
-	if (wa->resume != NULL)
-		event_free(wa->resume);
-	free(wa->wait);
-	free(wa->evl);
-	free(wa->slots);
-	free(wa->full);
-	free(wa);
-}
-
-/* Accepting on ls's sockets, for w. The sockets stay the listener_socks'
- * (no LEV_OPT_CLOSE_ON_FREE): a reload may hand them to the next set. */
-static struct worker_accept *
-wa_new(struct worker *w, struct listener_set *ls)
-{
-	struct worker_accept *wa;
-	size_t k = 0;
-
-	if ((wa = calloc(1, sizeof(*wa))) == NULL)
-		return NULL;
-	wa->w = w;
-	wa->ls = ls;
-	for (size_t li = 0; li < ls->n; li++)
-		wa->nevl += ls->l[li].cfg->nbinds;
-	wa->evl = calloc(wa->nevl ? wa->nevl : 1, sizeof(*wa->evl));
-	wa->slots = calloc(wa->nevl ? wa->nevl : 1, sizeof(*wa->slots));
-	wa->full = calloc(ls->n ? ls->n : 1, sizeof(*wa->full));
-	wa->resume = evtimer_new(w->base, resume_cb, wa);
-	if (wa->evl == NULL || wa->slots == NULL || wa->full == NULL || wa->resume == NULL)
-		goto fail;
-	for (size_t li = 0; li < ls->n; li++) {
-		struct listener *l = &ls->l[li];
-
-		for (size_t b = 0; b < l->cfg->nbinds; b++, k++) {
-			wa->slots[k] = (struct slot){ wa, li };
-			wa->evl[k] = evconnlistener_new(w->base, accept_cb,
-			    &wa->slots[k], LEV_OPT_CLOSE_ON_EXEC, 0,
-			    sock_fd(l->socks[b], w->id));
-			if (wa->evl[k] == NULL)
-				goto fail;
-			evconnlistener_set_error_cb(wa->evl[k], error_cb);
-		}
-	}
-	return wa;
-fail:
-	wa_free(wa);
-	return NULL;
-}
-
-int
-listener_accept_start(struct worker *w)
-{
-	if ((w->acc = wa_new(w, w->cur->conf->ls)) != NULL)
-		return 0;
-	log_error("worker %u: cannot set up accepting: out of memory", w->id);
-	return -1;
 }
 
 static bool
@@ -698,105 +467,19 @@ binds(const struct listener_set *ls, const struct listener_sock *k)
  * clients of such an address are refused rather than left in a backlog
  * nobody reads while old connections keep an old set alive. A passed
  * socket is never on the list: its backlog is the next start's. */
-static void
-close_own(struct worker *w, const struct listener_set *keep)
+void
+listener_close_own(struct listener_proc *p, unsigned id,
+    const struct listener_set *keep)
 {
-	struct listener_proc *p = w->cur->conf->ls->proc;
 	struct listener_sock *k;
 
 	pthread_mutex_lock(&p->lock);
 	LIST_FOREACH(k, &p->bound, link)
-		if (k->fds[w->id] >= 0 && (keep == NULL ||
+		if (k->fds[id] >= 0 && (keep == NULL ||
 		    (k->gen <= keep->gen && !binds(keep, k)))) {
-			close(k->fds[w->id]);
-			k->fds[w->id] = -1;
+			close(k->fds[id]);
+			k->fds[id] = -1;
 		}
 	pthread_mutex_unlock(&p->lock);
 }
 
-int
-listener_accept_switch(struct worker *w, struct listener_set *old)
-{
-	struct worker_accept *wa, *prev = w->acc;
-	struct listener_set *ls = w->cur->conf->ls;
-
-	/* The new listeners first: on a socket both sets share, the old and
-	 * the new event sit side by side for a moment, and no client waits
-	 * in a backlog nobody watches. */
-	if ((wa = wa_new(w, ls)) == NULL) {
-		log_error("worker %u: out of memory taking the new listeners; "
-		    "accepting as before", w->id);
-		return -1;
-	}
-	for (size_t i = 0; i < prev->nwait; i++) {
-		struct waiting *c = &prev->wait[i];
-		const char *name = old->l[c->li].cfg->name;
-		size_t li;
-
-		for (li = 0; li < ls->n; li++)
-			if (strcmp(ls->l[li].cfg->name, name) == 0)
-				break;
-		/* A client of a listener the reload removed, accepted while
-		 * the limit held it back: its listener is gone. */
-		if (li == ls->n || enqueue(wa, c->fd, li,
-		    (struct sockaddr *)&c->peer, (int)c->peerlen) == -1)
-			close(c->fd);
-	}
-	prev->nwait = 0;
-	w->acc = wa;
-	wa_free(prev);
-	close_own(w, ls);
-	listener_accept_wake(w);
-	return 0;
-}
-
-void
-listener_accept_stop(struct worker *w)
-{
-	struct worker_accept *wa = w->acc;
-
-	if (wa == NULL)
-		return;
-	/* Waiting clients hold no slot: closing them is all there is. */
-	for (size_t i = 0; i < wa->nwait; i++)
-		close(wa->wait[i].fd);
-	wa_free(wa);
-	w->acc = NULL;
-	close_own(w, NULL);
-}
-
-void
-listener_accept_wake(struct worker *w)
-{
-	struct worker_accept *wa = w->acc;
-	struct listener_set *ls;
-	size_t kept = 0;
-
-	if (wa == NULL)
-		return;
-	ls = wa->ls;
-	/* In arrival order; a client whose listener is still full keeps its
-	 * place, others behind it on other listeners may go ahead. */
-	for (size_t i = 0; i < wa->nwait; i++) {
-		struct waiting *c = &wa->wait[i];
-
-		if (admit(w, &ls->l[c->li]))
-			conn_start(w, &ls->l[c->li], c->fd,
-			    (struct sockaddr *)&c->peer, c->peerlen);
-		else
-			wa->wait[kept++] = *c;
-	}
-	wa->nwait = kept;
-	for (size_t li = 0; li < ls->n; li++) {
-		bool waiting = false;
-
-		if (!wa->full[li])
-			continue;
-		for (size_t i = 0; i < wa->nwait; i++)
-			waiting |= wa->wait[i].li == li;
-		if (!waiting && room(ls, &ls->l[li])) {
-			wa->full[li] = false;
-			apply(wa, li);
-		}
-	}
-}

@@ -351,7 +351,7 @@ watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	for (unsigned i = 0; i < p->nw; i++)
 		if (!worker_answered(p->w[i], p->ping) &&
-		    !atomic_load(&p->w[i]->finished)) {
+		    !worker_finished(p->w[i])) {
 			late = i;
 			break;
 		}
@@ -384,7 +384,7 @@ exited_cb(evutil_socket_t fd, short what, void *arg)
 		stop_all(p);
 	}
 	for (unsigned i = 0; i < p->nw; i++)
-		if (!atomic_load(&p->w[i]->finished))
+		if (!worker_finished(p->w[i]))
 			return;
 	event_base_loopbreak(p->base);
 }
@@ -638,20 +638,8 @@ log_server_totals(const struct proc *p)
 		for (size_t s = 0; s < sh->n; s++) {
 			struct server_stats st = { 0 };
 
-			for (unsigned i = 0; i < p->nw; i++) {
-				const struct worker_snap *snap = p->w[i]->cur;
-
-				for (size_t k = 0; k < snap->conf->bs->n; k++) {
-					const struct backend_lb *lb = &snap->lb[k];
-					ssize_t j = backend_lb_index(lb, sh->servers[s]);
-
-					if (j < 0)
-						continue;
-					st.connections += lb->stats[j].connections;
-					st.connect_failures +=
-					    lb->stats[j].connect_failures;
-				}
-			}
+			for (unsigned i = 0; i < p->nw; i++)
+				worker_server_totals_add(p->w[i], sh->servers[s], &st);
 			a[0] = ' ';
 			if (sh->entry[s]->dnsname != NULL)
 				addr_format((const struct sockaddr *)
@@ -670,26 +658,21 @@ log_server_totals(const struct proc *p)
 static void
 log_totals(const struct proc *p)
 {
-	struct worker_stats st = { 0 };
-	struct relay_stats rs = { 0 };
+	struct worker_totals t = { 0 };
+	const struct conn_stats *st = &t.conn;
+	const struct relay_stats *rs = &t.relay;
 
-	for (unsigned i = 0; i < p->nw; i++) {
-		st.connections += p->w[i]->st.connections;
-		st.connect_failures += p->w[i]->st.connect_failures;
-		for (int m = 0; m < RELAY_MODE_MAX_; m++)
-			rs.bytes[m] += p->w[i]->relay.stats.bytes[m];
-		for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
-			rs.fallbacks[f] += p->w[i]->relay.stats.fallbacks[f];
-	}
+	for (unsigned i = 0; i < p->nw; i++)
+		worker_totals_add(p->w[i], &t);
 	log_info("totals: connections=%" PRIu64 " connect_failures=%" PRIu64
 	    " bytes_splice=%" PRIu64 " bytes_copy=%" PRIu64
 	    " splice_fallbacks pool_full=%" PRIu64 " pipe_budget=%" PRIu64
 	    " pipe_error=%" PRIu64 " unsupported=%" PRIu64,
-	    st.connections, st.connect_failures, rs.bytes[RELAY_MODE_SPLICE],
-	    rs.bytes[RELAY_MODE_COPY], rs.fallbacks[RELAY_FALLBACK_POOL_FULL],
-	    rs.fallbacks[RELAY_FALLBACK_PIPE_BUDGET],
-	    rs.fallbacks[RELAY_FALLBACK_PIPE_ERROR],
-	    rs.fallbacks[RELAY_FALLBACK_UNSUPPORTED]);
+	    st->connections, st->connect_failures, rs->bytes[RELAY_MODE_SPLICE],
+	    rs->bytes[RELAY_MODE_COPY], rs->fallbacks[RELAY_FALLBACK_POOL_FULL],
+	    rs->fallbacks[RELAY_FALLBACK_PIPE_BUDGET],
+	    rs->fallbacks[RELAY_FALLBACK_PIPE_ERROR],
+	    rs->fallbacks[RELAY_FALLBACK_UNSUPPORTED]);
 	log_server_totals(p);
 }
 
@@ -830,11 +813,8 @@ serve(struct proc *p)
 		}
 	if (start_timers(p) == -1)
 		goto out;
-	for (unsigned i = 0; i < p->nw; i++) {
-		p->w[i]->peers = p->w;
-		p->w[i]->npeers = p->nw;
-		p->w[i]->exited = p->exited;
-	}
+	for (unsigned i = 0; i < p->nw; i++)
+		worker_link(p->w[i], p->w, p->nw, p->exited);
 	report_pipes(p->cfg, per_worker, budget);
 	/* Handlers first, so a signal that comes while workers start is ours;
 	 * the workers never see these signals: only this thread does. */

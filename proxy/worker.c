@@ -6,6 +6,7 @@
 #include "spliced/worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +14,38 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "spliced/accept.h"
 #include "spliced/clock.h"
 #include "spliced/log.h"
+#include "spliced/pipepool.h"
 #include "spliced/zerocopy.h"
+
+enum worker_cmd { WORKER_RUN, WORKER_DRAIN, WORKER_STOP };
+
+struct worker {
+	unsigned id;
+	pthread_t thread;
+	bool started;
+	struct event_base *base;
+	/* The config at start: what only a restart changes (pipes, buffers). */
+	struct config *cfg;         /* a reference */
+	struct worker_snap *cur;    /* new connections start under it */
+	_Atomic(struct worker_conf *) next;     /* the mailbox: a reference */
+	struct worker_snap *retired;   /* older snaps still used by connections */
+	struct worker **peers;      /* every worker, self included */
+	unsigned npeers;
+	struct pipepool *pipes;     /* NULL when splicing is impossible */
+	struct relay_ctx relay;
+	struct log_batch log;       /* access lines, written once per loop turn */
+	struct conn_home *home;     /* its connections */
+	struct acceptor *acc;       /* NULL once it stopped accepting */
+	struct event *notify, *tick, *fds_freed;
+	_Atomic enum worker_cmd cmd;
+	enum worker_cmd seen;       /* the last command acted on */
+	atomic_bool finished;       /* its loop has returned */
+	struct event *exited;       /* activated (another thread's) when finished */
+	atomic_uint ping, pong;     /* the watchdog's question, the loop's answer */
+};
 
 struct worker_conf *
 worker_conf_new(struct listener_set *ls, struct backend_set *bs)
@@ -116,6 +146,8 @@ sweep(struct worker *w)
 	}
 }
 
+static void stop_accepting(struct worker *);
+
 /* Take the conf in the mailbox, if any. Out of memory, it goes back
  * (unless a newer one came meanwhile) and the next tick tries again. */
 static void
@@ -128,13 +160,12 @@ adopt(struct worker *w)
 		return;
 	if ((s = snap_new(w, conf, old)) == NULL)
 		goto fail;
-	w->cur = s;
-	if (conf->ls != old->conf->ls && w->acc != NULL &&
-	    listener_accept_switch(w, old->conf->ls) == -1) {
-		w->cur = old;
+	if (w->acc != NULL && accept_switch(w->acc, s) == -1) {
 		snap_free(s);
 		goto fail;
 	}
+	w->cur = s;
+	conn_home_switch(w->home, s);
 	worker_conf_unref(conf);
 	old->next = w->retired;
 	w->retired = old;
@@ -159,13 +190,13 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 	if (cmd != w->seen) {
 		w->seen = cmd;
 		if (cmd >= WORKER_DRAIN)
-			listener_accept_stop(w);
+			stop_accepting(w);
 		if (cmd == WORKER_STOP)
-			conn_close_all(w);
+			conn_close_all(w->home);
 	}
 	if (cmd == WORKER_RUN)
-		listener_accept_wake(w);
-	else if (w->nconns == 0)
+		accept_wake(w->acc);
+	else if (conn_home_count(w->home) == 0)
 		event_base_loopbreak(w->base);
 }
 
@@ -181,28 +212,63 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		adopt(w);
 		/* A wake-up lost between generations of limits costs a
 		 * second at most. */
-		listener_accept_wake(w);
+		accept_wake(w->acc);
 	}
 	/* Fds freed by other workers' connections: no wake-up says so. */
-	if (!TAILQ_EMPTY(&w->fdwait))
-		(void)worker_fds_ready(w);
+	if (conn_home_fds_wanted(w->home))
+		(void)conn_home_fds_ready(w->home);
 	sweep(w);
 }
 
 /* This worker closed a connection: its fds go to the clients waiting for
  * one first, then back into the reserve. A callback of its own rather
- * than a call from worker_conn_gone(), which runs inside conn_close(). */
+ * than a call from conn_ended(), which runs inside conn.c. */
 static void
 fds_freed_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct worker *w = arg;
+
 	(void)fd, (void)what;
-	(void)worker_fds_ready(arg);
+	(void)conn_home_fds_ready(w->home);
 }
 
-bool
-worker_fds_ready(struct worker *w)
+static void
+wake_peers(void *arg)
 {
-	return conn_serve_fdwait(w) && fdreserve_fill(&w->reserve);
+	struct worker *w = arg;
+
+	for (unsigned i = 0; i < w->npeers; i++)
+		worker_wake(w->peers[i]);
+}
+
+/* conn.h's hooks. */
+static void
+conn_ended(void *arg, bool wake)
+{
+	struct worker *w = arg;
+
+	if (wake)
+		wake_peers(w);
+	if (conn_home_fds_wanted(w->home))
+		event_active(w->fds_freed, 0, 1);
+	if (w->seen != WORKER_RUN && conn_home_count(w->home) == 0)
+		event_base_loopbreak(w->base);
+}
+
+static void
+conn_fd_short(void *arg, int err, const char *what)
+{
+	struct worker *w = arg;
+
+	if (w->acc != NULL)
+		accept_pause(w->acc, err, what);
+}
+
+static void
+stop_accepting(struct worker *w)
+{
+	accept_free(w->acc);
+	w->acc = NULL;
 }
 
 /* A relay direction turns its read event off and its write event on (and
@@ -227,6 +293,7 @@ struct worker *
 worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
     size_t pipe_budget, char *err, size_t errlen)
 {
+	static const struct conn_hooks hooks = { conn_ended, conn_fd_short };
 	struct config *cfg = conf->cfg;
 	struct timeval second = { 1, 0 };
 	struct worker *w;
@@ -239,9 +306,6 @@ worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
 	atomic_init(&w->next, NULL);
 	atomic_init(&w->ping, 0);
 	atomic_init(&w->pong, 0);
-	TAILQ_INIT(&w->conns);
-	TAILQ_INIT(&w->fdwait);
-	fdreserve_init(&w->reserve);
 	atomic_init(&w->cmd, WORKER_RUN);
 	if ((w->base = new_base()) == NULL) {
 		snprintf(err, errlen, "worker %u: cannot create an event loop", id);
@@ -259,17 +323,16 @@ worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
 	relay_ctx_init(&w->relay, w->base, w->pipes, cfg->buffer_size);
 	if (w->relay.bufs == NULL || log_batch_init(&w->log, w->base) == -1)
 		goto nomem;
-	if ((w->cur = snap_new(w, conf, NULL)) == NULL)
+	if ((w->cur = snap_new(w, conf, NULL)) == NULL ||
+	    (w->home = conn_home_new(w->base, &w->relay, &w->log, w->cur,
+	    &hooks, w)) == NULL)
 		goto nomem;
 	w->notify = event_new(w->base, -1, 0, notify_cb, w);
 	w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
 	w->fds_freed = event_new(w->base, -1, 0, fds_freed_cb, w);
-	if (w->notify == NULL || w->tick == NULL || w->fds_freed == NULL)
+	if (w->notify == NULL || w->tick == NULL || w->fds_freed == NULL ||
+	    event_add(w->tick, &second) == -1)
 		goto nomem;
-	if (!fdreserve_fill(&w->reserve))
-		log_warn("worker %u: cannot hold %d fds in reserve: %s", id,
-		    FDRESERVE_FDS, strerror(errno));
-	event_add(w->tick, &second);
 	return w;
 nomem:
 	snprintf(err, errlen, "worker %u: out of memory", id);
@@ -283,16 +346,15 @@ worker_free(struct worker *w)
 {
 	if (w == NULL)
 		return;
-	listener_accept_stop(w);
-	conn_close_all(w);
+	stop_accepting(w);
+	/* Closes every connection: no snap is used any more. */
+	conn_home_free(w->home);
 	if (w->notify != NULL)
 		event_free(w->notify);
 	if (w->tick != NULL)
 		event_free(w->tick);
 	if (w->fds_freed != NULL)
 		event_free(w->fds_freed);
-	fdreserve_cleanup(&w->reserve);
-	/* Every connection is closed: no snap is used any more. */
 	sweep(w);
 	snap_free(w->cur);
 	worker_conf_unref(atomic_exchange(&w->next, NULL));
@@ -315,12 +377,13 @@ run(void *arg)
 	snprintf(name, sizeof(name), "spliced-w%u", w->id);
 	pthread_setname_np(pthread_self(), name);
 
-	if (listener_accept_start(w) == 0)
+	if ((w->acc = accept_new(w->base, w->id, w->home, w->cur, wake_peers,
+	    w)) != NULL)
 		event_base_dispatch(w->base);
 	/* Whatever is left (a stop, or a failed start) ends here, on the
 	 * thread that owns it. */
-	listener_accept_stop(w);
-	conn_close_all(w);
+	stop_accepting(w);
+	conn_close_all(w->home);
 	log_batch_flush(&w->log);
 	atomic_store(&w->finished, true);
 	if (w->exited != NULL)
@@ -400,19 +463,51 @@ worker_answered(const struct worker *w, unsigned seq)
 }
 
 void
-worker_wake_peers(struct worker *w)
+worker_link(struct worker *w, struct worker **peers, unsigned npeers,
+    struct event *exited)
 {
-	for (unsigned i = 0; i < w->npeers; i++)
-		worker_wake(w->peers[i]);
+	w->peers = peers;
+	w->npeers = npeers;
+	w->exited = exited;
+}
+
+bool
+worker_finished(const struct worker *w)
+{
+	return atomic_load(&w->finished);
 }
 
 void
-worker_conn_gone(struct worker *w, bool wake_peers)
+worker_totals_add(const struct worker *w, struct worker_totals *t)
 {
-	if (wake_peers)
-		worker_wake_peers(w);
-	if (!TAILQ_EMPTY(&w->fdwait) || !fdreserve_full(&w->reserve))
-		event_active(w->fds_freed, 0, 1);
-	if (w->seen != WORKER_RUN && w->nconns == 0)
-		event_base_loopbreak(w->base);
+	const struct conn_stats *st = conn_home_stats(w->home);
+
+	t->conn.connections += st->connections;
+	t->conn.connect_failures += st->connect_failures;
+	for (int r = 0; r < CONN_REASON_MAX_; r++)
+		t->conn.reasons[r] += st->reasons[r];
+	for (int m = 0; m < RELAY_MODE_MAX_; m++)
+		t->relay.bytes[m] += w->relay.stats.bytes[m];
+	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
+		t->relay.fallbacks[f] += w->relay.stats.fallbacks[f];
+}
+
+/* Each worker counts in the balancer of the backend of that name in its
+ * current snap; the counts follow an address from one generation to the
+ * next (backend_lb_carry). */
+void
+worker_server_totals_add(const struct worker *w, const struct server_state *s,
+    struct server_stats *st)
+{
+	const struct worker_snap *snap = w->cur;
+
+	for (size_t k = 0; k < snap->conf->bs->n; k++) {
+		const struct backend_lb *lb = &snap->lb[k];
+		ssize_t j = backend_lb_index(lb, s);
+
+		if (j < 0)
+			continue;
+		st->connections += lb->stats[j].connections;
+		st->connect_failures += lb->stats[j].connect_failures;
+	}
 }

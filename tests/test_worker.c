@@ -113,8 +113,7 @@ setup(void **state)
 	if (f->w == NULL)
 		fail_msg("%s", err);
 	f->peers[0] = f->w;
-	f->w->peers = f->peers;
-	f->w->npeers = 1;
+	worker_link(f->w, f->peers, 1, NULL);
 	assert_int_equal(worker_start(f->w), 0);
 	return 0;
 }

@@ -8,9 +8,9 @@
  * two relay directions until both are done, one fails, or timeout_idle
  * passes with no byte either way. A connection whose backend socket finds
  * no fd (EMFILE, ENFILE, ENOBUFS, ENOMEM), even after one is taken from
- * the worker's reserve, is not dropped: it waits, holding its slot, like a
+ * the home's reserve, is not dropped: it waits, holding its slot, like a
  * client in the backlog, and is served first when fds free up
- * (conn_serve_fdwait). When no server is up, or every server up
+ * (conn_home_fds_ready). When no server is up, or every server up
  * is full, the client is closed at once (CONN_CONNECT_FAILED,
  * CONN_SERVERS_FULL): it is not queued. Every end goes through conn_close() with
  * its reason, which writes the access-log line and frees everything.
@@ -27,6 +27,7 @@
 #define SPLICED_CONN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 enum conn_reason {
@@ -44,6 +45,9 @@ enum conn_reason {
 	 * retransmissions went unanswered). */
 	CONN_CLIENT_TIMEOUT,
 	CONN_SERVER_TIMEOUT,
+	/* spliced itself failed (an event it could not set up): the peers
+	 * get an RST. */
+	CONN_LOCAL_ERROR,
 	CONN_REASON_MAX_,
 };
 
@@ -51,21 +55,64 @@ enum conn_reason {
  * RST (or ETIMEDOUT) that nobody would otherwise read. */
 #define CONN_HALF_CLOSED_CHECK_MS 1000
 
-struct conn;
-struct worker;
-struct listener;
+struct conn_stats {
+	uint64_t connections;
+	uint64_t reasons[CONN_REASON_MAX_];
+	uint64_t connect_failures;  /* attempts, including retried ones */
+};
 
-/* Take over client fd, accepted on l, whose slot is already reserved.
- * On failure the fd is closed and the slot released: the client is never
- * left hanging. */
-void conn_start(struct worker *, struct listener *, int fd,
-    const struct sockaddr *peer, socklen_t peerlen);
-/* Close every connection of the worker with reason CONN_SHUTDOWN. */
-void conn_close_all(struct worker *);
-/* Connect the connections that wait for an fd (worker->fdwait), in
- * arrival order, until one still finds none: false then (it keeps its
- * place at the head), true when none waits. */
-bool conn_serve_fdwait(struct worker *);
+/* How a home's connections report to whoever runs them (the worker). The
+ * hooks run inside conn.c's own calls: they must not start or close
+ * connections. */
+struct conn_hooks {
+	/* A connection ended, its slot given back; wake: a limit had been
+	 * reached, so clients elsewhere may be waiting for that slot. */
+	void (*ended)(void *arg, bool wake);
+	/* Short of fds (err) opening `what`: stop taking clients for now. */
+	void (*fd_short)(void *arg, int err, const char *what);
+};
+
+struct conn;
+struct conn_home;
+struct event_base;
+struct fdreserve;
+struct listener;
+struct log_batch;
+struct relay_ctx;
+struct worker_snap;
+
+/* The connections of one thread and what they share: its event base,
+ * relay context (buffers, pipes) and access-log batch, all the caller's
+ * and outliving the home, and an fd reserve (fdreserve.h), which the home
+ * owns. cur: the snap new attempts pick servers from (conn_home_switch).
+ * NULL with errno (ENOMEM). A reserve it could not fill is not an error:
+ * it is logged, and refilled when accepting resumes. */
+struct conn_home *conn_home_new(struct event_base *, struct relay_ctx *,
+    struct log_batch *, struct worker_snap *cur, const struct conn_hooks *,
+    void *arg);
+/* Closes what is left (CONN_SHUTDOWN, hooks called) first. NULL is fine. */
+void conn_home_free(struct conn_home *);
+/* The snap new attempts pick from from now on (a reload, new addresses);
+ * connections keep the snap they started under for everything else. */
+void conn_home_switch(struct conn_home *, struct worker_snap *cur);
+unsigned conn_home_count(const struct conn_home *);     /* open now */
+const struct conn_stats *conn_home_stats(const struct conn_home *);
+/* Whether fds freed now are wanted: a connection waits for one, or the
+ * reserve is short. */
+bool conn_home_fds_wanted(const struct conn_home *);
+/* Connect the connections that wait for an fd, in arrival order, until
+ * one still finds none (it keeps its place at the head), then refill the
+ * reserve: true when none waits and the reserve is whole, i.e. accepting
+ * may take fds again. */
+bool conn_home_fds_ready(struct conn_home *);
+
+/* Take over client fd, accepted on l of snap (the home's current snap),
+ * whose slot is already reserved. On failure the fd is closed and the
+ * slot released: the client is never left hanging. */
+void conn_start(struct conn_home *, struct worker_snap *, struct listener *,
+    int fd, const struct sockaddr *peer, socklen_t peerlen);
+/* Close every connection of the home with reason CONN_SHUTDOWN. */
+void conn_close_all(struct conn_home *);
 
 const char *conn_reason_name(enum conn_reason);
 

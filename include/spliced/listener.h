@@ -1,16 +1,17 @@
-/* include/spliced/listener.h: listening sockets, accepting, connection limits.
+/* include/spliced/listener.h: listening sockets and connection limits.
  *
  * The main thread binds everything a config asks for (listener_set_bind), so
  * that bind errors surface before any worker runs, or, on a reload, before
  * anything changes. Each worker then accepts on its own sockets (one per
  * bind address per worker, SO_REUSEPORT, so the kernel spreads new
- * connections) with listener_accept_start().
+ * connections): accept.h.
  *
  * Sockets outlive configs. A bound address is a struct listener_sock,
  * shared by every listener_set whose config binds it: a reload that keeps
  * an address keeps its sockets, and the clients in their backlogs, so no
  * connection is refused while a config changes. Its sockets are closed when
- * the last set using it is freed (or, per worker, when that worker drains).
+ * the last set using it is freed (or, per worker, when that worker drains:
+ * listener_close_own).
  *
  * Socket activation: the sockets systemd passed (sdnotify.h) belong to the
  * struct listener_proc for the process's whole life. A bind line whose
@@ -22,16 +23,10 @@
  *
  * Limits: [global] max_connections and [listener] max_connections count
  * client connections across all workers (atomics) and across reloads: the
- * global count is the process's, a listener's is carried by its name. At a
- * limit a worker stops accepting on the listeners concerned; a client it
- * had already accepted when another worker filled the last slot waits,
- * unread, in a short queue, exactly as it would have waited in the
- * kernel's backlog. When a slot frees, every worker is woken to admit
- * waiting clients and resume accepting. Accept failing for lack of fds
- * (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses accepting instead of
- * spinning, and so does a connection that needed the worker's fd reserve
- * or found no fd at all; accepting resumes once the clients waiting for
- * an fd are served and the reserve is whole again (worker_fds_ready). */
+ * global count is the process's, a listener's is carried by its name. A
+ * slot is taken before a client becomes a connection (listener_admit) and
+ * given back when it ends (listener_release); what a worker does at a
+ * limit is accept.h's. */
 #ifndef SPLICED_LISTENER_H
 #define SPLICED_LISTENER_H
 
@@ -41,9 +36,6 @@
 
 #include "spliced/config.h"
 
-#define LISTENER_FD_PAUSE_MS 200
-
-struct worker;
 struct sdnotify_fd;
 struct listener_sock;           /* listener.c */
 struct listener_count;          /* listener.c: a listener's clients, by name */
@@ -96,22 +88,18 @@ bool listener_admit(struct listener_set *, struct listener *, bool *wake);
  * be waiting for this slot and the workers should be woken. */
 bool listener_release(struct listener_set *, struct listener *);
 
-/* Worker side, on the worker's thread, over the worker's current set. */
-int listener_accept_start(struct worker *);   /* 0, or -1 (logged) */
-/* The worker's current set changed (a reload): accept on the new set's
- * sockets from now on. Clients waiting for a slot move to the listener of
- * the same name, or are closed when it is gone. 0, or -1 (logged): then
- * the worker keeps accepting as before. */
-int listener_accept_switch(struct worker *, struct listener_set *old);
-/* Stop accepting for good: close this worker's own listening sockets (not
- * the passed ones), and close the clients waiting for a slot. */
-void listener_accept_stop(struct worker *);
-/* A slot may have freed: admit waiting clients, resume paused listeners. */
-void listener_accept_wake(struct worker *);
-/* The worker ran out of fds or memory (err, when opening `what`): pause
- * accepting rather than take clients it cannot serve. Every
- * LISTENER_FD_PAUSE_MS it asks worker_fds_ready() and resumes once that
- * is true. Logged at most once a second per worker. */
-void listener_accept_pause(struct worker *, int err, const char *what);
+/* Whether the global limit is reached: no listener of ls has room. */
+bool listener_set_full(const struct listener_set *);
+/* Whether l (of ls) has room for one more client, globally and on its own. */
+bool listener_room(const struct listener_set *, const struct listener *);
+
+/* Worker id's socket of k: its own, or the passed one every worker shares. */
+int listener_sock_fd(const struct listener_sock *, unsigned id);
+/* Worker id will not accept on them again: close its own socket of every
+ * address that keep (a set in use) no longer binds, of keep's generation
+ * or an older one; keep NULL (a drain): of every address. Passed sockets
+ * stay open. Any thread; serialised by p's lock. */
+void listener_close_own(struct listener_proc *, unsigned id,
+    const struct listener_set *keep);
 
 #endif

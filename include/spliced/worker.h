@@ -5,8 +5,14 @@
  * backend_lb). Nothing on the data path is shared with other workers except
  * the read-only config, the limit counters and the servers' state (atomics,
  * struct backend_set). Other threads talk to a worker only through
- * worker_wake/worker_drain/worker_stop/worker_set_backends, which are
- * thread-safe.
+ * worker_wake/worker_drain/worker_stop/worker_publish/worker_ping, which
+ * are thread-safe.
+ *
+ * The worker runs two parts, each with a seam of its own: its connections
+ * (conn.h: a conn_home, with the fd reserve) and its accepting (accept.h:
+ * an acceptor). They report back through hooks the worker installs (a
+ * connection ended, fds ran short, peers should be woken); neither calls
+ * into worker.c, and struct worker is defined there alone.
  *
  * What a worker serves comes from the main thread as a struct worker_conf:
  * a config, the listening sockets bound for it and a generation of its
@@ -30,29 +36,18 @@
 #ifndef SPLICED_WORKER_H
 #define SPLICED_WORKER_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdint.h>
-#include <sys/queue.h>
+#include <stddef.h>
 
 #include "spliced/backend.h"
 #include "spliced/config.h"
 #include "spliced/conn.h"
-#include "spliced/fdreserve.h"
 #include "spliced/listener.h"
-#include "spliced/log.h"
 #include "spliced/relay.h"
 
-enum worker_cmd { WORKER_RUN, WORKER_DRAIN, WORKER_STOP };
-
-struct worker_stats {
-	uint64_t connections;
-	uint64_t reasons[CONN_REASON_MAX_];
-	uint64_t connect_failures;  /* attempts, including retried ones */
-};
-
-struct worker_accept;           /* listener.c */
+struct event;
+struct worker;                  /* worker.c */
 
 /* Immutable once made; references may be dropped on any thread. */
 struct worker_conf {
@@ -63,7 +58,8 @@ struct worker_conf {
 };
 
 /* One worker's view of a conf: its balancers, and how many of its
- * connections started under it. */
+ * connections started under it. Written on the worker's thread only
+ * (worker.c makes and frees it; conn.c counts its connections). */
 struct worker_snap {
 	struct worker_conf *conf;   /* a reference */
 	struct backend_lb *lb;      /* one per conf->bs->b[] */
@@ -71,35 +67,10 @@ struct worker_snap {
 	struct worker_snap *next;   /* the retired list */
 };
 
-struct worker {
-	unsigned id;
-	pthread_t thread;
-	bool started;
-	struct event_base *base;
-	/* The config at start: what only a restart changes (pipes, buffers). */
-	struct config *cfg;         /* a reference */
-	struct worker_snap *cur;    /* new connections start under it */
-	_Atomic(struct worker_conf *) next;     /* the mailbox: a reference */
-	struct worker_snap *retired;   /* older snaps still used by connections */
-	struct worker **peers;      /* every worker, self included */
-	unsigned npeers;
-	struct pipepool *pipes;     /* NULL when splicing is impossible */
-	struct relay_ctx relay;
-	struct log_batch log;       /* access lines, written once per loop turn */
-	struct worker_accept *acc;
-	TAILQ_HEAD(conn_list, conn) conns;
-	unsigned nconns;
-	/* Connections whose backend socket found no fd: they wait, in
-	 * arrival order, and are served before accepting resumes. */
-	TAILQ_HEAD(conn_waitq, conn) fdwait;
-	struct fdreserve reserve;
-	struct event *notify, *tick, *fds_freed;
-	_Atomic enum worker_cmd cmd;
-	enum worker_cmd seen;       /* the last command acted on */
-	atomic_bool finished;       /* its loop has returned */
-	struct event *exited;       /* activated (another thread's) when finished */
-	atomic_uint ping, pong;     /* the watchdog's question, the loop's answer */
-	struct worker_stats st;
+/* What a worker counted, for the totals at exit. */
+struct worker_totals {
+	struct conn_stats conn;
+	struct relay_stats relay;
 };
 
 /* A conf of ls and bs (both of one config), holding references to them.
@@ -119,7 +90,6 @@ void worker_join(struct worker *);
 
 /* Thread-safe. */
 void worker_wake(struct worker *);            /* re-check waiting clients */
-void worker_wake_peers(struct worker *);      /* worker_wake() every worker */
 void worker_drain(struct worker *);           /* stop accepting; exit once idle */
 void worker_stop(struct worker *);            /* close everything now; exit */
 /* Serve new connections under conf from the worker's next loop turn on.
@@ -130,11 +100,19 @@ void worker_publish(struct worker *, struct worker_conf *);
 void worker_ping(struct worker *, unsigned seq);
 bool worker_answered(const struct worker *, unsigned seq);
 
-/* Worker thread: a connection ended (slot already released by conn.c). */
-void worker_conn_gone(struct worker *, bool wake_peers);
-/* Worker thread: whether accepting may resume after a pause for lack of
- * fds: serves the connections waiting for an fd first, then refills the
- * reserve; true when nobody waits and the reserve is whole. */
-bool worker_fds_ready(struct worker *);
+/* Before worker_start: the process's workers (self included), woken
+ * when a slot this worker frees or takes back may let them admit a
+ * client, and an event of the main loop, activated once this worker's
+ * loop has returned (any reason). */
+void worker_link(struct worker *, struct worker **peers, unsigned npeers,
+    struct event *exited);
+/* Whether its loop has returned. Any thread. */
+bool worker_finished(const struct worker *);
+
+/* After worker_join: add what the worker counted, in total and for
+ * server s (in its current balancer of every backend that has s). */
+void worker_totals_add(const struct worker *, struct worker_totals *);
+void worker_server_totals_add(const struct worker *, const struct server_state *s,
+    struct server_stats *);
 
 #endif

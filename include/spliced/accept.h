@@ -1,0 +1,57 @@
+/* include/spliced/accept.h: one worker's accepting.
+ *
+ * An acceptor watches the worker's own socket of every bind address of
+ * the current listener set (listener.h: one SO_REUSEPORT socket per
+ * worker, or the one socket systemd passed) with evconnlistener, admits
+ * each client against the limits (listener_admit) and hands it to the
+ * worker's connections (conn_start).
+ *
+ * At a limit it stops accepting on the listeners concerned; a client it
+ * had already accepted when another worker filled the last slot waits,
+ * unread, in a short queue, exactly as it would have waited in the
+ * kernel's backlog, and is admitted, in arrival order, when a slot frees
+ * (accept_wake). Taking a slot that another worker may have been waiting
+ * for asks the worker to wake its peers (the wake_peers hook).
+ *
+ * Accept failing for lack of fds (EMFILE, ENFILE, ENOBUFS, ENOMEM), or a
+ * connection short of fds (accept_pause), pauses accepting instead of
+ * spinning; every ACCEPT_FD_PAUSE_MS it asks the connections whether fds
+ * are back (conn_home_fds_ready: clients waiting for an fd are served
+ * first, the reserve refilled) and resumes once they are.
+ *
+ * Not thread-safe: one per worker, on the worker's thread. */
+#ifndef SPLICED_ACCEPT_H
+#define SPLICED_ACCEPT_H
+
+#define ACCEPT_FD_PAUSE_MS 200
+
+struct acceptor;
+struct conn_home;
+struct event_base;
+struct worker_snap;
+
+/* Accept on the sockets of cur's listener set for worker id, clients
+ * going to home. wake_peers(arg): wake every worker to admit waiting
+ * clients (may be called from any acceptor call). NULL (logged) when out
+ * of memory. */
+struct acceptor *accept_new(struct event_base *, unsigned id,
+    struct conn_home *, struct worker_snap *cur,
+    void (*wake_peers)(void *arg), void *arg);
+/* Stop accepting for good: close this worker's own listening sockets (not
+ * the passed ones; listener_close_own) and the clients waiting for a
+ * slot, which hold none. NULL is fine. */
+void accept_free(struct acceptor *);
+/* The worker's current snap changed. When its listener set is another (a
+ * reload), accept on the new set's sockets from now on: clients waiting
+ * for a slot move to the listener of the same name, or are closed when it
+ * is gone, and sockets no set in use binds are closed. 0, or -1 (logged,
+ * out of memory): then nothing changed. */
+int accept_switch(struct acceptor *, struct worker_snap *cur);
+/* A slot may have freed: admit waiting clients, resume paused listeners.
+ * NULL (a worker no longer accepting) is fine. */
+void accept_wake(struct acceptor *);
+/* The worker ran short of fds (err, opening `what`): pause accepting
+ * rather than take clients it cannot serve. Logged at most once a second. */
+void accept_pause(struct acceptor *, int err, const char *what);
+
+#endif
