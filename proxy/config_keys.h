@@ -1,8 +1,9 @@
 /* proxy/config_keys.h: the keys of each section and the values they take.
  *
  * Private to the config module: config_keys.c knows what a key accepts;
- * config.c knows sections, lines, the INI file and the checks across keys.
- * Dependence is one way, config.c on this. */
+ * config.c knows sections and lines, config_read.c the INI file and
+ * config_finish.c the checks across keys (config_int.h). Dependence is one
+ * way, they on this. */
 #ifndef SPLICED_CONFIG_KEYS_H
 #define SPLICED_CONFIG_KEYS_H
 

@@ -1,0 +1,150 @@
+/* proxy/config_finish.c: the checks across keys, once every key is set.
+ *
+ * Each value was range-checked on its line when it was set (config_keys.c);
+ * what is left needs all the sections: a listener has binds and a backend
+ * that exists, a backend has servers, no address is bound twice. The
+ * listeners without their own splice, splice_threshold or tcp_keepalive
+ * take [global]'s here, since [global] may come after them. Errors name the
+ * line of the key to blame, from the marks of config.c. */
+#include "spliced/config.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+
+#include "config_int.h"
+
+/* "*" is [::] and 0.0.0.0 at once: listener.c binds it dual-stack. */
+static bool
+binds_clash(const struct addr *a, const struct addr *b)
+{
+	const struct addr *other = a->wildcard ? b : a;
+	const struct sockaddr_in *x = (const struct sockaddr_in *)&a->ss;
+	const struct sockaddr_in *y = (const struct sockaddr_in *)&b->ss;
+
+	if (addr_equal(a, b))
+		return true;
+	if (a->wildcard == b->wildcard || other->ss.ss_family != AF_INET)
+		return false;
+	/* sin_port and sin6_port sit at the same offset */
+	return x->sin_port == y->sin_port &&
+	    ((const struct sockaddr_in *)&other->ss)->sin_addr.s_addr ==
+	    htonl(INADDR_ANY);
+}
+
+/* Whether bind k of listener li clashes with a bind before it: which. */
+static bool
+bind_taken(const struct config *cfg, size_t li, size_t k, size_t *oi,
+    size_t *q)
+{
+	const struct addr *a = &cfg->listeners[li].binds[k];
+
+	for (*oi = 0; *oi <= li; (*oi)++) {
+		const struct config_listener *o = &cfg->listeners[*oi];
+		size_t end = *oi == li ? k : o->nbinds;
+
+		for (*q = 0; *q < end; (*q)++)
+			if (binds_clash(a, &o->binds[*q]))
+				return true;
+	}
+	return false;
+}
+
+/* The same address bound twice, by one listener or two. A wildcard and a
+ * specific address on one port are fine: the kernel takes the specific
+ * one for its address. */
+static int
+finish_binds(struct config *cfg, char *err, size_t errlen)
+{
+	char label[CONFIG_LABEL_MAX], why[CONFIG_WHY_MAX], lbuf[32];
+	char text[ADDR_TEXT_MAX];
+	struct sect s = { CONFIG_SECT_LISTENER, 0 }, o = s;
+	size_t q;
+
+	for (s.idx = 0; s.idx < cfg->nlisteners; s.idx++) {
+		const struct config_listener *l = &cfg->listeners[s.idx];
+
+		for (size_t k = 0; k < l->nbinds; k++) {
+			if (!bind_taken(cfg, s.idx, k, &o.idx, &q))
+				continue;
+			snprintf(why, sizeof(why), "%s is already bound by "
+			    "[listener %s]%s", addr_written(&l->binds[k], text,
+			    sizeof(text)), cfg->listeners[o.idx].name,
+			    config_at_line(config_mark_line(cfg, o, "bind", q),
+			    lbuf, sizeof(lbuf)));
+			config_err_put(err, errlen, cfg->path,
+			    config_mark_line(cfg, s, "bind", k),
+			    config_sect_label(cfg, s, label, sizeof(label)),
+			    "bind", why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Every value was range-checked when it was set, on its line; what is left
+ * needs all the sections. The first problem found is reported. */
+int
+config_finish(struct config *cfg, char *err, size_t errlen)
+{
+	struct config_priv *p = config_priv(cfg);
+	char label[CONFIG_LABEL_MAX], why[CONFIG_WHY_MAX];
+	struct sect s;
+	size_t bi;
+
+	if (cfg->nlisteners == 0) {
+		/* No line holds the problem: name the last, where a listener
+		 * would go (line 1 of an empty file). */
+		config_err_put(err, errlen, cfg->path, p->last_line, NULL, NULL,
+		    p->last_line > 0 ? "end of the file, and no [listener "
+		    "NAME] section: nothing to relay" : "no [listener NAME] "
+		    "section: nothing to relay");
+		return -1;
+	}
+	s.kind = CONFIG_SECT_LISTENER;
+	for (s.idx = 0; s.idx < cfg->nlisteners; s.idx++) {
+		struct config_listener *l = &cfg->listeners[s.idx];
+
+		config_sect_label(cfg, s, label, sizeof(label));
+		if (l->nbinds == 0) {
+			config_err_put(err, errlen, cfg->path, l->line, label,
+			    "bind", "missing (a listener needs at least one "
+			    "'bind = ADDRESS:PORT')");
+			return -1;
+		}
+		if (l->backend_name == NULL) {
+			config_err_put(err, errlen, cfg->path, l->line, label,
+			    "backend", "missing (name the [backend NAME] "
+			    "to relay to)");
+			return -1;
+		}
+		if (!config_sect_find(cfg, CONFIG_SECT_BACKEND, l->backend_name,
+		    &bi)) {
+			snprintf(why, sizeof(why), "no [backend %s] section",
+			    l->backend_name);
+			config_err_put(err, errlen, cfg->path,
+			    config_mark_line(cfg, s, "backend", 0), label,
+			    "backend", why);
+			return -1;
+		}
+		l->backend = &cfg->backends[bi];
+		/* Inherited only now: [global] may come after the listener. */
+		if (config_mark_line(cfg, s, "splice", 0) < 0)
+			l->splice = cfg->splice;
+		if (config_mark_line(cfg, s, "splice_threshold", 0) < 0)
+			l->splice_threshold = cfg->splice_threshold;
+		if (config_mark_line(cfg, s, "tcp_keepalive", 0) < 0)
+			l->tcp_keepalive = cfg->tcp_keepalive;
+	}
+	s.kind = CONFIG_SECT_BACKEND;
+	for (s.idx = 0; s.idx < cfg->nbackends; s.idx++) {
+		if (cfg->backends[s.idx].nservers > 0)
+			continue;
+		config_err_put(err, errlen, cfg->path,
+		    cfg->backends[s.idx].line,
+		    config_sect_label(cfg, s, label, sizeof(label)), "server",
+		    "missing (a backend needs at least one "
+		    "'server = NAME ADDRESS:PORT')");
+		return -1;
+	}
+	return finish_binds(cfg, err, errlen);
+}
