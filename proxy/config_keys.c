@@ -230,8 +230,8 @@ config_parse_splice(const char *s, enum config_splice *out)
 /* Part i of IDLE,INTERVAL,COUNT: s, len bytes, spaces around it already
  * cut. Empty: the kernel's own (0). */
 static int
-keepalive_part(const char *s, size_t len, int i, unsigned *out, char *why,
-    size_t n)
+keys_keepalive_part(const char *s, size_t len, int i, unsigned *out,
+    char *why, size_t n)
 {
 	static const char *const what[] = { "IDLE", "INTERVAL", "COUNT" };
 	unsigned long long v;
@@ -316,7 +316,8 @@ config_parse_keepalive(const char *s, struct config_keepalive *out,
 			;
 		for (b = end; b > a && isspace((unsigned char)b[-1]); b--)
 			;
-		if (keepalive_part(a, (size_t)(b - a), i, field[i], why, n) < 0)
+		if (keys_keepalive_part(a, (size_t)(b - a), i, field[i], why,
+		    n) < 0)
 			return -1;
 		if (*end == '\0')
 			break;
@@ -512,7 +513,7 @@ fail:
 /* The name server: an IP address with its port. A name would need a name
  * server of its own to resolve. */
 static int
-resolver_set(void *field, const char *value, char *why, size_t n)
+keys_resolver_set(void *field, const char *value, char *why, size_t n)
 {
 	struct addr a;
 	char *name = NULL;
@@ -673,7 +674,7 @@ config_key_set(const struct config_key *k, void *base, const char *v,
 		*(enum config_balance *)field = (enum config_balance)i;
 		return 0;
 	case CONFIG_KEY_RESOLVER:
-		return resolver_set(field, v, why, n);
+		return keys_resolver_set(field, v, why, n);
 	case CONFIG_KEY_USER:
 		return user_set((char **)field, v, why, n);
 	case CONFIG_KEY_KEEPALIVE:

@@ -219,8 +219,10 @@ privs_stays_root(const struct config *cfg)
 
 /* ---- RLIMIT_NOFILE ---- */
 
+/* Whether [global] or any listener may splice: then pipes count in the
+ * need. */
 static bool
-config_splices(const struct config *cfg)
+nofile_splices(const struct config *cfg)
 {
 	if (cfg->splice != CONFIG_SPLICE_NEVER)
 		return true;
@@ -234,7 +236,7 @@ unsigned long long
 privs_nofile_need(const struct config *cfg, unsigned nworkers)
 {
 	unsigned long long mc = cfg->max_connections, binds = 0, servers = 0;
-	unsigned long long pipes = config_splices(cfg) ? 2 * mc : 0;
+	unsigned long long pipes = nofile_splices(cfg) ? 2 * mc : 0;
 
 	if (cfg->max_pipes > 0 && cfg->max_pipes < pipes)
 		pipes = cfg->max_pipes;
