@@ -116,7 +116,7 @@ struct config {
 	size_t splice_threshold;    /* default 64k */
 	struct config_keepalive tcp_keepalive;  /* default off */
 	size_t pipe_size;           /* default 1m; 4k..1g */
-	size_t buffer_size;         /* default 16k; 1k..64m */
+	size_t buffer_size;         /* default 64k; 1k..64m */
 	unsigned max_pipes;         /* 0 = derived */
 	unsigned shutdown_timeout_ms;      /* default 30s */
 	/* The user to run as after binding (privs.h), as written: a name
@@ -152,12 +152,12 @@ struct config *config_new(const char *name);
  * 0, or -1 with err naming section and key (no line). */
 int config_set(struct config *, const char *section, const char *key,
     const char *value, char *err, size_t errlen);
-/* Validation after all keys are set: listeners have binds and an existing
- * backend, backends have servers, no address is bound twice; listeners
- * without their own splice / splice_threshold / tcp_keepalive take
- * [global]'s. Values were
- * range-checked when set. Call it last: it points listeners at their
- * backends, so no key may be set after it. 0 or -1 with err. */
+/* Validation after all keys are set: there is a listener, listeners have
+ * binds and an existing backend, backends have servers, no address is
+ * bound twice; listeners without their own splice / splice_threshold /
+ * tcp_keepalive take [global]'s. Values were range-checked when set. Call
+ * it last: it points listeners at their backends, so no key may be set
+ * after it. 0 or -1 with err. */
 int config_finish(struct config *, char *err, size_t errlen);
 
 /* "FILE:LINE: [backend NAME] server: why" for server s of backend b, as
@@ -170,19 +170,19 @@ void config_server_error(const struct config *, const struct config_backend *b,
  * line (config_set(), or KEY not set): "[global] KEY: why". */
 void config_global_error(const struct config *, const char *key,
     const char *why, char *err, size_t errlen);
-/* The number of worker threads: workers, or with auto (0) one per online
- * CPU (at least 1). */
-unsigned config_workers(const struct config *);
 /* The same for bind line k of listener l (l is one of cfg's). */
 void config_bind_error(const struct config *, const struct config_listener *l,
     size_t k, const char *why, char *err, size_t errlen);
+/* The number of worker threads: workers, or with auto (0) one per online
+ * CPU (at least 1). */
+unsigned config_workers(const struct config *);
 /* How many servers are given by host name, in every backend. */
 size_t config_dns_servers(const struct config *);
 
 struct config *config_ref(struct config *);
 void config_unref(struct config *);     /* frees on the last reference; NULL is fine */
 
-/* Value syntax, exposed for tests and the command line. 0 or -1; size and
+/* Value syntax, exposed for tests and tools/. 0 or -1; size and
  * duration set errno to EINVAL (not the syntax) or ERANGE (too large).
  * Digits only (no sign, no fraction); units and keywords in any case. */
 int config_parse_size(const char *, size_t *);          /* 64k, 1m, 1g, 4096 (k = 1024) */

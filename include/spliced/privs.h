@@ -115,7 +115,7 @@ int privs_nofile_raise(const struct config *, unsigned nworkers,
     struct privs_nofile *);
 /* One log line about nf, after privs_nofile_raise(), e.g.
  * "RLIMIT_NOFILE: raised the soft limit from 1024 to 12136 (needed 12136
- * for max_connections 2000)". True when it is a warning: the limit is below
+ * for max_connections 2000; hard limit 524288)". True when it is a warning: the limit is below
  * the need (accepting then pauses at the fd limit), or setrlimit failed. */
 bool privs_nofile_text(const struct privs_nofile *, char *buf, size_t n);
 /* Whether nf, after a reload, says anything that last (logged before) did
