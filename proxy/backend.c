@@ -1,12 +1,15 @@
-/* proxy/backend.c: shared server state, the four balancing algorithms,
- * passive health, and the non-blocking connect.
+/* proxy/backend.c: the servers' shared state (built per generation,
+ * carried over reloads and re-resolution), picking a server and holding
+ * its connection slot, passive health (failed connects of traffic take a
+ * server down; with checks off, trial connects bring it back), and the
+ * non-blocking connect.
  *
- * Every algorithm chooses among the servers not marked in lb->skip, which
- * backend_lb_pick() fills first (down, full, or the one to avoid). The
- * choice is then made binding by reserving a slot with a compare-and-swap
- * on the server's shared active count: another worker may have taken the
- * last slot (or the trial connect) in between, and then the pick runs
- * again, seeing the server full. */
+ * backend_lb_pick() marks in lb->skip the servers not eligible (down,
+ * full, or the one to avoid) and lets the backend's algorithm (balance.c)
+ * choose among the rest. The choice is then made binding by reserving a
+ * slot with a compare-and-swap on the server's shared active count:
+ * another worker may have taken the last slot (or the trial connect) in
+ * between, and then the pick runs again, seeing the server full. */
 #include "spliced/backend.h"
 
 #include <errno.h>
@@ -249,235 +252,7 @@ backend_server_set_up(struct server_state *st, bool up)
 	return true;
 }
 
-/* ---- hashing and randomness ---- */
-
-/* MurmurHash3's finaliser: every input bit affects every output bit. */
-static uint64_t
-mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
-static uint64_t
-hash_bytes(const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	uint64_t h = 0xcbf29ce484222325ULL;     /* FNV-1a, then mixed */
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 0x100000001b3ULL;
-	return mix64(h);
-}
-
-uint64_t
-backend_hash_peer(const struct sockaddr *sa)
-{
-	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	    0xff, 0xff };
-
-	if (sa == NULL)
-		return 0;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-
-		return hash_bytes(&sin->sin_addr, 4);
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-		const unsigned char *a = sin6->sin6_addr.s6_addr;
-
-		/* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d. */
-		if (memcmp(a, mapped, 12) == 0)
-			return hash_bytes(a + 12, 4);
-		return hash_bytes(a, 16);
-	}
-	return 0;
-}
-
-/* ln(x) for 0 < x <= 1, without libm: x = m * 2^e with m in [1, 2), and
- * ln(m) = 2 atanh((m - 1) / (m + 1)), whose series converges fast since
- * that ratio is below 1/3. Good to about 1e-12, which is all a hash
- * score needs. */
-static double
-ln_unit(double x)
-{
-	uint64_t bits;
-	double m, s, s2, term, sum = 0;
-	int e;
-
-	memcpy(&bits, &x, sizeof(bits));
-	e = (int)((bits >> 52) & 0x7ff) - 1023;
-	bits = (bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;
-	memcpy(&m, &bits, sizeof(m));
-	s = (m - 1) / (m + 1);
-	s2 = s * s;
-	term = s;
-	for (int k = 1; k < 30; k += 2) {
-		sum += term / k;
-		term *= s2;
-	}
-	return e * 0.69314718055994530942 + 2 * sum;
-}
-
-/* xorshift64*: small, fast, and good enough to spread load. */
-static uint64_t
-rng_next(struct backend_lb *lb)
-{
-	uint64_t x = lb->rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	lb->rng = x;
-	return x * 0x2545f4914f6cdd1dULL;
-}
-
-/* ---- the algorithms: each picks among the servers not skipped ---- */
-
-static unsigned
-active_of(const struct backend_lb *lb, size_t i)
-{
-	return atomic_load_explicit(&lb->shared[i]->active, memory_order_relaxed);
-}
-
-/* Whether server a carries less than server b, per weight. */
-static bool
-lighter(const struct backend_lb *lb, size_t a, size_t b)
-{
-	return (uint64_t)active_of(lb, a) * lb->entry[b]->weight <
-	    (uint64_t)active_of(lb, b) * lb->entry[a]->weight;
-}
-
-/* Smooth weighted round robin (nginx's): every server earns its weight
- * each round; the richest is picked and pays the total back, which
- * interleaves heavy and light servers. A server sat out (down, full, just
- * failed) earns nothing that round, or it would come back rich and be
- * picked several times in a row. */
-static size_t
-pick_roundrobin(struct backend_lb *lb)
-{
-	int64_t total = 0;
-	size_t best = SIZE_MAX;
-
-	for (size_t i = 0; i < lb->n; i++) {
-		if (lb->skip[i])
-			continue;
-		lb->current[i] += lb->entry[i]->weight;
-		total += lb->entry[i]->weight;
-		if (best == SIZE_MAX || lb->current[i] > lb->current[best])
-			best = i;
-	}
-	lb->current[best] -= total;
-	return best;
-}
-
-/* Fewest connections per weight, counted over all workers; ties go round
- * in turn, so equal servers share new connections evenly. */
-static size_t
-pick_leastconn(struct backend_lb *lb)
-{
-	size_t n = lb->n, best = SIZE_MAX;
-
-	for (size_t k = 0; k < n; k++) {
-		size_t i = (lb->turn + k) % n;
-
-		if (lb->skip[i])
-			continue;
-		if (best == SIZE_MAX || lighter(lb, i, best))
-			best = i;
-	}
-	lb->turn = best + 1;
-	return best;
-}
-
-/* One server drawn by weight among those not skipped, leaving out `also`. */
-static size_t
-draw(struct backend_lb *lb, size_t also)
-{
-	uint64_t total = 0, r;
-	size_t i, last = SIZE_MAX;
-
-	for (i = 0; i < lb->n; i++)
-		if (!lb->skip[i] && i != also)
-			total += lb->entry[i]->weight;
-	if (total == 0)
-		return SIZE_MAX;
-	r = rng_next(lb) % total;
-	for (i = 0; i < lb->n; i++) {
-		if (lb->skip[i] || i == also)
-			continue;
-		last = i;
-		if (r < lb->entry[i]->weight)
-			return i;
-		r -= lb->entry[i]->weight;
-	}
-	return last;
-}
-
-/* The power of two random choices: two servers drawn by weight, the one
- * with fewer connections per weight wins (the first on a tie, so that
- * with no load the picks follow the weights exactly). Nearly as even as
- * leastconn, without every worker herding onto the same idlest server. */
-static size_t
-pick_random(struct backend_lb *lb)
-{
-	size_t a = draw(lb, SIZE_MAX), b = draw(lb, a);
-
-	if (b == SIZE_MAX)
-		return a;
-	return lighter(lb, b, a) ? b : a;
-}
-
-/* Weighted rendezvous hashing: each server scores the client by a hash of
- * the client and the server's name; the best score wins. A client moves
- * only when its server leaves or a newcomer outscores it, so adding one
- * server to N moves about 1/(N+1) of the clients, and the scores
- * -ln(u) / weight make the shares follow the weights. A server skipped
- * (down, full) sends its clients to their second choice. */
-static size_t
-pick_source(struct backend_lb *lb, uint64_t peer_hash)
-{
-	double best_score = 0;
-	size_t best = SIZE_MAX;
-
-	for (size_t i = 0; i < lb->n; i++) {
-		uint64_t h = mix64(peer_hash ^ lb->name_hash[i]);
-		/* u uniform in (0, 1): the top 53 bits, off zero by half a step. */
-		double u = ((double)(h >> 11) + 0.5) / 9007199254740992.0;
-		double score;
-
-		if (lb->skip[i])
-			continue;
-		score = -ln_unit(u) / lb->entry[i]->weight;
-		if (best == SIZE_MAX || score < best_score) {
-			best = i;
-			best_score = score;
-		}
-	}
-	return best;
-}
-
-/* ---- picking, and what comes of a connect ---- */
-
-/* What source hashes per address: the server's name, so that a server
- * keeps its clients whatever its address; for the addresses of a host
- * name, the name and the address, so that they differ. */
-static uint64_t
-name_hash(const struct config_server *e, const struct server_state *st)
-{
-	char text[ADDR_TEXT_MAX];
-	uint64_t h = hash_bytes(e->name, strlen(e->name));
-
-	if (e->dnsname == NULL)
-		return h;
-	addr_format((const struct sockaddr *)&st->addr.ss, text, sizeof(text));
-	return mix64(h ^ hash_bytes(text, strlen(text)));
-}
+/* ---- one worker's balancer ---- */
 
 int
 backend_lb_init(struct backend_lb *lb, const struct backend_shared *sh,
@@ -491,20 +266,14 @@ backend_lb_init(struct backend_lb *lb, const struct backend_shared *sh,
 	lb->entry = sh->entry;
 	lb->n = sh->n;
 	lb->stats = calloc(n, sizeof(*lb->stats));
-	lb->current = calloc(n, sizeof(*lb->current));
-	lb->name_hash = calloc(n, sizeof(*lb->name_hash));
 	lb->skip = calloc(n, sizeof(*lb->skip));
-	if (lb->stats == NULL || lb->current == NULL || lb->name_hash == NULL ||
-	    lb->skip == NULL) {
+	if (lb->stats == NULL || lb->skip == NULL ||
+	    balance_init(&lb->bal, sh->cfg->balance, sh->servers, sh->entry,
+	    sh->n, seed) == -1) {
 		backend_lb_cleanup(lb);
 		errno = ENOMEM;
 		return -1;
 	}
-	for (size_t i = 0; i < sh->n; i++)
-		lb->name_hash[i] = name_hash(sh->entry[i], sh->servers[i]);
-	lb->rng = mix64(seed + 0x9e3779b97f4a7c15ULL);
-	if (lb->rng == 0)
-		lb->rng = 1;
 	return 0;
 }
 
@@ -512,9 +281,8 @@ void
 backend_lb_cleanup(struct backend_lb *lb)
 {
 	free(lb->stats);
-	free(lb->current);
-	free(lb->name_hash);
 	free(lb->skip);
+	balance_cleanup(&lb->bal);
 	memset(lb, 0, sizeof(*lb));
 }
 
@@ -537,10 +305,14 @@ backend_lb_carry(struct backend_lb *to, const struct backend_lb *from)
 			continue;
 		to->stats[i].connections = from->stats[j].connections;
 		to->stats[i].connect_failures = from->stats[j].connect_failures;
-		to->current[i] = from->current[j];
 	}
-	to->turn = to->n > 0 ? from->turn % to->n : 0;
-	to->rng = from->rng;
+	balance_carry(&to->bal, &from->bal);
+}
+
+static unsigned
+active_of(const struct backend_lb *lb, size_t i)
+{
+	return atomic_load_explicit(&lb->shared[i]->active, memory_order_relaxed);
 }
 
 static bool
@@ -600,10 +372,7 @@ backend_lb_pick(struct backend_lb *lb, const struct sockaddr *peer,
     ssize_t avoid, uint64_t now_ms, enum backend_none *why, bool *trial)
 {
 	size_t n = lb->n, i;
-	uint64_t peer_hash = 0;
 
-	if (lb->cfg->balance == CONFIG_BALANCE_SOURCE)
-		peer_hash = backend_hash_peer(peer);
 	/* Each lost race leaves the server full or its trial taken, so the
 	 * next round skips it: n + 1 rounds always settle. */
 	for (size_t round = 0; round <= n; round++) {
@@ -624,12 +393,7 @@ backend_lb_pick(struct backend_lb *lb, const struct sockaddr *peer,
 		if (avoid >= 0 && (size_t)avoid < n && !lb->skip[avoid] &&
 		    eligible > 1)
 			lb->skip[avoid] = true;
-		switch (lb->cfg->balance) {
-		case CONFIG_BALANCE_LEASTCONN: i = pick_leastconn(lb); break;
-		case CONFIG_BALANCE_SOURCE: i = pick_source(lb, peer_hash); break;
-		case CONFIG_BALANCE_RANDOM: i = pick_random(lb); break;
-		default: i = pick_roundrobin(lb); break;
-		}
+		i = balance_pick(&lb->bal, lb->skip, peer);
 		if (reserve(lb, i, now_ms, trial))
 			return (ssize_t)i;
 	}

@@ -438,11 +438,11 @@ test_source_mapped_is_ipv4(void **state)
 	sin6.sin6_addr.s6_addr[11] = 0xff;
 	memcpy(&sin6.sin6_addr.s6_addr[12], &sin.sin_addr, 4);
 	sin6.sin6_port = htons(9);
-	assert_true(backend_hash_peer((struct sockaddr *)&sin) ==
-	    backend_hash_peer((struct sockaddr *)&sin6));
+	assert_true(balance_hash_peer((struct sockaddr *)&sin) ==
+	    balance_hash_peer((struct sockaddr *)&sin6));
 	sin6.sin6_addr.s6_addr[10] = 0;
-	assert_true(backend_hash_peer((struct sockaddr *)&sin) !=
-	    backend_hash_peer((struct sockaddr *)&sin6));
+	assert_true(balance_hash_peer((struct sockaddr *)&sin) !=
+	    balance_hash_peer((struct sockaddr *)&sin6));
 }
 
 /* Adding a fourth server to three moves a quarter of the clients, all of
@@ -947,7 +947,7 @@ test_lb_over_generations(void **state)
 	assert_int_equal(count[1], 300);
 	assert_int_equal(count[2], 300);
 	/* source tells the addresses of one name apart. */
-	assert_true(lb1.name_hash[1] != lb1.name_hash[2]);
+	assert_true(lb1.bal.name_hash[1] != lb1.bal.name_hash[2]);
 	held = backend_lb_pick(&lb1, NULL, -1, 1000, &why, &trial);
 	assert_true(held >= 0);
 	assert_int_equal(lb1.users, 1);
@@ -961,7 +961,7 @@ test_lb_over_generations(void **state)
 	assert_int_equal(lb2.stats[0].connections, 100);
 	assert_int_equal(lb2.stats[1].connections, 300);
 	assert_int_equal(lb2.stats[1].active, 0);
-	assert_int_equal(lb2.rng, lb1.rng);
+	assert_int_equal(lb2.bal.rng, lb1.bal.rng);
 	assert_int_equal(backend_lb_index(&lb2, lb1.shared[1]), -1);
 	assert_int_equal(backend_lb_index(&lb2, lb1.shared[2]), 1);
 	/* The connection picked before keeps its slot in lb1. */

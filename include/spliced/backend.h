@@ -1,5 +1,5 @@
-/* include/spliced/backend.h: servers, balancing, connecting, and whether a
- * server is up.
+/* include/spliced/backend.h: servers, picking one, connecting, and whether
+ * a server is up. The algorithms that choose are balance.h's.
  *
  * Two kinds of state, so that the data path takes no lock:
  *
@@ -18,10 +18,10 @@
  *    name has not resolved). A new address starts up and idle, as a new
  *    server does.
  *
- *  - struct backend_lb, one per backend per worker: the balancer's own
- *    state (round-robin weights, leastconn's turn, the random generator)
- *    and the worker's per-server counters, over one generation's
- *    addresses. Not thread-safe.
+ *  - struct backend_lb, one per backend per worker: the algorithm's own
+ *    state (struct balance: round-robin credit, leastconn's turn, the
+ *    random generator) and the worker's per-server counters, over one
+ *    generation's addresses. Not thread-safe.
  *
  * A server is picked among those that are eligible: up (or, with checks
  * off, down by traffic but due for its trial connect), below its own
@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "spliced/balance.h"
 #include "spliced/config.h"
 
 /* Passive back-off with health checks off: a server taken down by failed
@@ -117,11 +118,8 @@ struct backend_lb {
 	const struct config_server **entry; /* [n] */
 	size_t n;
 	struct server_stats *stats; /* [n] */
-	int64_t *current;           /* smooth round robin */
-	uint64_t *name_hash;        /* source: per address, of its name */
 	bool *skip;                 /* scratch: not eligible for this pick */
-	size_t turn;                /* leastconn: where ties start */
-	uint64_t rng;               /* random: xorshift64* state, never 0 */
+	struct balance bal;         /* the backend's algorithm, over these n */
 	unsigned users;             /* slots reserved here, not yet given back */
 };
 
@@ -160,10 +158,6 @@ bool backend_lb_failed(struct backend_lb *, size_t i, bool trial,
     uint64_t now_ms);
 /* A connection to server i (connected) ended: its slot is given back. */
 void backend_lb_release(struct backend_lb *, size_t i);
-
-/* What source balancing hashes: the client's address without its port,
- * an IPv4-mapped IPv6 address as the IPv4 address it maps. */
-uint64_t backend_hash_peer(const struct sockaddr *);
 
 /* A non-blocking connect to addr, TCP_NODELAY set. Returns the socket (the
  * connect may still be in progress: wait for it to be writable, then ask
