@@ -77,8 +77,10 @@ looks_numeric(const char *host)
 	return host[strspn(host, "0123456789.")] == '\0';
 }
 
+/* host through getaddrinfo (numeric only with AI_NUMERICHOST): the first
+ * answer into *a, without the port. 0, or -1 with *why. */
 static int
-resolve(struct addr *a, const char *host, int family, int flags,
+lookup(struct addr *a, const char *host, int family, int flags,
     const char **why)
 {
 	struct addrinfo hints, *res;
@@ -169,7 +171,7 @@ parse(struct addr *a, const char *text, bool allow_zero_port, char *name,
 
 	if (bracketed) {
 		/* getaddrinfo rather than inet_pton: it takes "%scope" too. */
-		if (resolve(a, host, AF_INET6, AI_NUMERICHOST, &why) < 0) {
+		if (lookup(a, host, AF_INET6, AI_NUMERICHOST, &why) < 0) {
 			snprintf(err, errlen,
 			    "'%s' is not an IPv6 address in '%s'", host, text);
 			return -1;
@@ -205,7 +207,7 @@ parse(struct addr *a, const char *text, bool allow_zero_port, char *name,
 			a->len = 0;
 			addr_set_port(a, portnum);
 			return 0;
-		} else if (resolve(a, host, AF_UNSPEC, 0, &why) < 0) {
+		} else if (lookup(a, host, AF_UNSPEC, 0, &why) < 0) {
 			snprintf(err, errlen, "cannot resolve '%s' in '%s': %s",
 			    host, text, why);
 			return -1;

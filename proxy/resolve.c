@@ -48,13 +48,13 @@ struct resolver {
 	struct event_base *base;
 	struct evdns_base *dns;     /* NULL without host-name servers */
 	struct backend_set *bs;     /* the current generation: a reference */
-	resolve_publish_cb publish;
+	resolver_publish_cb publish;
 	void *arg;
 	struct name *names;
 	size_t n;
 	size_t pending;             /* first round: names without an outcome */
 	bool first;                 /* in the first round */
-	resolve_report_cb report;
+	resolver_report_cb report;
 	void *report_arg;
 	size_t failed;              /* first round */
 	bool freeing;
@@ -64,7 +64,7 @@ struct resolver {
 };
 
 /* No A or AAAA record, though the name server answered. */
-#define RESOLVE_ENOADDR (-1000)
+#define RESOLVER_ENOADDR (-1000)
 
 static const char *
 why_text(int e)
@@ -74,7 +74,7 @@ why_text(int e)
 		return "no such name";
 	case EVUTIL_EAI_FAIL:
 		return "no answer (the name server timed out or failed)";
-	case RESOLVE_ENOADDR:
+	case RESOLVER_ENOADDR:
 		return "no address (no A or AAAA record)";
 	default:
 		return evutil_gai_strerror(e);
@@ -84,7 +84,7 @@ why_text(int e)
 /* ---- address lists ---- */
 
 size_t
-resolve_addrs(const struct evutil_addrinfo *res, unsigned port,
+resolver_addrs(const struct evutil_addrinfo *res, unsigned port,
     struct addr *out, size_t max)
 {
 	size_t n = 0;
@@ -117,7 +117,7 @@ resolve_addrs(const struct evutil_addrinfo *res, unsigned port,
 }
 
 bool
-resolve_same(const struct addr *a, size_t na, const struct addr *b, size_t nb)
+resolver_same(const struct addr *a, size_t na, const struct addr *b, size_t nb)
 {
 	if (na != nb)
 		return false;
@@ -134,7 +134,7 @@ current(const struct name *nm, struct addr *out)
 	const struct backend_shared *sh = &nm->r->bs->b[nm->b];
 	size_t n = 0;
 
-	for (size_t i = 0; i < sh->n && n < RESOLVE_MAX_ADDRS; i++)
+	for (size_t i = 0; i < sh->n && n < RESOLVER_MAX_ADDRS; i++)
 		if (sh->entry[i] == nm->srv)
 			out[n++] = sh->servers[i]->addr;
 	return n;
@@ -165,7 +165,7 @@ list_text(const struct addr *a, size_t n, char *buf, size_t len)
 static void
 failed(struct name *nm, int e)
 {
-	struct addr have[RESOLVE_MAX_ADDRS];
+	struct addr have[RESOLVER_MAX_ADDRS];
 	char err[CONFIG_ERR_MAX], why[300], list[LIST_TEXT_MAX];
 	size_t n = current(nm, have);
 
@@ -194,12 +194,12 @@ failed(struct name *nm, int e)
 static void
 resolved(struct name *nm, const struct addr *a, size_t n)
 {
-	struct addr have[RESOLVE_MAX_ADDRS];
+	struct addr have[RESOLVER_MAX_ADDRS];
 	char now[LIST_TEXT_MAX], was[LIST_TEXT_MAX];
 	size_t nhave = current(nm, have);
 	struct backend_set *bs;
 
-	if (resolve_same(a, n, have, nhave)) {
+	if (resolver_same(a, n, have, nhave)) {
 		if (nm->last != 0 && !nm->r->first)
 			log_info("server %s/%s: '%s' resolves again, to %s",
 			    nm->bc->name, nm->srv->name, nm->srv->dnsname,
@@ -265,7 +265,7 @@ answer_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct name *nm = arg;
 	struct resolver *r = nm->r;
-	struct addr a[RESOLVE_MAX_ADDRS];
+	struct addr a[RESOLVER_MAX_ADDRS];
 	unsigned ms = nm->bc->resolve_interval_ms;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 	size_t n = 0;
@@ -279,14 +279,14 @@ answer_cb(int result, struct evutil_addrinfo *res, void *arg)
 		return;
 	}
 	if (res != NULL) {
-		n = resolve_addrs(res, addr_port(&nm->srv->addr), a,
-		    RESOLVE_MAX_ADDRS);
+		n = resolver_addrs(res, addr_port(&nm->srv->addr), a,
+		    RESOLVER_MAX_ADDRS);
 		evutil_freeaddrinfo(res);
 	}
 	if (result == EVUTIL_EAI_CANCEL || r->freeing)
 		return;
 	if (result == 0 && n == 0)
-		result = RESOLVE_ENOADDR;
+		result = RESOLVER_ENOADDR;
 	if (result != 0)
 		failed(nm, result);
 	else
@@ -331,7 +331,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
  * once per change, so these are details. evdns tells warnings apart from
  * the rest only. */
 static void
-evdns_log_cb(int is_warning, const char *msg)
+dns_log_cb(int is_warning, const char *msg)
 {
 	if (is_warning)
 		log_info("dns: %s", msg);
@@ -346,7 +346,7 @@ dns_setup(struct resolver *r, const struct config *cfg, char *err,
 	char text[ADDR_TEXT_MAX];
 	int rc;
 
-	evdns_set_log_fn(evdns_log_cb);
+	evdns_set_log_fn(dns_log_cb);
 	/* Inactive between queries: no socket event keeps the loop busy. */
 	if ((r->dns = evdns_base_new(r->base,
 	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
@@ -379,7 +379,7 @@ dns_setup(struct resolver *r, const struct config *cfg, char *err,
 
 struct resolver *
 resolver_new(struct event_base *base, struct backend_set *bs,
-    resolve_publish_cb publish, void *arg, char *err, size_t errlen)
+    resolver_publish_cb publish, void *arg, char *err, size_t errlen)
 {
 	const struct config *cfg = bs->cfg;
 	struct resolver *r;
@@ -421,7 +421,7 @@ fail:
 }
 
 size_t
-resolver_first_round(struct resolver *r, resolve_report_cb report, void *arg)
+resolver_first_round(struct resolver *r, resolver_report_cb report, void *arg)
 {
 	r->first = true;
 	r->report = report;

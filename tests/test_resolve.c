@@ -92,7 +92,7 @@ test_addrs_sorted_unique(void **state)
 	size_t n;
 
 	(void)state;
-	n = resolve_addrs(res, 9001, out, 8);
+	n = resolver_addrs(res, 9001, out, 8);
 	assert_int_equal(n, 4);
 	assert_string_equal(text(&out[0], buf), "10.0.0.1:9001");
 	assert_string_equal(text(&out[1], buf), "10.0.0.2:9001");
@@ -102,18 +102,18 @@ test_addrs_sorted_unique(void **state)
 	ai_free(res);
 	res = ai_v6("::1", ai_v4("10.0.0.2", ai_v4("10.0.0.1",
 	    ai_v4("10.0.0.3", NULL))));
-	assert_int_equal(resolve_addrs(res, 9001, again, 8), 4);
-	assert_true(resolve_same(out, 4, again, 4));
-	assert_false(resolve_same(out, 4, again, 3));
-	assert_false(resolve_same(out, 3, again + 1, 3));
+	assert_int_equal(resolver_addrs(res, 9001, again, 8), 4);
+	assert_true(resolver_same(out, 4, again, 4));
+	assert_false(resolver_same(out, 4, again, 3));
+	assert_false(resolver_same(out, 3, again + 1, 3));
 	/* Another port is another address. */
-	assert_int_equal(resolve_addrs(res, 9002, again, 8), 4);
-	assert_false(resolve_same(out, 4, again, 4));
+	assert_int_equal(resolver_addrs(res, 9002, again, 8), 4);
+	assert_false(resolver_same(out, 4, again, 4));
 	/* Capped: the smallest are kept, in order. */
-	assert_int_equal(resolve_addrs(res, 9001, again, 2), 2);
+	assert_int_equal(resolver_addrs(res, 9001, again, 2), 2);
 	assert_string_equal(text(&again[0], buf), "10.0.0.1:9001");
 	assert_string_equal(text(&again[1], buf), "10.0.0.2:9001");
-	assert_int_equal(resolve_addrs(NULL, 9001, again, 2), 0);
+	assert_int_equal(resolver_addrs(NULL, 9001, again, 2), 0);
 	ai_free(res);
 }
 

@@ -37,26 +37,26 @@ struct event_base;
 struct resolver;
 
 /* Addresses kept per name at most; the rest of a larger answer is left out. */
-#define RESOLVE_MAX_ADDRS 64
+#define RESOLVER_MAX_ADDRS 64
 
 /* A new generation (already the resolver's current one): the callee takes
  * its own references. */
-typedef void (*resolve_publish_cb)(struct backend_set *, void *arg);
+typedef void (*resolver_publish_cb)(struct backend_set *, void *arg);
 /* A name that did not resolve in the first round, as a config error:
  * "FILE:LINE: [backend app] server: cannot resolve 'app.internal': why". */
-typedef void (*resolve_report_cb)(const char *msg, void *arg);
+typedef void (*resolver_report_cb)(const char *msg, void *arg);
 
 /* A resolver for the host-name servers of bs's config, starting from bs
  * (the resolver holds a reference). Nothing is asked before
  * resolve_first_round(). NULL with err (e.g. no evdns base). */
 struct resolver *resolver_new(struct event_base *, struct backend_set *bs,
-    resolve_publish_cb, void *arg, char *err, size_t errlen);
+    resolver_publish_cb, void *arg, char *err, size_t errlen);
 
 /* Ask every name once and run the base's loop until each has answered or
  * failed (bounded by the name server timeouts: 2 s, 2 attempts, unless
  * resolv.conf says otherwise); report each that failed. Re-resolution
  * then goes on by itself on the loop. Returns how many names failed. */
-size_t resolver_first_round(struct resolver *, resolve_report_cb, void *arg);
+size_t resolver_first_round(struct resolver *, resolver_report_cb, void *arg);
 
 /* After a reload, instead of the first round: ask every name now without
  * waiting; the answers publish as re-resolution does. Names the config
@@ -82,10 +82,10 @@ void resolver_free(struct resolver *);
 
 /* For tests: the usable addresses of an answer, each with the port, sorted
  * (addr_compare) and without duplicates; at most max. How many. */
-size_t resolve_addrs(const struct evutil_addrinfo *, unsigned port,
+size_t resolver_addrs(const struct evutil_addrinfo *, unsigned port,
     struct addr *out, size_t max);
 /* For tests: whether two sorted lists hold the same addresses. */
-bool resolve_same(const struct addr *a, size_t na, const struct addr *b,
+bool resolver_same(const struct addr *a, size_t na, const struct addr *b,
     size_t nb);
 
 #endif
