@@ -13,7 +13,9 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#define ADDR_TEXT_MAX 80 /* "[" + INET6_ADDRSTRLEN + "]:65535" fits */
+/* "[" + INET6_ADDRSTRLEN + "%" + an interface name (IF_NAMESIZE) +
+ * "]:65535" fits. */
+#define ADDR_TEXT_MAX 80
 
 struct addr {
 	struct sockaddr_storage ss;
@@ -53,7 +55,7 @@ const char *addr_written(const struct addr *a, char *buf, size_t buflen);
  * any other address is left alone. */
 void addr_unmap(struct sockaddr_storage *, socklen_t *len);
 
-/* Same family, address and port. */
+/* Same family, address and port (and scope, for IPv6). */
 bool addr_equal(const struct addr *, const struct addr *);
 
 #endif

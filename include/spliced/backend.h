@@ -8,8 +8,8 @@
  *    many connections it has in all workers. It lives beside the config,
  *    not in it (a config stays immutable), and a new set carries a
  *    server's state over from a previous one by backend name, server name
- *    and address (what a reload will do, and what re-resolving a host
- *    name does). A set never changes once built: a change of addresses is
+ *    and address (what a reload does, and what re-resolving a host name
+ *    does). A set never changes once built: a change of addresses is
  *    a new set (a generation), handed to the workers (worker.h).
  *
  *    What balancing picks is an address: a server given by address is
@@ -44,8 +44,8 @@
 #include "spliced/config.h"
 
 /* Passive back-off with health checks off: a server taken down by failed
- * connects of traffic gets a trial connect after BACKOFF_MIN_MS, doubling
- * while trials keep failing, up to BACKOFF_MAX_MS. */
+ * connects of traffic gets a trial connect after BACKEND_BACKOFF_MIN_MS,
+ * doubling while trials keep failing, up to BACKEND_BACKOFF_MAX_MS. */
 #define BACKEND_BACKOFF_MIN_MS 1000u
 #define BACKEND_BACKOFF_MAX_MS 60000u
 
@@ -95,8 +95,8 @@ struct backend_set *backend_set_ref(struct backend_set *);
 void backend_set_unref(struct backend_set *);   /* NULL is fine */
 
 /* Set server state up or down; true when this call changed it (the caller
- * then logs the change, once). Going up clears the failure count and the
- * back-off. Thread-safe. */
+ * then logs the change, once). A change clears the failure count; going
+ * up also resets the back-off. Thread-safe. */
 bool backend_server_set_up(struct server_state *, bool up);
 
 enum backend_none {             /* why backend_lb_pick() found no server */

@@ -48,7 +48,8 @@ typedef void (*resolver_report_cb)(const char *msg, void *arg);
 
 /* A resolver for the host-name servers of bs's config, starting from bs
  * (the resolver holds a reference). Nothing is asked before
- * resolve_first_round(). NULL with err (e.g. no evdns base). */
+ * resolver_first_round() or resolver_start(). NULL with a message in err
+ * (out of memory, no evdns base, or a [global] resolver evdns refuses). */
 struct resolver *resolver_new(struct event_base *, struct backend_set *bs,
     resolver_publish_cb, void *arg, char *err, size_t errlen);
 
@@ -73,7 +74,8 @@ void resolver_retire(struct resolver *, struct resolver **graveyard);
 /* Free every resolver still on the list (outside the loop: at exit). */
 void resolver_free_retired(struct resolver **graveyard);
 
-/* The current generation (borrowed). */
+/* The current generation (borrowed). For tests: main.c is handed each
+ * one through the publish callback. */
 struct backend_set *resolver_set(const struct resolver *);
 
 /* Cancel the queries in flight (running the loop until libevent has
