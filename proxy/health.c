@@ -41,6 +41,7 @@ struct probe {
 	uint64_t started_ms;        /* of the check in flight, or the last */
 	unsigned passed, failed;    /* in a row */
 	bool seen_up;               /* the state this probe last knew */
+	bool unwatched;             /* the last check could not watch its socket */
 };
 
 struct health {
@@ -52,12 +53,13 @@ struct health {
 	uint64_t seed;              /* spreads the first check of each */
 };
 
-static void
+/* 0, or -1 if libevent could not arm the timer (out of memory). */
+static int
 timer_in(struct probe *p, uint64_t ms)
 {
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 
-	evtimer_add(p->timer, &tv);
+	return evtimer_add(p->timer, &tv);
 }
 
 static const char *
@@ -103,13 +105,19 @@ result(struct probe *p, bool ok, const char *why)
 	}
 }
 
+/* A timer that cannot be armed would stop this server's checks without a
+ * word: the server would keep the state it has now, whatever happens to
+ * it. Said once, as an error: nothing here can restart them. */
 static void
 next_probe(struct probe *p)
 {
 	uint64_t now = clock_coarse_ms(), since = now - p->started_ms;
 	unsigned every = p->bc->health_interval_ms;
+	char name[ADDR_TEXT_MAX + 128];
 
-	timer_in(p, since >= every ? 0 : every - since);
+	if (timer_in(p, since >= every ? 0 : every - since) == -1)
+		log_error("server %s: health checks stopped: cannot arm their "
+		    "timer", server_text(p, name, sizeof(name)));
 }
 
 static void
@@ -161,7 +169,23 @@ start_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	event_del(p->io);
 	event_assign(p->io, p->h->base, p->fd, EV_WRITE, io_cb, p);
-	event_add(p->io, &tv);
+	if (event_add(p->io, &tv) == -1) {
+		char name[ADDR_TEXT_MAX + 128];
+
+		/* Unwatched, the connect would never finish and the checks
+		 * would stop; like a shortage of ours, it says nothing about
+		 * the server: the next check tries again. Said once a run. */
+		if (!p->unwatched)
+			log_warn("server %s: health checks not run: cannot "
+			    "watch their socket", server_text(p, name,
+			    sizeof(name)));
+		p->unwatched = true;
+		close(p->fd);
+		p->fd = -1;
+		next_probe(p);
+		return;
+	}
+	p->unwatched = false;
 }
 
 static void
@@ -201,7 +225,10 @@ probe_new(struct health *h, const struct config_backend *bc,
 	}
 	/* A spread start; LCG steps are plenty for that. */
 	h->seed = h->seed * 6364136223846793005ULL + 1442695040888963407ULL;
-	timer_in(p, (h->seed >> 33) % bc->health_interval_ms);
+	if (timer_in(p, (h->seed >> 33) % bc->health_interval_ms) == -1) {
+		probe_free(p);
+		return NULL;
+	}
 	return p;
 }
 

@@ -295,7 +295,12 @@ answer_cb(int result, struct evutil_addrinfo *res, void *arg)
 		nm->answered = true;
 		r->pending--;
 	}
-	evtimer_add(nm->timer, &tv);
+	/* Without its timer the name would never be asked again, and keep
+	 * what it resolved to now for good: said once, as an error. */
+	if (evtimer_add(nm->timer, &tv) == -1)
+		log_error("server %s/%s: '%s' will not be resolved again: "
+		    "cannot arm its timer", nm->bc->name, nm->srv->name,
+		    nm->srv->dnsname);
 }
 
 static void

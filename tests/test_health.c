@@ -1,7 +1,10 @@
 /* tests/test_health.c: active TCP checks on a real event loop, over
  * 127.0.0.1: fall failed checks take a server down, rise passed ones bring
  * it back, a server taken down by traffic needs rise passed checks from
- * then on, and a backend with checks off is never probed. */
+ * then on, and a backend with checks off is never probed. event_add() is
+ * wrapped to try its failure: checks that cannot be armed fail
+ * health_new(); a check whose socket cannot be watched is not run, and
+ * leaks nothing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +14,7 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -22,6 +26,22 @@
 #include "spliced/backend.h"
 #include "spliced/config.h"
 #include "spliced/health.h"
+
+int __real_event_add(struct event *, const struct timeval *);
+int __wrap_event_add(struct event *, const struct timeval *);
+
+static bool refuse_timers;      /* event_add() of a timer fails */
+static bool refuse_io;          /* event_add() of a check's socket fails */
+
+int
+__wrap_event_add(struct event *ev, const struct timeval *tv)
+{
+	bool io = (event_get_events(ev) & EV_WRITE) != 0;
+
+	if (io ? refuse_io : refuse_timers)
+		return -1;
+	return __real_event_add(ev, tv);
+}
 
 struct fx {
 	struct event_base *base;
@@ -63,6 +83,7 @@ fx_setup(void **state)
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
+	refuse_timers = refuse_io = false;
 	f->lfd = -1;
 	f->sin.sin_family = AF_INET;
 	f->sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -87,8 +108,9 @@ fx_teardown(void **state)
 	return 0;
 }
 
+/* The server listening, its config and its set; no checks yet. */
 static void
-start(struct fx *f, const char *checks)
+load(struct fx *f, const char *checks)
 {
 	char text[512], err[CONFIG_ERR_MAX];
 
@@ -102,6 +124,12 @@ start(struct fx *f, const char *checks)
 	assert_non_null(f->cfg);
 	f->bs = backend_set_new(f->cfg, NULL);
 	assert_non_null(f->bs);
+}
+
+static void
+start(struct fx *f, const char *checks)
+{
+	load(f, checks);
 	f->h = health_new(f->base, f->bs);
 	assert_non_null(f->h);
 }
@@ -162,18 +190,86 @@ test_down_by_traffic(void **state)
 	assert_true(up(f));
 }
 
+/* Nothing more happens: a few turns of the loop finish no check, and the
+ * descriptors open are fds, as before. */
+static void
+expect_idle(struct fx *f, int fds)
+{
+	unsigned long done = health_checks_done(f->h);
+
+	for (int i = 0; i < 20; i++)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(health_checks_done(f->h), done);
+	assert_int_equal(count_fds(), fds);
+}
+
 static void
 test_checks_off(void **state)
 {
 	struct fx *f = *state;
-	int fds;
 
 	start(f, "off");
-	fds = count_fds();
-	for (int i = 0; i < 20; i++)
-		event_base_loop(f->base, EVLOOP_NONBLOCK);
+	expect_idle(f, count_fds());
 	assert_int_equal(health_checks_done(f->h), 0);
+}
+
+/* A check that cannot be armed is an error of health_new(), not a server
+ * that is silently never checked. */
+static void
+test_timer_refused(void **state)
+{
+	struct fx *f = *state;
+	int fds;
+
+	load(f, "tcp");
+	fds = count_fds();
+	refuse_timers = true;
+	errno = 0;
+	assert_null(health_new(f->base, f->bs));
+	assert_int_equal(errno, ENOMEM);
 	assert_int_equal(count_fds(), fds);
+	refuse_timers = false;
+	f->h = health_new(f->base, f->bs);
+	assert_non_null(f->h);
+	run_checks(f, 1);
+}
+
+/* A check whose socket cannot be watched is not run (its socket is closed
+ * at once) and counts neither way; the next ones are, once it can be. */
+static void
+test_io_refused(void **state)
+{
+	struct fx *f = *state;
+	int fds;
+
+	start(f, "tcp");
+	fds = count_fds();
+	refuse_io = true;
+	for (int i = 0; i < 20; i++)
+		event_base_loop(f->base, EVLOOP_ONCE);     /* 20 ms apart */
+	assert_int_equal(health_checks_done(f->h), 0);
+	assert_true(up(f));
+	assert_int_equal(count_fds(), fds);
+	refuse_io = false;
+	server_set(f, false);
+	run_checks(f, 3);
+	assert_false(up(f));
+}
+
+/* A check that ends and cannot arm the next one stops there (with an
+ * error in the log), holding no socket. */
+static void
+test_timer_refused_later(void **state)
+{
+	struct fx *f = *state;
+	int fds;
+
+	start(f, "tcp");
+	fds = count_fds();
+	refuse_timers = true;
+	run_checks(f, 1);
+	expect_idle(f, fds);
+	assert_int_equal(health_checks_done(f->h), 1);
 }
 
 int
@@ -183,6 +279,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fall_and_rise, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_down_by_traffic, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_checks_off, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_timer_refused, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_io_refused, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_timer_refused_later, fx_setup,
+		    fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,8 +2,9 @@
  * resolver end to end against libevent's own DNS server on 127.0.0.1 (in
  * this process, on the same loop): the first round, a change of answer
  * published as a new generation whose unchanged addresses keep their
- * state, NXDOMAIN keeping the addresses in use, and a name that never
- * resolved reported the way `spliced -t` prints it. */
+ * state, NXDOMAIN keeping the addresses in use, a name that never
+ * resolved reported the way `spliced -t` prints it, and (event_add()
+ * wrapped) a name whose timer cannot be armed asked no more. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,19 @@
 #include "spliced/backend.h"
 #include "spliced/config.h"
 #include "spliced/resolve.h"
+
+int __real_event_add(struct event *, const struct timeval *);
+int __wrap_event_add(struct event *, const struct timeval *);
+
+static bool refuse_add;         /* event_add() fails (resolve.c's only) */
+
+int
+__wrap_event_add(struct event *ev, const struct timeval *tv)
+{
+	if (refuse_add)
+		return -1;
+	return __real_event_add(ev, tv);
+}
 
 /* ---- answers into lists ---- */
 
@@ -192,6 +206,7 @@ fx_setup(void **state)
 	socklen_t len = sizeof(sin);
 
 	assert_non_null(f);
+	refuse_add = false;
 	f->base = event_base_new();
 	assert_non_null(f->base);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -356,6 +371,29 @@ test_no_names_no_dns(void **state)
 	assert_ptr_equal(resolver_set(f->r), f->bs);
 }
 
+/* The next query of a name is due on its timer: one that cannot be armed
+ * is an error in the log, and the name keeps what it resolved to. */
+static void
+test_timer_refused(void **state)
+{
+	struct fx *f = *state;
+	char have[512];
+	unsigned asked;
+
+	f->v4[0] = "127.0.0.2";
+	start(f, "100ms");
+	refuse_add = true;
+	assert_int_equal(resolver_first_round(f->r, report_cb, f), 0);
+	asked = f->queries;
+	f->v4[0] = "127.0.0.3";
+	usleep(300 * 1000);
+	for (int i = 0; i < 20; i++)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(f->queries, asked);
+	addrs_of_b(f, have, sizeof(have));
+	assert_string_equal(have, "127.0.0.2:9002");
+}
+
 int
 main(void)
 {
@@ -366,6 +404,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_first_round_failure,
 		    fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_no_names_no_dns,
+		    fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_timer_refused,
 		    fx_setup, fx_teardown),
 	};
 
