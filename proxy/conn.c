@@ -123,7 +123,7 @@ reset_fd(int fd)
 
 /* The address of the server picked (c->lb still holds its slot). */
 static const char *
-addr_text(const struct conn *c, char *buf, size_t n)
+picked_addr(const struct conn *c, char *buf, size_t n)
 {
 	return addr_format((const struct sockaddr *)
 	    &c->lb->shared[c->server]->addr.ss, buf, n);
@@ -145,7 +145,7 @@ access_log(struct conn *c, enum conn_reason why)
 		char a[ADDR_TEXT_MAX];
 
 		snprintf(server, sizeof(server), "%s/%s", s->name,
-		    addr_text(c, a, sizeof(a)));
+		    picked_addr(c, a, sizeof(a)));
 	} else
 		snprintf(server, sizeof(server), "-");
 	log_batch_msg(c->h->log, CONFIG_LOG_INFO,
@@ -370,7 +370,7 @@ server_failed(struct conn *c, const char *why)
 	const struct config_server *s = c->lb->entry[c->server];
 	char a[ADDR_TEXT_MAX];
 
-	addr_text(c, a, sizeof(a));
+	picked_addr(c, a, sizeof(a));
 	if (s->dnsname != NULL)
 		log_info("listener %s: server %s/%s (%s at %s): connect failed: "
 		    "%s", c->l->cfg->name, c->bc->name, s->name, s->host, a, why);
@@ -402,7 +402,7 @@ server_connected(struct conn *c)
 	if (!backend_lb_connected(c->lb, (size_t)c->server))
 		return;
 	log_info("server %s/%s %s is up: a connect succeeded", c->bc->name,
-	    s->name, addr_text(c, a, sizeof(a)));
+	    s->name, picked_addr(c, a, sizeof(a)));
 }
 
 static void

@@ -222,7 +222,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* This worker closed a connection: its fds go to the clients waiting for
  * one first, then back into the reserve. A callback of its own rather
- * than a call from conn_ended(), which runs inside conn.c. */
+ * than a call from on_conn_ended(), which runs inside conn.c. */
 static void
 fds_freed_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -243,7 +243,7 @@ wake_peers(void *arg)
 
 /* conn.h's hooks. */
 static void
-conn_ended(void *arg, bool wake)
+on_conn_ended(void *arg, bool wake)
 {
 	struct worker *w = arg;
 
@@ -256,7 +256,7 @@ conn_ended(void *arg, bool wake)
 }
 
 static void
-conn_fd_short(void *arg, int err, const char *what)
+on_fd_short(void *arg, int err, const char *what)
 {
 	struct worker *w = arg;
 
@@ -293,7 +293,7 @@ struct worker *
 worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
     size_t pipe_budget, char *err, size_t errlen)
 {
-	static const struct conn_hooks hooks = { conn_ended, conn_fd_short };
+	static const struct conn_hooks hooks = { on_conn_ended, on_fd_short };
 	struct config *cfg = conf->cfg;
 	struct timeval second = { 1, 0 };
 	struct worker *w;
