@@ -1,5 +1,5 @@
-/* proxy/main.c: command line, start-up, signals, reload and the drain on
- * shutdown.
+/* proxy/main.c: start-up, signals, reload and the drain on shutdown; the
+ * command line is cli.c's.
  *
  * The main thread binds every listener before any worker runs, so a config
  * that cannot be served fails at start with exit 1. It then runs what is
@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 
 #include "spliced/backend.h"
 #include "spliced/check.h"
+#include "spliced/cli.h"
 #include "spliced/config.h"
 #include "spliced/health.h"
 #include "spliced/listener.h"
@@ -36,16 +36,6 @@
 #include "spliced/zerocopy.h"
 
 #define EXIT_USAGE 2
-
-struct opts {
-	const char *config;
-	bool check;
-	const char **listens;       /* each a bind of [listener cli] */
-	size_t nlistens;
-	const char **backends;
-	size_t nbackends;
-	const char *splice, *threshold, *workers;
-};
 
 struct proc {
 	const char *path;           /* the config file; NULL: the command line */
@@ -66,186 +56,6 @@ struct proc {
 	bool stuck;                 /* a worker has not answered it */
 	bool draining, failed;
 };
-
-static void
-usage(FILE *f)
-{
-	fprintf(f,
-	    "usage: spliced -c FILE              run with a config file\n"
-	    "       spliced -t -c FILE           check the config and the kernel's zero-copy support\n"
-	    "       spliced --listen ADDR:PORT [--listen ...]\n"
-	    "               --backend ADDR:PORT [--backend ...]\n"
-	    "               [--splice auto|always|never] [--splice-threshold SIZE] [--workers N]\n"
-	    "       spliced --version\n"
-	    "ADDR:PORT is 127.0.0.1:8080, [::1]:8080, *:8080 or host.name:8080.\n");
-}
-
-static void
-bad_usage(const char *fmt, const char *what)
-{
-	fprintf(stderr, "spliced: ");
-	fprintf(stderr, fmt, what);
-	fprintf(stderr, "\n");
-	usage(stderr);
-	exit(EXIT_USAGE);
-}
-
-/* One more value of a flag that may repeat. */
-static void
-opt_push(const char ***arr, size_t *n, const char *value)
-{
-	const char **a = realloc(*arr, (*n + 1) * sizeof(*a));
-
-	if (a == NULL)
-		exit(1);
-	a[(*n)++] = value;
-	*arr = a;
-}
-
-/* getopt_long() refused an option (ch is '?' or ':'): name it as written.
- * A long one is the element getopt_long() moved past, without "=VALUE";
- * a short one is optopt, for inside a cluster ("-xt") optind has not
- * moved and argv[optind - 1] is another argument (the program, or the
- * file of -c). prev: optind before the call. Exits 2. */
-static void
-bad_option(int ch, char **argv, int prev, const struct option *longopts)
-{
-	const char *el = optind > prev ? argv[optind - 1] : "";
-	char name[64];
-	size_t len, matches = 0;
-
-	if (strncmp(el, "--", 2) != 0) {
-		snprintf(name, sizeof(name), "-%c", optopt);
-		bad_usage(ch == ':' ? "%s needs a value" : "unknown option '%s'",
-		    name);
-	}
-	len = strcspn(el, "=");
-	snprintf(name, sizeof(name), "%.*s", (int)len, el);
-	if (ch == ':')
-		bad_usage("%s needs a value", name);
-	/* optopt: the option matched, and its value was not wanted. */
-	if (optopt != 0)
-		bad_usage("option '%s' takes no value", name);
-	for (const struct option *lo = longopts; lo->name != NULL; lo++)
-		matches += strncmp(lo->name, el + 2, len - 2) == 0;
-	bad_usage(matches > 1 ? "ambiguous option '%s'" : "unknown option '%s'",
-	    name);
-}
-
-static void
-parse_args(int argc, char **argv, struct opts *o)
-{
-	static const struct option longopts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "test", no_argument, NULL, 't' },
-		{ "listen", required_argument, NULL, 'L' },
-		{ "backend", required_argument, NULL, 'B' },
-		{ "splice", required_argument, NULL, 'S' },
-		{ "splice-threshold", required_argument, NULL, 'T' },
-		{ "workers", required_argument, NULL, 'W' },
-		{ "admin", required_argument, NULL, 'A' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int ch, prev = optind;
-
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":c:th", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'c': o->config = optarg; break;
-		case 't': o->check = true; break;
-		case 'L': opt_push(&o->listens, &o->nlistens, optarg); break;
-		case 'B': opt_push(&o->backends, &o->nbackends, optarg); break;
-		case 'S': o->splice = optarg; break;
-		case 'T': o->threshold = optarg; break;
-		case 'W': o->workers = optarg; break;
-		case 'A':
-			bad_usage("--admin: not supported yet (%s)", optarg);
-			break;
-		case 'V':
-			printf("spliced %s (zero-copy: %s)\n", SPLICED_VERSION,
-			    zc_backend_name());
-			exit(0);
-		case 'h':
-			usage(stdout);
-			exit(0);
-		default:
-			bad_option(ch, argv, prev, longopts);
-		}
-		prev = optind;
-	}
-	if (optind < argc)
-		bad_usage("unexpected argument '%s'", argv[optind]);
-	if (o->config != NULL && (o->nlistens > 0 || o->nbackends > 0))
-		bad_usage("%s", "-c and --listen/--backend do not mix");
-	if (o->config == NULL && o->nlistens == 0 && o->nbackends == 0 &&
-	    (o->splice || o->threshold || o->workers))
-		bad_usage("%s", "--splice, --splice-threshold and --workers go with "
-		    "--listen and --backend");
-	if (o->config == NULL && o->nlistens == 0 && o->nbackends == 0)
-		bad_usage("%s", "nothing to do: give -c FILE, or --listen and --backend");
-	if (o->config == NULL && (o->nlistens == 0 || o->nbackends == 0))
-		bad_usage("%s", "--listen and at least one --backend go together");
-	if (o->config != NULL && (o->splice || o->threshold || o->workers))
-		bad_usage("%s", "--splice, --splice-threshold and --workers go with --listen; "
-		    "use the config file's keys with -c");
-}
-
-/* config_set() names "[section] key: "; on the command line the flag is
- * what the user wrote, so name that instead. */
-static void
-bad_flag(const char *flag, const char *err)
-{
-	const char *why = strstr(err, ": ");
-
-	fprintf(stderr, "spliced: %s: %s\n", flag, why != NULL ? why + 2 : err);
-	usage(stderr);
-	exit(EXIT_USAGE);
-}
-
-/* The one-off relay: the same keys as a file, so the same validation. */
-static struct config *
-config_from_args(const struct opts *o)
-{
-	char err[CONFIG_ERR_MAX], name[32];
-	struct config *cfg = config_new("command line");
-	struct { const char *flag, *section, *key, *value; } set[] = {
-		{ "--workers", "global", "workers", o->workers },
-		{ "--splice", "global", "splice", o->splice },
-		{ "--splice-threshold", "global", "splice_threshold", o->threshold },
-		{ "--backend", "listener cli", "backend", "cli" },
-	};
-
-	if (cfg == NULL)
-		exit(1);
-	for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
-		if (set[i].value != NULL && config_set(cfg, set[i].section,
-		    set[i].key, set[i].value, err, sizeof(err)) == -1)
-			bad_flag(set[i].flag, err);
-	for (size_t i = 0; i < o->nlistens; i++) {
-		if (config_set(cfg, "listener cli", "bind", o->listens[i], err,
-		    sizeof(err)) == -1)
-			bad_flag("--listen", err);
-		/* config_finish() would name [listener cli], which the user
-		 * never wrote. */
-		for (size_t j = 0; j < i; j++)
-			if (addr_equal(&cfg->listeners[0].binds[j],
-			    &cfg->listeners[0].binds[i]))
-				bad_usage("--listen %s: given twice", o->listens[i]);
-	}
-	for (size_t i = 0; i < o->nbackends; i++) {
-		char line[300];
-
-		snprintf(name, sizeof(name), "s%zu", i + 1);
-		snprintf(line, sizeof(line), "%s %s", name, o->backends[i]);
-		if (config_set(cfg, "backend cli", "server", line, err, sizeof(err)) == -1)
-			bad_flag("--backend", err);
-	}
-	if (config_finish(cfg, err, sizeof(err)) == -1)
-		bad_usage("%s", err);
-	return cfg;
-}
 
 /* The pools' limits, shared out between the workers. Every pipe costs two
  * fds: at most an eighth of the fd limit goes to pipes. An unprivileged
@@ -877,27 +687,66 @@ out:
 	return rc;
 }
 
+/* A usage error from cli.h: the message and the usage on stderr, exit 2.
+ * Out of memory: exit 1, without a word, as the parse always did. */
+static int
+main_usage_error(int err, const char *msg)
+{
+	if (err == ENOMEM)
+		return 1;
+	fprintf(stderr, "spliced: %s\n", msg);
+	cli_usage(stderr);
+	return EXIT_USAGE;
+}
+
+/* The config of -c FILE or of the one-off relay's flags; NULL: *rc is
+ * the exit status (the problem is on stderr). */
+static struct config *
+main_config(const struct cli_opts *o, int *rc)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg;
+
+	if (o->config == NULL) {
+		if ((cfg = cli_config(o, err, sizeof(err))) == NULL)
+			*rc = main_usage_error(errno, err);
+		return cfg;
+	}
+	if ((cfg = config_load(o->config, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "spliced: %s\n", err);
+		*rc = 1;
+	}
+	return cfg;
+}
+
 int
 main(int argc, char **argv)
 {
 	char err[CONFIG_ERR_MAX];
-	struct opts o = { 0 };
+	struct cli_opts o;
 	struct proc p = { 0 };
-	int rc;
+	int rc = 0;
 
 	log_init();
-	parse_args(argc, argv, &o);
+	if (cli_parse(argc, argv, &o, err, sizeof(err)) == -1) {
+		rc = main_usage_error(errno, err);
+		cli_opts_cleanup(&o);
+		return rc;
+	}
+	if (o.action == CLI_VERSION || o.action == CLI_HELP) {
+		if (o.action == CLI_VERSION)
+			cli_version(stdout);
+		else
+			cli_usage(stdout);
+		cli_opts_cleanup(&o);
+		return 0;
+	}
 	p.path = o.config;
-	if (o.config != NULL) {
-		if ((p.cfg = config_load(o.config, err, sizeof(err))) == NULL) {
-			fprintf(stderr, "spliced: %s\n", err);
-			return 1;
-		}
-	} else
-		p.cfg = config_from_args(&o);
-	free(o.listens);
-	free(o.backends);
-	if (o.check) {
+	p.cfg = main_config(&o, &rc);
+	cli_opts_cleanup(&o);
+	if (p.cfg == NULL)
+		return rc;
+	if (o.action == CLI_CHECK) {
 		rc = check_run(p.cfg, o.config ? o.config : "command line");
 		config_unref(p.cfg);
 		return rc;
