@@ -1,5 +1,5 @@
 /* proxy/main.c: start-up, signals, reload and the drain on shutdown; the
- * command line is cli.c's.
+ * command line is cli.c's, the totals at exit metrics.c's.
  *
  * The main thread binds every listener before any worker runs, so a config
  * that cannot be served fails at start with exit 1. It then runs what is
@@ -29,6 +29,7 @@
 #include "spliced/health.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
+#include "spliced/metrics.h"
 #include "spliced/privs.h"
 #include "spliced/resolve.h"
 #include "spliced/sdnotify.h"
@@ -434,58 +435,6 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	evtimer_add(p->drain_timer, &tv);
 }
 
-/* Per server address, summed over the workers (each counts in the
- * balancer of the backend of that name in its current snap; the counts
- * follow an address from one generation to the next). */
-static void
-log_server_totals(const struct proc *p)
-{
-	char a[ADDR_TEXT_MAX + 1];
-
-	for (size_t b = 0; b < p->bs->n; b++) {
-		const struct backend_shared *sh = &p->bs->b[b];
-
-		for (size_t s = 0; s < sh->n; s++) {
-			struct server_stats st = { 0 };
-
-			for (unsigned i = 0; i < p->nw; i++)
-				worker_server_totals_add(p->w[i], sh->servers[s], &st);
-			a[0] = ' ';
-			if (sh->entry[s]->dnsname != NULL)
-				addr_format((const struct sockaddr *)
-				    &sh->servers[s]->addr.ss, a + 1, sizeof(a) - 1);
-			else
-				a[0] = '\0';
-			log_info("totals: server %s/%s%s connections=%" PRIu64
-			    " connect_failures=%" PRIu64 " up=%d", sh->cfg->name,
-			    sh->entry[s]->name, a, st.connections,
-			    st.connect_failures,
-			    (int)atomic_load(&sh->servers[s]->up));
-		}
-	}
-}
-
-static void
-log_totals(const struct proc *p)
-{
-	struct worker_totals t = { 0 };
-	const struct conn_stats *st = &t.conn;
-	const struct relay_stats *rs = &t.relay;
-
-	for (unsigned i = 0; i < p->nw; i++)
-		worker_totals_add(p->w[i], &t);
-	log_info("totals: connections=%" PRIu64 " connect_failures=%" PRIu64
-	    " bytes_splice=%" PRIu64 " bytes_copy=%" PRIu64
-	    " splice_fallbacks pool_full=%" PRIu64 " pipe_budget=%" PRIu64
-	    " pipe_error=%" PRIu64 " unsupported=%" PRIu64,
-	    st->connections, st->connect_failures, rs->bytes[RELAY_MODE_SPLICE],
-	    rs->bytes[RELAY_MODE_COPY], rs->fallbacks[RELAY_FALLBACK_POOL_FULL],
-	    rs->fallbacks[RELAY_FALLBACK_PIPE_BUDGET],
-	    rs->fallbacks[RELAY_FALLBACK_PIPE_ERROR],
-	    rs->fallbacks[RELAY_FALLBACK_UNSUPPORTED]);
-	log_server_totals(p);
-}
-
 /* The sockets systemd passed, and the process's listening state over
  * them. -1 (logged) on malformed variables or no memory. */
 static int
@@ -664,7 +613,7 @@ out:
 		if (p->w[i] != NULL)
 			worker_join(p->w[i]);
 	if (p->w != NULL && rc == 0)
-		log_totals(p);
+		metrics_log_totals(p->w, p->nw, p->bs);
 	/* Its last callbacks run the loop: the workers must still exist. */
 	resolver_free_retired(&p->retired);
 	resolver_free(p->res);
