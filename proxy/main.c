@@ -1,16 +1,13 @@
-/* proxy/main.c: start-up, signals, reload and the drain on shutdown; the
- * command line is cli.c's, the totals at exit metrics.c's.
+/* proxy/main.c: start-up, signals and the drain on shutdown; the command
+ * line is cli.c's, reloads reload.c's, the totals at exit metrics.c's.
  *
  * The main thread binds every listener before any worker runs, so a config
  * that cannot be served fails at start with exit 1. It then runs what is
  * off the data path: signals, health checks, DNS, systemd's notifications
  * and the watchdog; the data path lives entirely in the workers.
  *
- * A reload (SIGHUP) builds everything a new config needs (parsed and
- * checked, listeners bound or carried over, servers' state carried over)
- * before it changes anything; any failure leaves the process as it was.
- * Only then does it publish the new conf to the workers (worker.h), which
- * switch between two turns of their loops. */
+ * A reload (SIGHUP) is built whole before it is swapped in at one point
+ * (reload.h); any failure leaves the process as it was. */
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -22,6 +19,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "proc.h"
 #include "spliced/backend.h"
 #include "spliced/check.h"
 #include "spliced/cli.h"
@@ -31,32 +29,13 @@
 #include "spliced/log.h"
 #include "spliced/metrics.h"
 #include "spliced/privs.h"
+#include "spliced/reload.h"
 #include "spliced/resolve.h"
 #include "spliced/sdnotify.h"
 #include "spliced/worker.h"
 #include "spliced/zerocopy.h"
 
 #define EXIT_USAGE 2
-
-struct proc {
-	const char *path;           /* the config file; NULL: the command line */
-	struct config *cfg;         /* the newest of everything below */
-	struct listener_proc *lp;
-	struct listener_set *ls;
-	struct backend_set *bs;     /* the servers' shared state */
-	struct worker_conf *conf;   /* what the workers were last given */
-	struct resolver *res;       /* host-name servers, on this thread's base */
-	struct resolver *retired;   /* earlier ones, until their queries end */
-	struct health *health;      /* checks, on this thread's base */
-	struct worker **w;
-	unsigned nw;
-	struct event_base *base;
-	struct event *drain_timer, *exited, *watchdog, *status;
-	struct privs_nofile nofile; /* RLIMIT_NOFILE, as last logged */
-	unsigned ping;              /* the watchdog's last question */
-	bool stuck;                 /* a worker has not answered it */
-	bool draining, failed;
-};
 
 /* The pools' limits, shared out between the workers. Every pipe costs two
  * fds: at most an eighth of the fd limit goes to pipes. An unprivileged
@@ -210,41 +189,6 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	stop_all(p);
 }
 
-/* Hand the workers ls and bs (both of p->cfg) for their new connections.
- * -1 when out of memory: nothing changed. */
-static int
-publish(struct proc *p, struct listener_set *ls, struct backend_set *bs)
-{
-	struct worker_conf *conf = worker_conf_new(ls, bs);
-
-	if (conf == NULL)
-		return -1;
-	worker_conf_unref(p->conf);
-	p->conf = conf;
-	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
-		if (p->w[i] != NULL)
-			worker_publish(p->w[i], conf);
-	return 0;
-}
-
-/* A new generation of server addresses (resolve.c): the checks and the
- * workers move to it. During the first round neither runs yet. */
-static void
-publish_cb(struct backend_set *bs, void *arg)
-{
-	struct proc *p = arg;
-
-	if (p->conf != NULL && publish(p, p->ls, bs) == -1) {
-		log_error("out of memory: the workers keep the addresses they had");
-		return;
-	}
-	backend_set_unref(p->bs);
-	p->bs = backend_set_ref(bs);
-	if (p->health != NULL && health_update(p->health, bs) == -1)
-		log_error("health checks: out of memory: the checks keep the "
-		    "addresses they had");
-}
-
 static void
 unresolved_cb(const char *msg, void *arg)
 {
@@ -252,151 +196,20 @@ unresolved_cb(const char *msg, void *arg)
 	log_warn("%s; it stays down until it resolves", msg);
 }
 
-/* As far as max_connections needs, never lowering it: at start and after
- * each reload (max_connections may have grown); logged at start, and after
- * a reload when it is news. */
-static void
-raise_nofile(struct proc *p, const struct config *cfg)
-{
-	struct privs_nofile nf;
-	char line[512];
-
-	if (privs_nofile_raise(cfg, p->nw, &nf) == -1) {
-		log_warn("RLIMIT_NOFILE: getrlimit: %s", strerror(errno));
-		return;
-	}
-	/* The need moves with every bind and server a reload adds or
-	 * removes; comparing it made most reloads repeat the warning. A need
-	 * is never 0, so 0 is "not logged yet". */
-	if (p->nofile.need != 0 && !privs_nofile_news(&p->nofile, &nf))
-		return;
-	p->nofile = nf;
-	if (privs_nofile_text(&nf, line, sizeof(line)))
-		log_warn("%s", line);
-	else
-		log_info("%s", line);
-}
-
-/* Keys that size what the workers and pools were built with, or who the
- * process is: a reload keeps the running values and says so. -1: out of
- * memory. */
-static int
-keep_restart_keys(struct config *cfg, const struct config *cur)
-{
-	char was[32], now[32];
-
-#define KEEP(key, fmt)							\
-	if (cfg->key != cur->key) {					\
-		snprintf(was, sizeof(was), fmt, cur->key);		\
-		snprintf(now, sizeof(now), fmt, cfg->key);		\
-		log_warn("reload: [global] " #key " changed (%s -> %s): it "	\
-		    "takes effect at the next restart; keeping %s", was, now, \
-		    was);						\
-		cfg->key = cur->key;					\
-	}
-	/* auto and the count it gives are the same: compare what runs. */
-	if (config_workers(cfg) != config_workers(cur)) {
-		log_warn("reload: [global] workers changed (%u -> %u): it takes "
-		    "effect at the next restart; keeping %u", config_workers(cur),
-		    config_workers(cfg), config_workers(cur));
-		cfg->workers = cur->workers;
-	}
-	KEEP(pipe_size, "%zu")
-	KEEP(buffer_size, "%zu")
-	KEEP(max_pipes, "%u")
-#undef KEEP
-	if ((cfg->user == NULL) != (cur->user == NULL) || (cfg->user != NULL &&
-	    strcmp(cfg->user, cur->user) != 0)) {
-		log_warn("reload: [global] user changed (%s -> %s): it takes "
-		    "effect at the next restart; keeping %s",
-		    cur->user ? cur->user : "none", cfg->user ? cfg->user : "none",
-		    cur->user ? cur->user : "none");
-		free(cfg->user);
-		cfg->user = NULL;
-		if (cur->user != NULL && (cfg->user = strdup(cur->user)) == NULL)
-			return -1;
-	}
-	return 0;
-}
-
-/* SIGHUP: everything the new config needs is built before anything
- * changes; the first failure logs why and leaves all as it was. */
+/* SIGHUP, with systemd told around it. */
 static void
 reload(struct proc *p)
 {
-	char err[CONFIG_ERR_MAX], st[128];
-	struct config *cfg = NULL;
-	struct listener_set *ls = NULL;
-	struct backend_set *bs = NULL;
-	struct resolver *res = NULL;
-	struct health *health = NULL;
-	size_t added, removed;
+	char st[128], msg[256];
 
 	sdnotify_reloading("reloading the configuration");
-	if (p->path == NULL) {
-		log_warn("SIGHUP: started from the command line, there is no "
-		    "config file to read again; carrying on unchanged");
-		goto done;
+	if (reload_run(p) == 0) {
+		sdnotify_ready(status_text(p, st, sizeof(st)));
+		return;
 	}
-	log_info("SIGHUP: reloading %s", p->path);
-	if ((cfg = config_load(p->path, err, sizeof(err))) == NULL) {
-		log_error("reload failed: %s; carrying on unchanged", err);
-		goto failed;
-	}
-	if (keep_restart_keys(cfg, p->cfg) == -1) {
-		log_error("reload failed: out of memory; carrying on unchanged");
-		goto failed;
-	}
-	if ((ls = listener_set_bind(p->lp, cfg, p->ls, err, sizeof(err))) == NULL) {
-		log_error("reload failed: %s; carrying on unchanged", err);
-		goto failed;
-	}
-	if ((bs = backend_set_new(cfg, p->bs)) == NULL ||
-	    (health = health_new(p->base, bs)) == NULL) {
-		log_error("reload failed: out of memory; carrying on unchanged");
-		goto failed;
-	}
-	if ((res = resolver_new(p->base, bs, publish_cb, p, err,
-	    sizeof(err))) == NULL) {
-		log_error("reload failed: %s; carrying on unchanged", err);
-		goto failed;
-	}
-	if (publish(p, ls, bs) == -1) {
-		log_error("reload failed: out of memory; carrying on unchanged");
-		goto failed;
-	}
-	/* Committed: from here on nothing fails. */
-	listener_set_diff(ls, p->ls, &added, &removed);
-	resolver_retire(p->res, &p->retired);
-	p->res = res;
-	health_free(p->health);
-	p->health = health;
-	backend_set_unref(p->bs);
-	p->bs = bs;
-	listener_set_unref(p->ls);
-	p->ls = ls;
-	config_unref(p->cfg);
-	p->cfg = cfg;
-	log_set_level(cfg->log_level);
-	raise_nofile(p, cfg);
-	resolver_start(res);
-	log_info("reloaded %s: %zu listener%s (%zu added, %zu removed), %zu "
-	    "backend%s; connections already open finish as they started",
-	    p->path, cfg->nlisteners, cfg->nlisteners == 1 ? "" : "s", added,
-	    removed, cfg->nbackends, cfg->nbackends == 1 ? "" : "s");
-	goto done;
-failed:
-	resolver_free(res);
-	health_free(health);
-	backend_set_unref(bs);
-	listener_set_unref(ls);
-	config_unref(cfg);
-	snprintf(err, sizeof(err), "reload failed, see the log; %s",
+	snprintf(msg, sizeof(msg), "reload failed, see the log; %s",
 	    status_text(p, st, sizeof(st)));
-	sdnotify_ready(err);
-	return;
-done:
-	sdnotify_ready(status_text(p, st, sizeof(st)));
+	sdnotify_ready(msg);
 }
 
 static void
@@ -534,7 +347,7 @@ serve(struct proc *p)
 	/* One-off mode has no user to name: setpriv or runuser do that. */
 	if (p->path != NULL && privs_stays_root(p->cfg))
 		log_warn("%s", PRIVS_ROOT_WARNING);
-	raise_nofile(p, p->cfg);
+	reload_raise_nofile(p, p->cfg);
 	if (take_sockets(p) == -1)
 		goto out;
 	if ((p->ls = listener_set_bind(p->lp, p->cfg, NULL, err, sizeof(err))) == NULL) {
@@ -553,7 +366,7 @@ serve(struct proc *p)
 	if ((p->base = event_base_new()) == NULL ||
 	    (p->bs = backend_set_new(p->cfg, NULL)) == NULL)
 		goto out;
-	if ((p->res = resolver_new(p->base, p->bs, publish_cb, p, err,
+	if ((p->res = resolver_new(p->base, p->bs, reload_addresses_cb, p, err,
 	    sizeof(err))) == NULL) {
 		log_error("%s", err);
 		goto out;
