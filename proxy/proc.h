@@ -1,4 +1,5 @@
-/* proxy/proc.h: the main thread's state, for main.c and reload.c only (not under include/: no other module and no test has any
+/* proxy/proc.h: the main thread's state, for main.c, supervise.c and
+ * reload.c only (not under include/: no other module and no test has any
  * business with it).
  *
  * What the process serves now: a config with everything built for it (the
@@ -9,18 +10,16 @@
  *  - main.c builds all of it at start-up and frees it at exit;
  *  - in between, only reload.c changes the generation: a reload (SIGHUP)
  *    swaps it whole, new addresses from the resolver swap bs and conf;
- *  - the signals, the drain and the watchdog (main.c) read it and keep
- *    their own fields, at the end. */
+ *  - supervise.c reads it (the workers, the config's shutdown_timeout,
+ *    the counts in the status line) and keeps its own state in struct
+ *    supervise. */
 #ifndef SPLICED_PROC_H
 #define SPLICED_PROC_H
-
-#include <stdbool.h>
 
 #include "spliced/privs.h"
 
 struct backend_set;
 struct config;
-struct event;
 struct event_base;
 struct health;
 struct listener_proc;
@@ -44,11 +43,6 @@ struct proc {
 	struct resolver *retired;   /* earlier ones, until their queries end */
 	struct health *health;      /* checks, on the main loop */
 	struct privs_nofile nofile; /* RLIMIT_NOFILE, as last logged */
-	/* Signals, drain and watchdog: main.c's. */
-	struct event *drain_timer, *exited, *watchdog, *status;
-	unsigned ping;              /* the watchdog's last question */
-	bool stuck;                 /* a worker has not answered it */
-	bool draining, failed;
 };
 
 #endif
