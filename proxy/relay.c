@@ -1,4 +1,4 @@
-/* proxy/relay.c: the per-direction state machine and the auto policy.
+/* proxy/relay.c: the per-direction state machine.
  *
  * A connection has two directions, upstream (client -> backend) and
  * downstream (backend -> client), each an instance of this machine:
@@ -23,9 +23,10 @@
  *     right away and never overtakes bytes;
  *   - the mover may change between fills, at the one clean point where
  *     nothing is held: bytes never overtake each other across movers.
- * Which mover the next fill uses is relay_policy(): a pure function of the
- * direction's counters. The holder is given back whenever the direction
- * waits for `in`, so an idle connection holds no buffer and no pipe. */
+ * Which mover the next fill uses is the policy's call (relay_policy.c): its
+ * state is d->policy, which only its pure functions change. The holder is
+ * given back whenever the direction waits for `in`, so an idle connection
+ * holds no buffer and no pipe. */
 #include "spliced/relay.h"
 
 #include <assert.h>
@@ -36,19 +37,6 @@
 #include "spliced/clock.h"
 #include "spliced/log.h"
 #include "spliced/zerocopy.h"
-
-enum relay_mode
-relay_policy(enum config_splice policy, size_t threshold, uint64_t burst,
-    unsigned full_reads, bool splice_ok)
-{
-	if (!splice_ok || policy == CONFIG_SPLICE_NEVER)
-		return RELAY_MODE_COPY;
-	if (policy == CONFIG_SPLICE_ALWAYS)
-		return RELAY_MODE_SPLICE;
-	if (burst >= threshold || full_reads >= RELAY_STREAMER_READS)
-		return RELAY_MODE_SPLICE;
-	return RELAY_MODE_COPY;
-}
 
 void
 relay_ctx_init(struct relay_ctx *ctx, struct event_base *base,
@@ -137,20 +125,12 @@ finish(struct relay_dir *d)
 	set_state(d, RELAY_DONE);
 }
 
-/* `in` has nothing more for now. Wake-ups that carry less than a buffer
- * are exchanges, not a stream: after RELAY_IDLE_WAKES of them in a row the
- * burst is over and the next one starts again in copy mode. */
+/* `in` has nothing more for now (or the byte budget is spent): the policy
+ * counts the wake-up, which may end the burst. */
 static void
 wait_in(struct relay_dir *d)
 {
-	if (d->wake_bytes >= d->ctx->buffer_size)
-		d->short_wakes = 0;
-	else if (++d->short_wakes >= RELAY_IDLE_WAKES) {
-		d->burst = 0;
-		d->full_reads = 0;
-		d->no_splice = false;
-	}
-	d->wake_bytes = 0;
+	relay_policy_wait(&d->policy, d->ctx->buffer_size);
 	d->short_read = false;
 	d->mover->release(d);
 	set_state(d, RELAY_READING);
@@ -164,7 +144,7 @@ copy_for_burst(struct relay_dir *d)
 {
 	d->mover->release(d);
 	d->mover = &relay_copy_mover;
-	d->no_splice = true;
+	relay_policy_copy_for_burst(&d->policy);
 }
 
 static void
@@ -174,9 +154,9 @@ choose_mover(struct relay_dir *d)
 	enum relay_fallback why;
 	bool ok;
 
-	ok = d->ctx->pipes != NULL && !d->no_splice && zc_splice_supported();
-	m = relay_policy(d->policy, d->threshold, d->burst, d->full_reads, ok) ==
-	    RELAY_MODE_SPLICE ? &relay_splice_mover : &relay_copy_mover;
+	ok = d->ctx->pipes != NULL && zc_splice_supported();
+	m = relay_policy_next(&d->policy, ok) == RELAY_MODE_SPLICE ?
+	    &relay_splice_mover : &relay_copy_mover;
 	if (m != d->mover) {
 		d->mover->release(d);   /* empty: this is the clean point */
 		d->mover = m;
@@ -261,10 +241,8 @@ run(struct relay_dir *d)
 			wait_in(d);
 			break;
 		}
-		d->burst += (size_t)n;
-		d->wake_bytes += (size_t)n;
-		d->short_read = (size_t)n < d->mover->capacity(d);
-		d->full_reads = d->short_read ? 0 : d->full_reads + 1;
+		d->short_read = relay_policy_read(&d->policy, (size_t)n,
+		    d->mover->capacity(d));
 	}
 	if (moved > 0)
 		d->last_io_ms = clock_coarse_ms();
@@ -284,9 +262,10 @@ relay_init(struct relay_dir *d, struct relay_ctx *ctx, int in, int out,
     enum config_splice policy, size_t threshold, relay_cb cb, void *arg)
 {
 	*d = (struct relay_dir){ .ctx = ctx, .mover = &relay_copy_mover,
-	    .in = in, .out = out, .state = RELAY_READING, .policy = policy,
-	    .threshold = threshold, .pipe = { .rfd = -1, .wfd = -1 },
+	    .in = in, .out = out, .state = RELAY_READING,
+	    .pipe = { .rfd = -1, .wfd = -1 },
 	    .last_io_ms = clock_coarse_ms(), .cb = cb, .arg = arg };
+	relay_policy_init(&d->policy, policy, threshold);
 	if (event_assign(&d->rd, ctx->base, in, EV_READ | EV_PERSIST, io_cb, d) == -1 ||
 	    event_assign(&d->wr, ctx->base, out, EV_WRITE | EV_PERSIST, io_cb, d) == -1)
 		return -1;

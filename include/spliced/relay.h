@@ -7,8 +7,9 @@
  * Buffers and pipes come from the worker's relay_ctx and are held only while
  * bytes are in flight: an idle direction holds neither.
  *
- * The state machine and the auto policy live in relay.c; the two movers, copy
- * (relay_copy.c) and splice (relay_splice.c), sit behind struct relay_mover. */
+ * The state machine lives in relay.c, the auto policy in relay_policy.c
+ * (relay_policy.h); the two movers, copy (relay_copy.c) and splice
+ * (relay_splice.c), sit behind struct relay_mover. */
 #ifndef SPLICED_RELAY_H
 #define SPLICED_RELAY_H
 
@@ -20,13 +21,8 @@
 
 #include "spliced/config.h"
 #include "spliced/pipepool.h"
+#include "spliced/relay_policy.h"
 
-/* Consecutive reads that fill the whole copy buffer before auto splices: the
- * kernel holds more than a buffer, so this is a stream, not an exchange. */
-#define RELAY_STREAMER_READS 2
-/* Consecutive wake-ups carrying less than a buffer that end a burst: one
- * alone is as likely a stream whose sender paused for a moment. */
-#define RELAY_IDLE_WAKES 2
 /* Bytes one direction moves per callback before it lets other connections
  * of the worker run (level-triggered polling brings it back). */
 #define RELAY_BUDGET (1024 * 1024)
@@ -35,8 +31,6 @@
 #define RELAY_MIN_PIPE (128 * 1024)
 /* Idle copy buffers a worker keeps for reuse. */
 #define RELAY_BUFS_KEEP 64
-
-enum relay_mode { RELAY_MODE_COPY, RELAY_MODE_SPLICE, RELAY_MODE_MAX_ };
 
 enum relay_state {
 	RELAY_READING,              /* nothing held; waiting for `in` */
@@ -80,19 +74,12 @@ struct relay_dir {
 	struct event rd, wr;        /* `in` readable, `out` writable */
 	bool rd_on, wr_on;
 	enum relay_state state;
-	enum config_splice policy;
-	size_t threshold;
+	bool short_read;            /* the last read did not fill the holder */
+	struct relay_policy_state policy;   /* changed by relay_policy_*() only */
 	/* Held only while bytes are in flight. */
 	struct spipe pipe;          /* rfd < 0: none */
 	char *buf;                  /* NULL: none */
 	size_t off, len;            /* buf[off..len) still to write */
-	/* Auto policy inputs. */
-	uint64_t burst;             /* bytes carried in the current burst */
-	uint64_t wake_bytes;        /* bytes read since `in` last ran dry */
-	unsigned full_reads;        /* consecutive reads that filled the holder */
-	unsigned short_wakes;       /* consecutive wake-ups under a buffer */
-	bool no_splice;             /* a pipe could not be had this burst */
-	bool short_read;            /* the last read did not fill the holder */
 	/* Results. */
 	uint64_t bytes[RELAY_MODE_MAX_];   /* written to `out`, by mover */
 	uint64_t last_io_ms;        /* CLOCK_MONOTONIC_COARSE of the last byte */
@@ -102,11 +89,6 @@ struct relay_dir {
 	void *arg;
 	const struct relay_dir *other;   /* the connection's other direction */
 };
-
-/* The auto policy: which mover the next read should use. Pure. splice_ok:
- * the platform can splice and a pipe may be tried. */
-enum relay_mode relay_policy(enum config_splice policy, size_t threshold,
-    uint64_t burst, unsigned full_reads, bool splice_ok);
 
 void relay_ctx_init(struct relay_ctx *, struct event_base *,
     struct pipepool *pipes, size_t buffer_size);

@@ -1,0 +1,60 @@
+/* proxy/relay_policy.c: the auto policy's state and decisions, pure. */
+#include "spliced/relay_policy.h"
+
+enum relay_mode
+relay_policy(enum config_splice splice, size_t threshold, uint64_t burst,
+    unsigned full_reads, bool splice_ok)
+{
+	if (!splice_ok || splice == CONFIG_SPLICE_NEVER)
+		return RELAY_MODE_COPY;
+	if (splice == CONFIG_SPLICE_ALWAYS)
+		return RELAY_MODE_SPLICE;
+	if (burst >= threshold || full_reads >= RELAY_STREAMER_READS)
+		return RELAY_MODE_SPLICE;
+	return RELAY_MODE_COPY;
+}
+
+void
+relay_policy_init(struct relay_policy_state *s, enum config_splice splice,
+    size_t threshold)
+{
+	*s = (struct relay_policy_state){ .splice = splice,
+	    .threshold = threshold };
+}
+
+enum relay_mode
+relay_policy_next(const struct relay_policy_state *s, bool splice_ok)
+{
+	return relay_policy(s->splice, s->threshold, s->burst, s->full_reads,
+	    splice_ok && !s->no_splice);
+}
+
+bool
+relay_policy_read(struct relay_policy_state *s, size_t n, size_t capacity)
+{
+	bool short_read = n < capacity;
+
+	s->burst += n;
+	s->wake_bytes += n;
+	s->full_reads = short_read ? 0 : s->full_reads + 1;
+	return short_read;
+}
+
+void
+relay_policy_copy_for_burst(struct relay_policy_state *s)
+{
+	s->no_splice = true;
+}
+
+void
+relay_policy_wait(struct relay_policy_state *s, size_t buffer_size)
+{
+	if (s->wake_bytes >= buffer_size)
+		s->short_wakes = 0;
+	else if (++s->short_wakes >= RELAY_IDLE_WAKES) {
+		s->burst = 0;
+		s->full_reads = 0;
+		s->no_splice = false;
+	}
+	s->wake_bytes = 0;
+}
