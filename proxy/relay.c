@@ -60,17 +60,28 @@ relay_ctx_cleanup(struct relay_ctx *ctx)
 const char *
 relay_state_name(enum relay_state s)
 {
-	static const char *const names[] = { "reading", "writing", "done", "failed" };
+	static const char *const names[RELAY_STATE_MAX_] = {
+		[RELAY_READING] = "reading",
+		[RELAY_WRITING] = "writing",
+		[RELAY_DONE] = "done",
+		[RELAY_FAILED] = "failed",
+	};
 
+	assert((unsigned)s < RELAY_STATE_MAX_);
 	return names[s];
 }
 
 const char *
 relay_fallback_name(enum relay_fallback f)
 {
-	static const char *const names[] = { "pool_full", "pipe_budget",
-	    "pipe_error", "unsupported" };
+	static const char *const names[RELAY_FALLBACK_MAX_] = {
+		[RELAY_FALLBACK_POOL_FULL] = "pool_full",
+		[RELAY_FALLBACK_PIPE_BUDGET] = "pipe_budget",
+		[RELAY_FALLBACK_PIPE_ERROR] = "pipe_error",
+		[RELAY_FALLBACK_UNSUPPORTED] = "unsupported",
+	};
 
+	assert((unsigned)f < RELAY_FALLBACK_MAX_);
 	return names[f];
 }
 

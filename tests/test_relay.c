@@ -264,6 +264,23 @@ test_urgent(void **state)
 		assert_true(f->d.bytes[RELAY_MODE_SPLICE] > 0);
 }
 
+/* ---- names ---------------------------------------------------------------- */
+
+/* The names logs and the exit totals print: one per value, none missing. */
+static void
+test_names(void **state)
+{
+	(void)state;
+	assert_string_equal(relay_state_name(RELAY_READING), "reading");
+	assert_string_equal(relay_state_name(RELAY_WRITING), "writing");
+	assert_string_equal(relay_state_name(RELAY_DONE), "done");
+	assert_string_equal(relay_state_name(RELAY_FAILED), "failed");
+	assert_string_equal(relay_fallback_name(RELAY_FALLBACK_POOL_FULL), "pool_full");
+	assert_string_equal(relay_fallback_name(RELAY_FALLBACK_PIPE_BUDGET), "pipe_budget");
+	assert_string_equal(relay_fallback_name(RELAY_FALLBACK_PIPE_ERROR), "pipe_error");
+	assert_string_equal(relay_fallback_name(RELAY_FALLBACK_UNSUPPORTED), "unsupported");
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 #define TRANSFER(name_, splice_, n_) { .name = "test_transfer_" name_ "_" #n_, \
@@ -280,6 +297,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
 		TRANSFERS("never", CONFIG_SPLICE_NEVER),
 		TRANSFERS("always", CONFIG_SPLICE_ALWAYS),
 		TRANSFERS("auto", CONFIG_SPLICE_AUTO),

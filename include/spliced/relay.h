@@ -37,6 +37,7 @@ enum relay_state {
 	RELAY_WRITING,              /* bytes held; waiting for `out` (not reading) */
 	RELAY_DONE,                 /* all written and `out` shut down for writing */
 	RELAY_FAILED,               /* see fail_side and err */
+	RELAY_STATE_MAX_,
 };
 
 enum relay_side { RELAY_SIDE_IN, RELAY_SIDE_OUT };
@@ -109,7 +110,10 @@ void relay_pair(struct relay_dir *, struct relay_dir *);
  * still holding bytes is closed). The sockets are the caller's. */
 void relay_cleanup(struct relay_dir *);
 
+/* "reading", "writing", "done", "failed". */
 const char *relay_state_name(enum relay_state);
+/* "pool_full", "pipe_budget", "pipe_error", "unsupported": the names of
+ * the fallback counters in logs and metrics. */
 const char *relay_fallback_name(enum relay_fallback);
 
 /* The movers. relay_copy.c / relay_splice.c; relay.c drives them. */
