@@ -38,13 +38,15 @@
 #include "spliced/log.h"
 #include "spliced/zerocopy.h"
 
-void
+int
 relay_ctx_init(struct relay_ctx *ctx, struct event_base *base,
     struct pipepool *pipes, size_t buffer_size)
 {
 	*ctx = (struct relay_ctx){ .base = base, .pipes = pipes,
 	    .buffer_size = buffer_size };
-	ctx->bufs = calloc(RELAY_BUFS_KEEP, sizeof(*ctx->bufs));
+	if ((ctx->bufs = calloc(RELAY_BUFS_KEEP, sizeof(*ctx->bufs))) == NULL)
+		return -1;
+	return 0;
 }
 
 void

@@ -320,8 +320,8 @@ worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
 		    pipe_budget)) == NULL)
 			goto nomem;
 	}
-	relay_ctx_init(&w->relay, w->base, w->pipes, cfg->buffer_size);
-	if (w->relay.bufs == NULL || log_batch_init(&w->log, w->base) == -1)
+	if (relay_ctx_init(&w->relay, w->base, w->pipes, cfg->buffer_size) == -1 ||
+	    log_batch_init(&w->log, w->base) == -1)
 		goto nomem;
 	if ((w->cur = snap_new(w, conf, NULL)) == NULL ||
 	    (w->home = conn_home_new(w->base, &w->relay, &w->log, w->cur,

@@ -182,8 +182,7 @@ fx_setup(void **state)
 	assert_non_null(f->timer);
 	f->pool = pipepool_new(16, PIPE_SIZE, MIN_PIPE, 0);
 	assert_non_null(f->pool);
-	relay_ctx_init(&f->ctx, f->base, f->pool, BUFFER_SIZE);
-	assert_non_null(f->ctx.bufs);
+	assert_int_equal(relay_ctx_init(&f->ctx, f->base, f->pool, BUFFER_SIZE), 0);
 	tcp_pair(&f->a, &f->x);
 	tcp_pair(&f->b, &f->y);
 	f->w.fd = f->a;

@@ -1,9 +1,11 @@
 /* tests/test_relay_fail.c: how a direction fails, for every splice setting:
  * a reset on either side ends it FAILED with the side and the errno, and a
- * kernel that refuses to splice sockets costs no byte.
+ * kernel that refuses to splice sockets costs no byte. Also a worker's
+ * relay context that cannot have its memory.
  *
- * splice(2) is wrapped (-Wl,--wrap=splice) so that a kernel refusing it can
- * be tried; those tests come last, because the refusal turns splicing off
+ * calloc(3) is wrapped (-Wl,--wrap=calloc) to try a relay context without
+ * memory, and splice(2) (-Wl,--wrap=splice) to try a kernel that refuses
+ * it; the splice tests come last, because the refusal turns splicing off
  * for the whole process. The fixture is relay_harness.c's. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,7 +23,22 @@
 
 #include "spliced/zerocopy.h"
 
-/* ---- the wrapped splice(2) -------------------------------------------- */
+/* ---- the wrapped calloc(3) and splice(2) ------------------------------- */
+
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+
+static atomic_bool calloc_refuse_once;  /* next call: NULL with ENOMEM */
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+	if (atomic_exchange(&calloc_refuse_once, false)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __real_calloc(n, size);
+}
 
 ssize_t __real_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,
     size_t len, unsigned int flags);
@@ -54,6 +71,25 @@ assert_failed(const struct fx *f, enum relay_side side)
 	assert_false(f->d.wr_on);
 	assert_false(event_pending(&f->d.rd, EV_READ, NULL));
 	assert_false(event_pending(&f->d.wr, EV_WRITE, NULL));
+}
+
+/* ---- a worker's relay context without memory ----------------------------- */
+
+static void
+test_ctx_init_nomem(void **state)
+{
+	struct relay_ctx ctx;
+
+	(void)state;
+	atomic_store(&calloc_refuse_once, true);
+	errno = 0;
+	assert_int_equal(relay_ctx_init(&ctx, NULL, NULL, BUFFER_SIZE), -1);
+	assert_int_equal(errno, ENOMEM);
+	assert_false(atomic_load(&calloc_refuse_once));
+	relay_ctx_cleanup(&ctx);        /* safe after a failed init */
+	assert_int_equal(relay_ctx_init(&ctx, NULL, NULL, BUFFER_SIZE), 0);
+	assert_non_null(ctx.bufs);
+	relay_ctx_cleanup(&ctx);
 }
 
 /* ---- a reset on the input side ------------------------------------------ */
@@ -172,6 +208,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ctx_init_nomem),
 		RELAY_MATRIX(test_reset_in),
 		RELAY_MATRIX(test_reset_out),
 		RELAY_MATRIX(test_splice_refused),  /* last: turns splicing off */

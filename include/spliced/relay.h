@@ -91,7 +91,9 @@ struct relay_dir {
 	const struct relay_dir *other;   /* the connection's other direction */
 };
 
-void relay_ctx_init(struct relay_ctx *, struct event_base *,
+/* pipes: NULL never splices. 0, or -1 with errno (ENOMEM: no room for the
+ * list of idle buffers). relay_ctx_cleanup() is safe either way. */
+int relay_ctx_init(struct relay_ctx *, struct event_base *,
     struct pipepool *pipes, size_t buffer_size);
 void relay_ctx_cleanup(struct relay_ctx *);
 
