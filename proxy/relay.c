@@ -13,7 +13,7 @@
  *          v                                               |
  *        +-----------+   shutdown(out, SHUT_WR)            |
  *        | DONE      |                                     |
- *        +-----------+     read or write error, from any --+--> FAILED
+ *        +-----------+   read/write/poll error, from any --+--> FAILED
  *
  * run() is the only place that moves bytes. It alternates flush (holder ->
  * out) and fill (in -> holder) and reads only when the holder is empty, so:
@@ -95,23 +95,39 @@ set_state(struct relay_dir *d, enum relay_state s)
 	d->state = s;
 }
 
-static void
+/* event_add(), with an errno when it fails: libevent sets none on some
+ * paths (an event without a base, for one). */
+static int
+add_event(struct event *ev)
+{
+	errno = 0;
+	if (event_add(ev, NULL) == 0)
+		return 0;
+	if (errno == 0)
+		errno = EIO;
+	return -1;
+}
+
+/* Poll `in` (rd) and `out` (wr) or not. 0, or -1 with errno when an event
+ * could not be added. */
+static int
 arm(struct relay_dir *d, bool rd, bool wr)
 {
 	if (rd != d->rd_on) {
-		if (rd)
-			event_add(&d->rd, NULL);
-		else
+		if (!rd)
 			event_del(&d->rd);
+		else if (add_event(&d->rd) == -1)
+			return -1;
 		d->rd_on = rd;
 	}
 	if (wr != d->wr_on) {
-		if (wr)
-			event_add(&d->wr, NULL);
-		else
+		if (!wr)
 			event_del(&d->wr);
+		else if (add_event(&d->wr) == -1)
+			return -1;
 		d->wr_on = wr;
 	}
+	return 0;
 }
 
 /* fail() and finish() only record: run() calls the callback as its very
@@ -123,6 +139,19 @@ fail(struct relay_dir *d, enum relay_side side, int err)
 	d->fail_side = side;
 	d->err = err;
 	set_state(d, RELAY_FAILED);
+}
+
+/* Poll only `in` (side IN) or only `out` (side OUT). When the event
+ * cannot be added (epoll_ctl: ENOMEM, or ENOSPC past max_user_watches),
+ * nothing would wake the direction again before the idle timeout: it
+ * fails now, on that side, like any other error. */
+static void
+wait_for(struct relay_dir *d, enum relay_side side)
+{
+	bool in = side == RELAY_SIDE_IN;
+
+	if (arm(d, in, !in) == -1)
+		fail(d, side, errno);
 }
 
 static void
@@ -147,7 +176,7 @@ wait_in(struct relay_dir *d)
 	d->short_read = false;
 	d->mover->release(d);
 	set_state(d, RELAY_READING);
-	arm(d, true, false);
+	wait_for(d, RELAY_SIDE_IN);
 }
 
 /* Copy for the rest of this burst: nothing is held here (a clean point),
@@ -214,7 +243,7 @@ run(struct relay_dir *d)
 			moved += (size_t)n;
 			if (d->mover->pending(d) > 0) {
 				set_state(d, RELAY_WRITING);
-				arm(d, false, true);
+				wait_for(d, RELAY_SIDE_OUT);
 				break;
 			}
 		}
@@ -294,7 +323,9 @@ relay_start(struct relay_dir *d)
 void
 relay_watch(struct relay_dir *d)
 {
-	arm(d, true, false);
+	wait_for(d, RELAY_SIDE_IN);
+	if (d->state == RELAY_FAILED)
+		d->cb(d, d->arg);
 }
 
 void

@@ -264,11 +264,17 @@ fx_start_reader(struct fx *f, bool gated)
 }
 
 void
-fx_start_relay(struct fx *f)
+fx_init_relay(struct fx *f)
 {
 	assert_int_equal(relay_init(&f->d, &f->ctx, f->x, f->y, f->splice,
 	    THRESHOLD, done_cb, f), 0);
 	f->d_init = true;
+}
+
+void
+fx_start_relay(struct fx *f)
+{
+	fx_init_relay(f);
 	relay_start(&f->d);
 }
 

@@ -118,7 +118,9 @@ void fx_loop(struct fx *, unsigned ms);
 void fx_start_writer(struct fx *, size_t n);
 /* The reader checks B to end of stream; gated: only once r.gate is posted. */
 void fx_start_reader(struct fx *, bool gated);
-/* relay_init() X -> Y with the run's splice setting, then relay_start(). */
+/* relay_init() X -> Y with the run's splice setting. */
+void fx_init_relay(struct fx *);
+/* fx_init_relay(), then relay_start(). */
 void fx_start_relay(struct fx *);
 /* Replace the pool (relay_ctx too) with pipepool_new(max, pipe_size,
  * min_size, no budget). */

@@ -20,10 +20,11 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "spliced/zerocopy.h"
 
-/* ---- the wrapped calloc(3) and splice(2) ------------------------------- */
+/* ---- the wrapped calloc(3), event_add() and splice(2) -------------------- */
 
 void *__real_calloc(size_t n, size_t size);
 void *__wrap_calloc(size_t n, size_t size);
@@ -38,6 +39,23 @@ __wrap_calloc(size_t n, size_t size)
 		return NULL;
 	}
 	return __real_calloc(n, size);
+}
+
+int __real_event_add(struct event *ev, const struct timeval *tv);
+int __wrap_event_add(struct event *ev, const struct timeval *tv);
+
+static struct event *refuse_add;        /* its next add: -1 with ENOSPC */
+
+/* ENOSPC: what epoll_ctl says past fs.epoll.max_user_watches. */
+int
+__wrap_event_add(struct event *ev, const struct timeval *tv)
+{
+	if (ev != NULL && ev == refuse_add) {
+		refuse_add = NULL;
+		errno = ENOSPC;
+		return -1;
+	}
+	return __real_event_add(ev, tv);
 }
 
 ssize_t __real_splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,
@@ -171,6 +189,71 @@ test_reset_out(void **state)
 	assert_true(f->d.err == ECONNRESET || f->d.err == EPIPE);
 }
 
+/* ---- a socket that cannot be polled --------------------------------------- */
+
+/* Without its read event a direction would wait for ever (for the idle
+ * timeout, in the daemon): it fails instead, there and then, on the side
+ * it could not poll, holding nothing. */
+static void
+test_watch_refused(void **state)
+{
+	struct fx *f = *state;
+
+	fx_need_splice(f);
+	fx_init_relay(f);
+	refuse_add = &f->d.rd;
+	relay_watch(&f->d);
+	assert_null(refuse_add);
+	assert_failed(f, RELAY_SIDE_IN);
+	assert_int_equal(f->d.err, ENOSPC);
+}
+
+/* The same when it waits for `in` again after an exchange. */
+static void
+test_wait_refused(void **state)
+{
+	struct fx *f = *state;
+	char req[KiB], got[KiB];
+	int queued;
+
+	fx_need_splice(f);
+	pattern_fill((uint8_t *)req, 0, sizeof(req));
+	assert_int_equal(send(f->a, req, sizeof(req), MSG_NOSIGNAL), sizeof(req));
+	/* All in X before the direction starts: its first read takes it. */
+	do
+		assert_int_equal(ioctl(f->x, FIONREAD, &queued), 0);
+	while (queued < (int)sizeof(req) && usleep(1000) == 0);
+	refuse_add = &f->d.rd;
+	fx_start_relay(f);
+	assert_null(refuse_add);
+	assert_failed(f, RELAY_SIDE_IN);
+	assert_int_equal(f->d.err, ENOSPC);
+	assert_int_equal(moved(&f->d), sizeof(req));
+	assert_null(f->d.buf);
+	assert_int_equal(f->d.pipe.rfd, -1);
+	assert_int_equal(recv(f->b, got, sizeof(got), MSG_WAITALL), sizeof(got));
+	assert_memory_equal(req, got, sizeof(req));
+}
+
+/* And when `out` is full: the direction fails on the output side. */
+static void
+test_write_refused(void **state)
+{
+	struct fx *f = *state;
+
+	fx_need_splice(f);
+	fx_start_reader(f, true);       /* B reads nothing */
+	fx_start_writer(f, 32 * MiB);
+	fx_init_relay(f);
+	refuse_add = &f->d.wr;
+	relay_start(&f->d);
+	fx_loop(f, LOOP_MS);
+	assert_false(f->timed_out);
+	assert_null(refuse_add);
+	assert_failed(f, RELAY_SIDE_OUT);
+	assert_int_equal(f->d.err, ENOSPC);
+}
+
 /* ---- LAST: a kernel that refuses to splice sockets ------------------------ */
 
 /* The first splice a direction tries is refused with EINVAL: it copies
@@ -211,6 +294,9 @@ main(void)
 		cmocka_unit_test(test_ctx_init_nomem),
 		RELAY_MATRIX(test_reset_in),
 		RELAY_MATRIX(test_reset_out),
+		RELAY_MATRIX(test_watch_refused),
+		RELAY_MATRIX(test_wait_refused),
+		RELAY_MATRIX(test_write_refused),
 		RELAY_MATRIX(test_splice_refused),  /* last: turns splicing off */
 	};
 	return cmocka_run_group_tests_name("test_relay_fail", tests, NULL, NULL);

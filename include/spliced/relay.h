@@ -6,6 +6,9 @@
  * holds more than one buffer or one pipe of bytes, whatever the traffic.
  * Buffers and pipes come from the worker's relay_ctx and are held only while
  * bytes are in flight: an idle direction holds neither.
+ * A direction that cannot poll a socket (event_add() failed) fails at once,
+ * on that side and with that errno, rather than wait for a wake-up that
+ * would never come.
  *
  * The state machine lives in relay.c, the auto policy in relay_policy.c
  * (relay_policy.h); the two movers, copy (relay_copy.c) and splice
@@ -101,9 +104,11 @@ void relay_ctx_cleanup(struct relay_ctx *);
  * the direction reaches RELAY_DONE or RELAY_FAILED. 0 or -1 (event setup). */
 int relay_init(struct relay_dir *, struct relay_ctx *, int in, int out,
     enum config_splice policy, size_t threshold, relay_cb cb, void *arg);
+/* Read `in` now. cb may run before it returns. */
 void relay_start(struct relay_dir *);
 /* Start by waiting for `in` instead of reading it first: for a peer that has
- * only just connected, a read would almost always say EAGAIN. */
+ * only just connected, a read would almost always say EAGAIN. cb runs
+ * before it returns if `in` cannot be polled. */
 void relay_watch(struct relay_dir *);
 /* The two directions of one connection: a direction that ends after the
  * other has ended leaves the FIN to close(), which the caller does next. */
