@@ -1,4 +1,4 @@
-/* proxy/relay_copy.c: the copy mover, read(2) into a buffer and write(2) it. */
+/* proxy/relay_copy.c: the copy mover, recv(2) into a buffer and send(2) it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>

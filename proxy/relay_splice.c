@@ -60,6 +60,7 @@ fill(struct relay_dir *d, bool *eof)
 	return n;
 }
 
+/* Not SPLICE_F_MORE: nothing says more is coming (zerocopy.h). */
 static ssize_t
 flush(struct relay_dir *d)
 {

@@ -12,12 +12,13 @@
  *
  * Pipe sizes follow the load. Big pipes halve the syscalls per byte, but
  * the kernel charges every pipe's slots to a per-user budget
- * (pipe-user-pages-soft: 64 MiB by default; past it new pipes get one page).
- * So a pool with a budget hands out pipe_size while few pipes are out and
- * smaller pipes (down to min_size) as more are: each new pipe gets at most
- * an even share of the budget between the pipes out, and the pipes the pool
- * holds, in use or idle, never add up to more than the budget. A reused
- * pipe smaller than the share it may have is grown first. */
+ * (pipe-user-pages-soft: 16384 pages, 64 MiB, by default; past it new
+ * pipes get one page). So a pool with a budget hands out pipe_size while
+ * few pipes are out and smaller pipes (down to min_size) as more are: each
+ * new pipe gets at most an even share of the budget between the pipes out,
+ * and the pipes the pool holds, in use or idle, never add up to more than
+ * the budget. A reused pipe smaller than the share it may have is grown
+ * first. */
 #ifndef SPLICED_PIPEPOOL_H
 #define SPLICED_PIPEPOOL_H
 

@@ -37,7 +37,11 @@ void zc_pipe_close(int fds[2]);
  * *eof is set when sock reached end of stream (return 0). */
 ssize_t zc_splice_in(int sock, int pipe_w, size_t len, bool *eof);
 /* Pipe -> socket: up to len bytes from the pipe's read end into sock.
- * more: the caller has more to send right after (SPLICE_F_MORE). */
+ * more: the caller has more to send right after (SPLICE_F_MORE, which like
+ * MSG_MORE lets TCP hold a partial segment back for it). The relay passes
+ * false: it writes out all it has read before it reads again, so when it
+ * flushes it cannot know that more is coming, and a tail held back would
+ * delay the end of every reply. */
 ssize_t zc_splice_out(int pipe_r, int sock, size_t len, bool more);
 
 /* Whether sock's read position is at a TCP urgent mark. splice(2) stops
