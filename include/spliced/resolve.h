@@ -14,7 +14,7 @@
  * When the answer differs from the addresses in use, the resolver builds a
  * new generation of the backend_set (backend_set_update: an address still
  * there keeps its state, a new one starts up and idle) and publishes it;
- * main.c hands it to the health checks and the workers (worker.h). An
+ * reload.c hands it to the health checks and the workers (worker.h). An
  * address that went away gets no new connection; connections already on
  * it finish. A failed resolution (timeout, SERVFAIL, NXDOMAIN, no
  * address) keeps the addresses in use. Each change of addresses or of the
@@ -74,7 +74,7 @@ void resolver_retire(struct resolver *, struct resolver **graveyard);
 /* Free every resolver still on the list (outside the loop: at exit). */
 void resolver_free_retired(struct resolver **graveyard);
 
-/* The current generation (borrowed). For tests: main.c is handed each
+/* The current generation (borrowed). For tests: reload.c is handed each
  * one through the publish callback. */
 struct backend_set *resolver_set(const struct resolver *);
 

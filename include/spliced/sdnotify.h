@@ -11,7 +11,7 @@
  * The watchdog: sdnotify_watchdog_usec() tells whether systemd expects
  * WATCHDOG=1 pings (WatchdogSec=, WATCHDOG_USEC and WATCHDOG_PID) and how
  * often at least; who decides that the process is well enough to ping is
- * the caller (main.c asks the workers first).
+ * the caller (supervise.c asks the workers first).
  *
  * A build without libsystemd (SPLICED_HAVE_SYSTEMD undefined) is a plain
  * foreground daemon: the notify calls do nothing, sdnotify_listen_fds()

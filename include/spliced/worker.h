@@ -31,7 +31,7 @@
  * snap is freed by the worker once no connection of its is left and none
  * holds a slot in its balancers (checked every second).
  *
- * The watchdog (main.c) asks each worker to answer a ping, a sequence
+ * The watchdog (supervise.c) asks each worker to answer a ping, a sequence
  * number, from its loop; a worker that stops turning stops answering. */
 #ifndef SPLICED_WORKER_H
 #define SPLICED_WORKER_H
