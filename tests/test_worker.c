@@ -82,9 +82,11 @@ listen_any(unsigned *port)
 	return fd;
 }
 
+/* *state: the splice setting (the prestate) the test runs with. */
 static int
 setup(void **state)
 {
+	const char *splice = *state;
 	struct fx *f = calloc(1, sizeof(*f));
 	char text[512], err[CONFIG_ERR_MAX];
 	unsigned bport;
@@ -98,8 +100,8 @@ setup(void **state)
 	close(probe);
 	snprintf(text, sizeof(text),
 	    "[global]\nworkers = 1\nlog_level = error\naccess_log = off\n"
-	    "[listener web]\nbind = 127.0.0.1:%u\nbackend = app\n"
-	    "[backend app]\nserver = a 127.0.0.1:%u\n", f->port, bport);
+	    "splice = %s\n[listener web]\nbind = 127.0.0.1:%u\nbackend = app\n"
+	    "[backend app]\nserver = a 127.0.0.1:%u\n", splice, f->port, bport);
 	f->cfg = config_load_string(text, "test.ini", err, sizeof(err));
 	if (f->cfg == NULL)
 		fail_msg("%s", err);
@@ -268,11 +270,14 @@ test_stop_while_waiting(void **state)
 int
 main(void)
 {
+#define IN_EACH_MODE(t) \
+	cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, "never"), \
+	cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, "always"), \
+	cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, "auto")
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wait_for_fd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stop_while_waiting, setup,
-		    teardown),
+		IN_EACH_MODE(test_reserve),
+		IN_EACH_MODE(test_wait_for_fd),
+		IN_EACH_MODE(test_stop_while_waiting),
 	};
 
 	test_thread = pthread_self();
