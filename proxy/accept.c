@@ -340,6 +340,11 @@ accept_switch(struct acceptor *a, struct worker_snap *cur)
 	evset_free(a->set);
 	a->set = e;
 	a->cur = cur;
+	/* A listener with clients waiting stays paused, as it was: a client
+	 * arriving later must not take the slot ahead of them. */
+	for (size_t i = 0; i < a->nwait; i++)
+		e->full[a->wait[i].li] = true;
+	apply_all(a);
 	listener_close_own(ls->proc, a->id, ls);
 	accept_wake(a);
 	return 0;
