@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +16,6 @@
 #include "spliced/fdreserve.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
-#include "spliced/worker.h"     /* struct worker_snap: data only */
 
 /* A client accepted while its limit was full (another worker took the last
  * slot between our check and our accept). */
@@ -45,8 +43,7 @@ struct evset {
 struct acceptor {
 	struct event_base *base;
 	unsigned id;
-	struct conn_home *home;
-	struct worker_snap *cur;    /* cur->conf->ls == set->ls */
+	struct conn_home *home;     /* its current snap's set is set->ls */
 	void (*wake_peers)(void *);
 	void *arg;
 	struct evset *set;
@@ -125,7 +122,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 
 	(void)evl;
 	if (admit(a, l)) {
-		conn_start(a->home, a->cur, l, fd, sa, (socklen_t)len);
+		conn_start(a->home, l, fd, sa, (socklen_t)len);
 		return;
 	}
 	/* Full. Stop accepting (disabling here also ends libevent's accept
@@ -261,7 +258,7 @@ fail:
 
 struct acceptor *
 accept_new(struct event_base *base, unsigned id, struct conn_home *home,
-    struct worker_snap *cur, void (*wake_peers)(void *), void *arg)
+    struct listener_set *ls, void (*wake_peers)(void *), void *arg)
 {
 	struct acceptor *a = calloc(1, sizeof(*a));
 
@@ -270,11 +267,10 @@ accept_new(struct event_base *base, unsigned id, struct conn_home *home,
 	a->base = base;
 	a->id = id;
 	a->home = home;
-	a->cur = cur;
 	a->wake_peers = wake_peers;
 	a->arg = arg;
 	if ((a->resume = evtimer_new(base, resume_cb, a)) == NULL ||
-	    (a->set = evset_new(a, cur->conf->ls)) == NULL)
+	    (a->set = evset_new(a, ls)) == NULL)
 		goto fail;
 	return a;
 fail:
@@ -288,29 +284,31 @@ fail:
 void
 accept_free(struct acceptor *a)
 {
+	struct listener_proc *proc;
+
 	if (a == NULL)
 		return;
 	/* Waiting clients hold no slot: closing them is all there is. */
 	for (size_t i = 0; i < a->nwait; i++)
 		close(a->wait[i].fd);
-	listener_close_own(a->set->ls->proc, a->id, NULL);
+	/* The events go before the sockets they watch. */
+	proc = a->set->ls->proc;
 	evset_free(a->set);
+	listener_close_own(proc, a->id, NULL);
 	event_free(a->resume);
 	free(a->wait);
 	free(a);
 }
 
 int
-accept_switch(struct acceptor *a, struct worker_snap *cur)
+accept_switch(struct acceptor *a, struct listener_set *ls)
 {
-	struct listener_set *ls = cur->conf->ls, *old = a->set->ls;
+	struct listener_set *old = a->set->ls;
 	struct evset *e;
 	size_t kept = 0;
 
-	if (ls == old) {
-		a->cur = cur;
+	if (ls == old)
 		return 0;
-	}
 	/* The new listeners first: on a socket both sets share, the old and
 	 * the new event sit side by side for a moment, and no client waits
 	 * in a backlog nobody watches. */
@@ -339,7 +337,6 @@ accept_switch(struct acceptor *a, struct worker_snap *cur)
 	a->nwait = kept;
 	evset_free(a->set);
 	a->set = e;
-	a->cur = cur;
 	/* A listener with clients waiting stays paused, as it was: a client
 	 * arriving later must not take the slot ahead of them. */
 	for (size_t i = 0; i < a->nwait; i++)
@@ -366,7 +363,7 @@ accept_wake(struct acceptor *a)
 		struct waiting *c = &a->wait[i];
 
 		if (admit(a, &ls->l[c->li]))
-			conn_start(a->home, a->cur, &ls->l[c->li], c->fd,
+			conn_start(a->home, &ls->l[c->li], c->fd,
 			    (struct sockaddr *)&c->peer, c->peerlen);
 		else
 			a->wait[kept++] = *c;

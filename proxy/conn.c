@@ -533,10 +533,11 @@ try_connect(struct conn *c, const struct server_state *avoid, bool waited)
 }
 
 void
-conn_start(struct conn_home *h, struct worker_snap *snap, struct listener *l,
-    int fd, const struct sockaddr *peer, socklen_t peerlen)
+conn_start(struct conn_home *h, struct listener *l, int fd,
+    const struct sockaddr *peer, socklen_t peerlen)
 {
 	const struct config_backend *bc = l->cfg->backend;
+	struct worker_snap *snap = h->cur;
 	struct conn *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -599,9 +600,7 @@ conn_home_new(struct event_base *base, struct relay_ctx *relay,
 	TAILQ_INIT(&h->conns);
 	TAILQ_INIT(&h->fdwait);
 	fdreserve_init(&h->reserve);
-	if (!fdreserve_fill(&h->reserve))
-		log_warn("cannot hold %d fds in reserve: %s", FDRESERVE_FDS,
-		    strerror(errno));
+	(void)fdreserve_fill(&h->reserve);     /* the caller may log errno */
 	return h;
 }
 

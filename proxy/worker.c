@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 
 #include "spliced/accept.h"
 #include "spliced/clock.h"
+#include "spliced/fdreserve.h"
 #include "spliced/log.h"
 #include "spliced/pipepool.h"
 #include "spliced/zerocopy.h"
@@ -160,12 +160,16 @@ adopt(struct worker *w)
 		return;
 	if ((s = snap_new(w, conf, old)) == NULL)
 		goto fail;
-	if (w->acc != NULL && accept_switch(w->acc, s) == -1) {
+	/* The connections first: clients the acceptor admits as it switches
+	 * start under the new snap. */
+	w->cur = s;
+	conn_home_switch(w->home, s);
+	if (w->acc != NULL && accept_switch(w->acc, conf->ls) == -1) {
+		w->cur = old;
+		conn_home_switch(w->home, old);
 		snap_free(s);
 		goto fail;
 	}
-	w->cur = s;
-	conn_home_switch(w->home, s);
 	worker_conf_unref(conf);
 	old->next = w->retired;
 	w->retired = old;
@@ -214,7 +218,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		 * second at most. */
 		accept_wake(w->acc);
 	}
-	/* Fds freed by other workers' connections: no wake-up says so. */
+	/* Fds freed by other workers' connections: no wake-up says so. A
+	 * reserve short since start-up is refilled here too. */
 	if (conn_home_fds_wanted(w->home))
 		(void)conn_home_fds_ready(w->home);
 	sweep(w);
@@ -327,6 +332,9 @@ worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
 	    (w->home = conn_home_new(w->base, &w->relay, &w->log, w->cur,
 	    &hooks, w)) == NULL)
 		goto nomem;
+	if (conn_home_fds_wanted(w->home))
+		log_warn("worker %u: cannot hold %d fds in reserve: %s", id,
+		    FDRESERVE_FDS, strerror(errno));
 	w->notify = event_new(w->base, -1, 0, notify_cb, w);
 	w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
 	w->fds_freed = event_new(w->base, -1, 0, fds_freed_cb, w);
@@ -377,8 +385,8 @@ run(void *arg)
 	snprintf(name, sizeof(name), "spliced-w%u", w->id);
 	pthread_setname_np(pthread_self(), name);
 
-	if ((w->acc = accept_new(w->base, w->id, w->home, w->cur, wake_peers,
-	    w)) != NULL)
+	if ((w->acc = accept_new(w->base, w->id, w->home, w->cur->conf->ls,
+	    wake_peers, w)) != NULL)
 		event_base_dispatch(w->base);
 	/* Whatever is left (a stop, or a failed start) ends here, on the
 	 * thread that owns it. */

@@ -342,9 +342,9 @@ fx_home(struct fx *f, struct fx_gen *g)
 		assert_non_null(f->pipes = pipepool_new(8, cfg->pipe_size,
 		    cfg->pipe_size < RELAY_MIN_PIPE ? cfg->pipe_size :
 		    RELAY_MIN_PIPE, 0));
-	relay_ctx_init(&f->relay, f->base, f->pipes, cfg->buffer_size);
+	assert_int_equal(relay_ctx_init(&f->relay, f->base, f->pipes,
+	    cfg->buffer_size), 0);
 	f->relay_on = true;
-	assert_non_null(f->relay.bufs);
 	assert_int_equal(log_batch_init(&f->log, f->base), 0);
 	f->log_on = true;
 	assert_non_null(f->home = conn_home_new(f->base, &f->relay, &f->log,

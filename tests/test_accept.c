@@ -78,7 +78,7 @@ static void
 begin(struct ax *x, struct fx_gen *g)
 {
 	fx_home(x->f, g);
-	assert_non_null(x->acc = accept_new(x->f->base, 0, x->f->home, &g->snap,
+	assert_non_null(x->acc = accept_new(x->f->base, 0, x->f->home, g->ls,
 	    wake_peers, x));
 }
 
@@ -220,7 +220,7 @@ test_switch(void **state)
 
 	g2 = fx_gen_add(f, WEB APP, f->port[0], MAX1, f->sport[1]);
 	conn_home_switch(f->home, &g2->snap);
-	assert_int_equal(accept_switch(x->acc, &g2->snap), 0);
+	assert_int_equal(accept_switch(x->acc, g2->ls), 0);
 	assert_false(fx_held(c));
 	assert_true(fx_held(b));
 	FX_WAIT(f, fx_closed(c));
@@ -265,7 +265,7 @@ test_switch_keeps_order(void **state)
 
 	g2 = fx_gen_add(f, WEB APP, f->port[0], MAX1, f->sport[0]);
 	conn_home_switch(f->home, &g2->snap);
-	assert_int_equal(accept_switch(x->acc, &g2->snap), 0);
+	assert_int_equal(accept_switch(x->acc, g2->ls), 0);
 	fx_exchange(f, a, sa, 4 * KiB);
 	FX_WAIT(f, conn_home_count(f->home) == 0);
 

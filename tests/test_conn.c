@@ -54,7 +54,7 @@ start(struct fx *f, struct fx_gen *g, int seed, unsigned fail)
 	    &len, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0);
 	assert_true(listener_admit(g->ls, l, &wake));
 	fx_fail_sockets = fail;
-	conn_start(f->home, &g->snap, l, fd, (struct sockaddr *)&ss, len);
+	conn_start(f->home, l, fd, (struct sockaddr *)&ss, len);
 	return c;
 }
 

@@ -10,8 +10,10 @@
  * had already accepted when another worker filled the last slot waits,
  * unread, in a short queue, exactly as it would have waited in the
  * kernel's backlog, and is admitted, in arrival order, when a slot frees
- * (accept_wake). Taking a slot that another worker may have been waiting
- * for asks the worker to wake its peers (the wake_peers hook).
+ * (accept_wake). An admission that found the global limit reached only
+ * after taking a slot gives it back, and another worker may have paused
+ * for that slot meanwhile: the acceptor then asks the worker to wake its
+ * peers (the wake_peers hook).
  *
  * Accept failing for lack of fds (EMFILE, ENFILE, ENOBUFS, ENOMEM), or a
  * connection short of fds (accept_pause), pauses accepting instead of
@@ -28,25 +30,26 @@
 struct acceptor;
 struct conn_home;
 struct event_base;
-struct worker_snap;
+struct listener_set;
 
-/* Accept on the sockets of cur's listener set for worker id, clients
- * going to home. wake_peers(arg): wake every worker to admit waiting
- * clients (may be called from any acceptor call). NULL (logged) when out
- * of memory. */
+/* Accept on the sockets of ls (the set of home's current snap) for worker
+ * id, clients going to home. wake_peers(arg): wake every worker to admit
+ * waiting clients (may be called from any acceptor call). NULL (logged)
+ * when out of memory. */
 struct acceptor *accept_new(struct event_base *, unsigned id,
-    struct conn_home *, struct worker_snap *cur,
+    struct conn_home *, struct listener_set *ls,
     void (*wake_peers)(void *arg), void *arg);
 /* Stop accepting for good: close this worker's own listening sockets (not
  * the passed ones; listener_close_own) and the clients waiting for a
  * slot, which hold none. NULL is fine. */
 void accept_free(struct acceptor *);
-/* The worker's current snap changed. When its listener set is another (a
- * reload), accept on the new set's sockets from now on: clients waiting
- * for a slot move to the listener of the same name, or are closed when it
- * is gone, and sockets no set in use binds are closed. 0, or -1 (logged,
- * out of memory): then nothing changed. */
-int accept_switch(struct acceptor *, struct worker_snap *cur);
+/* The home's current snap changed (conn_home_switch first). When its
+ * listener set ls is another (a reload), accept on the new set's sockets
+ * from now on: clients waiting for a slot move to the listener of the
+ * same name (which stays paused while they wait), or are closed when it is
+ * gone, and sockets no set in use binds are closed. 0, or -1 (logged, out
+ * of memory): then nothing changed. */
+int accept_switch(struct acceptor *, struct listener_set *ls);
 /* A slot may have freed: admit waiting clients, resume paused listeners.
  * NULL (a worker no longer accepting) is fine. */
 void accept_wake(struct acceptor *);

@@ -75,7 +75,6 @@ struct conn_hooks {
 struct conn;
 struct conn_home;
 struct event_base;
-struct fdreserve;
 struct listener;
 struct log_batch;
 struct relay_ctx;
@@ -84,16 +83,18 @@ struct worker_snap;
 /* The connections of one thread and what they share: its event base,
  * relay context (buffers, pipes) and access-log batch, all the caller's
  * and outliving the home, and an fd reserve (fdreserve.h), which the home
- * owns. cur: the snap new attempts pick servers from (conn_home_switch).
- * NULL with errno (ENOMEM). A reserve it could not fill is not an error:
- * it is logged, and refilled when accepting resumes. */
+ * owns. cur: the worker's current snap (conn_home_switch). NULL with errno
+ * (ENOMEM). A reserve it could not fill is not an error (errno tells why;
+ * conn_home_fds_wanted() is true): conn_home_fds_ready() refills it. */
 struct conn_home *conn_home_new(struct event_base *, struct relay_ctx *,
     struct log_batch *, struct worker_snap *cur, const struct conn_hooks *,
     void *arg);
 /* Closes what is left (CONN_SHUTDOWN, hooks called) first. NULL is fine. */
 void conn_home_free(struct conn_home *);
-/* The snap new attempts pick from from now on (a reload, new addresses);
- * connections keep the snap they started under for everything else. */
+/* The worker's current snap from now on (a reload, new addresses): new
+ * connections start under it, and every connect attempt picks its server
+ * from its balancers; a connection keeps the snap it started under for
+ * everything else. */
 void conn_home_switch(struct conn_home *, struct worker_snap *cur);
 unsigned conn_home_count(const struct conn_home *);     /* open now */
 const struct conn_stats *conn_home_stats(const struct conn_home *);
@@ -106,11 +107,12 @@ bool conn_home_fds_wanted(const struct conn_home *);
  * may take fds again. */
 bool conn_home_fds_ready(struct conn_home *);
 
-/* Take over client fd, accepted on l of snap (the home's current snap),
- * whose slot is already reserved. On failure the fd is closed and the
- * slot released: the client is never left hanging. */
-void conn_start(struct conn_home *, struct worker_snap *, struct listener *,
-    int fd, const struct sockaddr *peer, socklen_t peerlen);
+/* Take over client fd, accepted on l, a listener of the set of the home's
+ * current snap, whose slot is already reserved. The connection keeps that
+ * snap for its whole life. On failure the fd is closed and the slot
+ * released: the client is never left hanging. */
+void conn_start(struct conn_home *, struct listener *, int fd,
+    const struct sockaddr *peer, socklen_t peerlen);
 /* Close every connection of the home with reason CONN_SHUTDOWN. */
 void conn_close_all(struct conn_home *);
 

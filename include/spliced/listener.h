@@ -10,8 +10,9 @@
  * shared by every listener_set whose config binds it: a reload that keeps
  * an address keeps its sockets, and the clients in their backlogs, so no
  * connection is refused while a config changes. Its sockets are closed when
- * the last set using it is freed (or, per worker, when that worker drains:
- * listener_close_own).
+ * the last set using it is freed, or, per worker, when that worker no
+ * longer accepts on it (listener_close_own): it drains, or it moved to a
+ * set that does not bind that address.
  *
  * Socket activation: the sockets systemd passed (sdnotify.h) belong to the
  * struct listener_proc for the process's whole life. A bind line whose
