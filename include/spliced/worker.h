@@ -45,6 +45,7 @@
 #include "spliced/conn.h"
 #include "spliced/listener.h"
 #include "spliced/relay.h"
+#include "spliced/stats.h"
 
 struct event;
 struct worker;                  /* worker.c */
@@ -108,6 +109,27 @@ void worker_link(struct worker *, struct worker **peers, unsigned npeers,
     struct event *exited);
 /* Whether its loop has returned. Any thread. */
 bool worker_finished(const struct worker *);
+
+/* A question for a worker, answered on its own thread: fn runs from the
+ * worker's loop (or, once its loop has returned, from the asking thread,
+ * the worker's state being final then), then `done`, an event of the
+ * asker's base, is activated. The caller owns q and keeps it until done
+ * fires or worker_query_cancel() says it will not run. fn gets
+ * worker_sample() to call; it must be quick. */
+struct worker_query {
+	void (*fn)(struct worker *, void *arg);
+	void *arg;
+	struct event *done;
+	struct worker_query *next;  /* the worker's, while queued */
+};
+/* Thread-safe. */
+void worker_query(struct worker *, struct worker_query *);
+/* Take q back if it has not run: true then (fn will not run, done will
+ * not fire); false when it ran already (done fired or is about to). */
+bool worker_query_cancel(struct worker *, struct worker_query *);
+/* From a query's fn only: add the worker's figures to s, with its open
+ * connections (those among the newest s->conn_limit). 0, or -1 ENOMEM. */
+int worker_sample(struct worker *, struct stats_sample *);
 
 /* After worker_join: add what the worker counted, in total and for
  * server s (in its current balancer of every backend that has s). */
