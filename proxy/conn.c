@@ -24,6 +24,7 @@
 #include "spliced/keepalive.h"
 #include "spliced/log.h"
 #include "spliced/relay.h"
+#include "spliced/stats.h"
 #include "spliced/worker.h"  /* struct worker_snap: data only */
 
 struct conn_home {
@@ -35,6 +36,8 @@ struct conn_home {
 	void *arg;
 	struct fdreserve reserve;
 	struct conn_stats st;
+	struct stats_worker *stats; /* per listener, backend and server */
+	uint64_t id_base, seq;      /* connection ids: id_base | seq */
 	unsigned n;
 	TAILQ_HEAD(, conn) conns;
 	/* Connections whose backend socket found no fd: they wait, in
@@ -44,12 +47,15 @@ struct conn_home {
 
 struct conn {
 	struct conn_home *h;
+	uint64_t id;                /* unique in the process */
 	/* What the connection started under: its listener, backend and
 	 * balancer stay those of this snap, whatever a reload brings. */
 	struct worker_snap *snap;
 	struct listener *l;
 	const struct config_backend *bc;
 	struct backend_lb *lb;      /* of the last attempt: balancer() */
+	struct worker_snap *lbsnap; /* the snap lb belongs to */
+	struct stats_listener *sl;  /* counters of its listener */
 	int cfd, bfd;
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
@@ -66,6 +72,7 @@ struct conn {
 	struct event timer;
 	struct relay_dir up, down;  /* client -> backend, backend -> client */
 	struct timespec started;
+	struct timespec attempted;  /* the last connect attempt began */
 	TAILQ_ENTRY(conn) link;
 	TAILQ_ENTRY(conn) fdlink;   /* h->fdwait */
 };
@@ -157,6 +164,32 @@ access_log(struct conn *c, enum conn_reason why)
 	    ms, conn_reason_name(why));
 }
 
+/* Microseconds since t (CLOCK_MONOTONIC). */
+static uint64_t
+since_us(const struct timespec *t)
+{
+	struct timespec now;
+	int64_t us;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	us = (int64_t)(now.tv_sec - t->tv_sec) * 1000000 +
+	    (now.tv_nsec - t->tv_nsec) / 1000;
+	return us > 0 ? (uint64_t)us : 0;
+}
+
+/* What c moved so far, by direction and mover. */
+static void
+conn_bytes(const struct conn *c, uint64_t b[STATS_DIR_MAX_][RELAY_MODE_MAX_])
+{
+	memset(b, 0, sizeof(uint64_t) * STATS_DIR_MAX_ * RELAY_MODE_MAX_);
+	if (!c->relaying)
+		return;
+	for (int m = 0; m < RELAY_MODE_MAX_; m++) {
+		b[STATS_UP][m] = c->up.bytes[m];
+		b[STATS_DOWN][m] = c->down.bytes[m];
+	}
+}
+
 static void
 conn_free(struct conn *c)
 {
@@ -174,6 +207,12 @@ conn_close(struct conn *c, enum conn_reason why)
 	c->closed = true;
 	if (c->snap->conf->cfg->access_log)
 		access_log(c, why);
+	{
+		uint64_t b[STATS_DIR_MAX_][RELAY_MODE_MAX_];
+
+		conn_bytes(c, b);
+		stats_conn_closed(c->sl, why, b, since_us(&c->started));
+	}
 	if (c->relaying) {
 		/* A peer whose incoming stream had not ended (idle timeout,
 		 * shutdown, or the other peer failed) must see a reset, not
@@ -350,15 +389,26 @@ static void try_connect(struct conn *, const struct server_state *avoid,
  * A slot is given back where it was taken (c->lb); a retired snap lives
  * while any of its balancers holds one (worker.c). */
 static struct backend_lb *
-balancer(const struct conn *c)
+balancer(const struct conn *c, struct worker_snap **of)
 {
-	const struct worker_snap *cur = c->h->cur;
+	struct worker_snap *cur = c->h->cur;
 
 	if (cur != c->snap)
 		for (size_t i = 0; i < cur->conf->bs->n; i++)
-			if (strcmp(cur->lb[i].cfg->name, c->bc->name) == 0)
+			if (strcmp(cur->lb[i].cfg->name, c->bc->name) == 0) {
+				*of = cur;
 				return &cur->lb[i];
+			}
+	*of = c->snap;
 	return &c->snap->lb[c->bc - c->snap->conf->cfg->backends];
+}
+
+/* The counters of the server just picked (a server line: all of its
+ * addresses count together). */
+static struct stats_server *
+picked_stats(const struct conn *c)
+{
+	return c->lbsnap->ss[c->lb - c->lbsnap->lb][c->server];
 }
 
 /* The server just tried could not be reached: log and count it, give its
@@ -378,6 +428,7 @@ server_failed(struct conn *c, const char *why)
 		log_info("listener %s: server %s/%s (%s): connect failed: %s",
 		    c->l->cfg->name, c->bc->name, s->name, s->host, why);
 	c->h->st.connect_failures++;
+	picked_stats(c)->connect_failures++;
 	c->reserved = false;
 	if (!backend_lb_failed(c->lb, (size_t)c->server, c->trial,
 	    clock_coarse_ms()))
@@ -433,6 +484,9 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	event_del(&c->timer);
+	picked_stats(c)->connections++;
+	stats_hist_add(&c->lbsnap->sb[c->lb - c->lbsnap->lb]->connect,
+	    stats_connect_le, since_us(&c->attempted));
 	server_connected(c);
 	start_relay(c);
 }
@@ -489,7 +543,7 @@ try_connect(struct conn *c, const struct server_state *avoid, bool waited)
 
 	while (c->attempts <= c->bc->retries) {
 		c->attempts++;
-		c->lb = balancer(c);
+		c->lb = balancer(c, &c->lbsnap);
 		c->server = backend_lb_pick(c->lb, (struct sockaddr *)&c->peer,
 		    avoid != NULL ? backend_lb_index(c->lb, avoid) : -1,
 		    clock_coarse_ms(), &none, &c->trial);
@@ -499,6 +553,7 @@ try_connect(struct conn *c, const struct server_state *avoid, bool waited)
 			return;
 		}
 		c->reserved = true;
+		clock_gettime(CLOCK_MONOTONIC, &c->attempted);
 		if ((c->bfd = open_backend(c)) >= 0) {
 			if (keepalive_apply(c->bfd, &lc->tcp_keepalive) < 0)
 				log_debug("listener %s: tcp_keepalive on the "
@@ -547,9 +602,13 @@ conn_start(struct conn_home *h, struct listener *l, int fd,
 		return;
 	}
 	c->h = h;
+	c->id = h->id_base | ++h->seq;
 	c->snap = snap;
 	c->snap->conns++;
 	c->l = l;
+	c->sl = snap->sl[l - snap->conf->ls->l];
+	c->sl->connections++;
+	c->sl->active++;
 	c->bc = bc;
 	c->cfd = fd;
 	if (keepalive_apply(fd, &l->cfg->tcp_keepalive) < 0)
@@ -584,14 +643,16 @@ conn_close_all(struct conn_home *h)
 
 struct conn_home *
 conn_home_new(struct event_base *base, struct relay_ctx *relay,
-    struct log_batch *log, struct worker_snap *cur,
-    const struct conn_hooks *hooks, void *arg)
+    struct log_batch *log, struct stats_worker *stats, unsigned id,
+    struct worker_snap *cur, const struct conn_hooks *hooks, void *arg)
 {
 	struct conn_home *h = calloc(1, sizeof(*h));
 
 	if (h == NULL)
 		return NULL;
 	h->base = base;
+	h->stats = stats;
+	h->id_base = (uint64_t)(id & 0xffff) << 48;
 	h->relay = relay;
 	h->log = log;
 	h->cur = cur;
@@ -655,4 +716,40 @@ conn_home_fds_ready(struct conn_home *h)
 			return false;
 	}
 	return fdreserve_fill(&h->reserve);
+}
+
+int
+conn_home_sample(const struct conn_home *h, struct stats_sample *s)
+{
+	const struct conn *c;
+
+	TAILQ_FOREACH(c, &h->conns, link) {
+		struct stats_conn sc = { .id = c->id };
+
+		conn_bytes(c, sc.bytes);
+		if (c->relaying && stats_sample_add_bytes(s, c->l->cfg->name,
+		    sc.bytes) == -1)
+			return -1;
+		if (s->conn_limit == 0)
+			continue;
+		snprintf(sc.listener, sizeof(sc.listener), "%s", c->l->cfg->name);
+		addr_format((const struct sockaddr *)&c->peer, sc.client,
+		    sizeof(sc.client));
+		sc.connecting = !c->relaying;
+		if (c->relaying) {
+			char a[ADDR_TEXT_MAX];
+
+			snprintf(sc.server, sizeof(sc.server), "%s/%s",
+			    c->lb->entry[c->server]->name,
+			    picked_addr(c, a, sizeof(a)));
+			sc.state[STATS_UP] = c->up.state;
+			sc.state[STATS_DOWN] = c->down.state;
+			sc.mode[STATS_UP] = c->up.mover->mode;
+			sc.mode[STATS_DOWN] = c->down.mover->mode;
+		} else
+			snprintf(sc.server, sizeof(sc.server), "-");
+		sc.age_ms = since_us(&c->started) / 1000;
+		stats_sample_add_conn(s, &sc);
+	}
+	return 0;
 }

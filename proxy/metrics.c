@@ -4,10 +4,14 @@
  * them). Names of enum-indexed counters come from their modules
  * (relay_fallback_name()), so a reason added there shows up here without
  * a second list to keep in step. */
+#include <errno.h>
+#include <event2/event.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "spliced/addr.h"
 #include "spliced/backend.h"
@@ -110,4 +114,162 @@ metrics_log_totals(struct worker *const *w, unsigned nw,
 		worker_totals_add(w[i], &t);
 	log_info("%s", metrics_totals_text(&t, line, sizeof(line)));
 	metrics_log_servers(w, nw, bs);
+}
+
+/* One gather: a question per worker, and the sum the answers build. The
+ * workers add into one sample under `lock`, each from its own thread. */
+struct metrics_gather {
+	pthread_mutex_t lock;
+	struct stats_sample s;
+	bool failed;                /* a worker ran out of memory adding */
+	struct worker **w;          /* [nw] */
+	unsigned nw, pending;
+	struct metrics_slot *slot;  /* [nw] */
+	struct event *timeout;
+	metrics_gather_cb cb;
+	void *arg;
+};
+
+struct metrics_slot {
+	struct metrics_gather *g;
+	unsigned i;
+	bool answered;
+	struct worker_query q;
+};
+
+static void
+metrics_gather_free(struct metrics_gather *g)
+{
+	for (unsigned i = 0; i < g->nw; i++)
+		if (g->slot[i].q.done != NULL)
+			event_free(g->slot[i].q.done);
+	if (g->timeout != NULL)
+		event_free(g->timeout);
+	stats_sample_cleanup(&g->s);
+	pthread_mutex_destroy(&g->lock);
+	free(g->slot);
+	free(g->w);
+	free(g);
+}
+
+/* Take back the questions not answered yet. One that ran meanwhile is
+ * finished once worker_query_cancel() says so (it runs under the
+ * worker's lock), so nothing touches g after this. */
+static void
+metrics_gather_withdraw(struct metrics_gather *g)
+{
+	for (unsigned i = 0; i < g->nw; i++)
+		if (g->slot[i].q.done != NULL && !g->slot[i].answered)
+			(void)worker_query_cancel(g->w[i], &g->slot[i].q);
+}
+
+static void
+metrics_gather_end(struct metrics_gather *g)
+{
+	metrics_gather_withdraw(g);
+	if (g->failed)
+		log_warn("metrics: out of memory gathering the workers' figures; "
+		    "the answer is incomplete");
+	stats_sample_sort_conns(&g->s);
+	g->cb(&g->s, g->arg);
+	metrics_gather_free(g);
+}
+
+/* On a worker's thread (or the asker's, for a worker that finished). */
+static void
+metrics_gather_fn(struct worker *w, void *arg)
+{
+	struct metrics_slot *slot = arg;
+	struct metrics_gather *g = slot->g;
+
+	pthread_mutex_lock(&g->lock);
+	if (worker_sample(w, &g->s) == -1)
+		g->failed = true;
+	pthread_mutex_unlock(&g->lock);
+}
+
+static void
+metrics_answered_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics_slot *slot = arg;
+	struct metrics_gather *g = slot->g;
+
+	(void)fd, (void)what;
+	slot->answered = true;
+	if (--g->pending == 0)
+		metrics_gather_end(g);
+}
+
+static void
+metrics_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics_gather *g = arg;
+
+	(void)fd, (void)what;
+	for (unsigned i = 0; i < g->nw; i++)
+		if (!g->slot[i].answered)
+			log_warn("metrics: worker %u did not answer within %u ms; "
+			    "its figures are left out", i, METRICS_GATHER_WAIT_MS);
+	metrics_gather_end(g);
+}
+
+struct metrics_gather *
+metrics_gather(struct worker *const *w, unsigned nw, struct event_base *base,
+    size_t conn_limit, metrics_gather_cb cb, void *arg)
+{
+	struct timeval wait = { METRICS_GATHER_WAIT_MS / 1000,
+	    (METRICS_GATHER_WAIT_MS % 1000) * 1000 };
+	struct metrics_gather *g;
+
+	if ((g = calloc(1, sizeof(*g))) == NULL)
+		return NULL;
+	if (pthread_mutex_init(&g->lock, NULL) != 0) {
+		free(g);
+		errno = ENOMEM;
+		return NULL;
+	}
+	g->nw = nw;
+	g->cb = cb;
+	g->arg = arg;
+	if (stats_sample_init(&g->s, conn_limit) == -1 ||
+	    (g->w = calloc(nw ? nw : 1, sizeof(*g->w))) == NULL ||
+	    (g->slot = calloc(nw ? nw : 1, sizeof(*g->slot))) == NULL ||
+	    (g->timeout = evtimer_new(base, metrics_timeout_cb, g)) == NULL)
+		goto fail;
+	for (unsigned i = 0; i < nw; i++) {
+		struct metrics_slot *sl = &g->slot[i];
+
+		g->w[i] = w[i];
+		sl->g = g;
+		sl->i = i;
+		sl->q.fn = metrics_gather_fn;
+		sl->q.arg = sl;
+		if ((sl->q.done = event_new(base, -1, 0, metrics_answered_cb,
+		    sl)) == NULL)
+			goto fail;
+	}
+	if (evtimer_add(g->timeout, &wait) == -1)
+		goto fail;
+	/* Every question is asked only once nothing can fail any more: an
+	 * answer (even one given at once, by a finished worker) is then
+	 * always awaited. With no worker, the answer is the empty sum. */
+	g->pending = nw;
+	for (unsigned i = 0; i < nw; i++)
+		worker_query(g->w[i], &g->slot[i].q);
+	if (nw == 0)
+		event_active(g->timeout, EV_TIMEOUT, 1);
+	return g;
+fail:
+	metrics_gather_free(g);
+	errno = ENOMEM;
+	return NULL;
+}
+
+void
+metrics_gather_cancel(struct metrics_gather *g)
+{
+	if (g == NULL)
+		return;
+	metrics_gather_withdraw(g);
+	metrics_gather_free(g);
 }

@@ -18,6 +18,7 @@
 #include "spliced/fdreserve.h"
 #include "spliced/log.h"
 #include "spliced/pipepool.h"
+#include "spliced/stats.h"
 #include "spliced/zerocopy.h"
 
 enum worker_cmd { WORKER_RUN, WORKER_DRAIN, WORKER_STOP };
@@ -45,6 +46,12 @@ struct worker {
 	atomic_bool finished;       /* its loop has returned */
 	struct event *exited;       /* activated (another thread's) when finished */
 	atomic_uint ping, pong;     /* the watchdog's question, the loop's answer */
+	struct stats_worker *stats; /* written by its thread only (stats.h) */
+	/* Questions from other threads (worker_query()), answered from the
+	 * loop; once finished, by the asker. */
+	pthread_mutex_t qlock;
+	bool qlock_ok;
+	struct worker_query *queries;
 };
 
 struct worker_conf *
@@ -87,8 +94,50 @@ snap_free(struct worker_snap *s)
 	for (size_t i = 0; s->lb != NULL && i < s->conf->bs->n; i++)
 		backend_lb_cleanup(&s->lb[i]);
 	free(s->lb);
+	worker_snap_stats_cleanup(s);
 	worker_conf_unref(s->conf);
 	free(s);
+}
+
+int
+worker_snap_stats(struct worker_snap *s, struct stats_worker *w)
+{
+	const struct listener_set *ls = s->conf->ls;
+	const struct backend_set *bs = s->conf->bs;
+
+	if ((s->sl = calloc(ls->n ? ls->n : 1, sizeof(*s->sl))) == NULL ||
+	    (s->sb = calloc(bs->n ? bs->n : 1, sizeof(*s->sb))) == NULL ||
+	    (s->ss = calloc(bs->n ? bs->n : 1, sizeof(*s->ss))) == NULL)
+		return -1;
+	for (size_t i = 0; i < ls->n; i++)
+		if ((s->sl[i] = stats_worker_listener(w,
+		    ls->l[i].cfg->name)) == NULL)
+			return -1;
+	for (size_t i = 0; i < bs->n; i++) {
+		const struct backend_shared *b = &bs->b[i];
+
+		if ((s->sb[i] = stats_worker_backend(w, b->cfg->name)) == NULL ||
+		    (s->ss[i] = calloc(b->n ? b->n : 1, sizeof(**s->ss))) == NULL)
+			return -1;
+		for (size_t k = 0; k < b->n; k++)
+			if ((s->ss[i][k] = stats_worker_server(w,
+			    b->cfg->name, b->entry[k]->name)) == NULL)
+				return -1;
+	}
+	return 0;
+}
+
+void
+worker_snap_stats_cleanup(struct worker_snap *s)
+{
+	for (size_t i = 0; s->ss != NULL && i < s->conf->bs->n; i++)
+		free(s->ss[i]);
+	free(s->sl);
+	free(s->sb);
+	free(s->ss);
+	s->sl = NULL;
+	s->sb = NULL;
+	s->ss = NULL;
 }
 
 /* A snap of conf, its balancers taking over what prev's balancer of the
@@ -116,6 +165,8 @@ snap_new(struct worker *w, struct worker_conf *conf, const struct worker_snap *p
 			if (strcmp(prev->lb[k].cfg->name, bs->b[i].cfg->name) == 0)
 				backend_lb_carry(&s->lb[i], &prev->lb[k]);
 	}
+	if (worker_snap_stats(s, w->stats) == -1)
+		goto fail;
 	return s;
 fail:
 	/* Balancers not initialised are zeroed: cleanup takes them. */
@@ -180,6 +231,26 @@ fail:
 		worker_conf_unref(conf);
 }
 
+/* Under qlock: run the queued questions, oldest first, and tell their
+ * askers. */
+static void
+answer_queries(struct worker *w)
+{
+	struct worker_query *q = w->queries, *next, *rev = NULL;
+
+	w->queries = NULL;
+	for (; q != NULL; q = next) {       /* queued newest first */
+		next = q->next;
+		q->next = rev;
+		rev = q;
+	}
+	for (q = rev; q != NULL; q = next) {
+		next = q->next;
+		q->fn(w, q->arg);
+		event_active(q->done, 0, 1);
+	}
+}
+
 static void
 notify_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -188,6 +259,9 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd, (void)what;
 	atomic_store(&w->pong, atomic_load(&w->ping));
+	pthread_mutex_lock(&w->qlock);
+	answer_queries(w);
+	pthread_mutex_unlock(&w->qlock);
 	/* A drained worker accepts no more: what it serves stays as it is. */
 	if (w->seen == WORKER_RUN)
 		adopt(w);
@@ -328,9 +402,13 @@ worker_new(unsigned id, struct worker_conf *conf, unsigned max_pipes,
 	if (relay_ctx_init(&w->relay, w->base, w->pipes, cfg->buffer_size) == -1 ||
 	    log_batch_init(&w->log, w->base) == -1)
 		goto nomem;
-	if ((w->cur = snap_new(w, conf, NULL)) == NULL ||
-	    (w->home = conn_home_new(w->base, &w->relay, &w->log, w->cur,
-	    &hooks, w)) == NULL)
+	if (pthread_mutex_init(&w->qlock, NULL) != 0)
+		goto nomem;
+	w->qlock_ok = true;
+	if ((w->stats = stats_worker_new()) == NULL ||
+	    (w->cur = snap_new(w, conf, NULL)) == NULL ||
+	    (w->home = conn_home_new(w->base, &w->relay, &w->log, w->stats,
+	    id, w->cur, &hooks, w)) == NULL)
 		goto nomem;
 	if (conn_home_fds_wanted(w->home))
 		log_warn("worker %u: cannot hold %d fds in reserve: %s", id,
@@ -372,6 +450,9 @@ worker_free(struct worker *w)
 	if (w->base != NULL)
 		event_base_free(w->base);
 	config_unref(w->cfg);
+	stats_worker_free(w->stats);
+	if (w->qlock_ok)
+		pthread_mutex_destroy(&w->qlock);
 	free(w);
 }
 
@@ -393,7 +474,12 @@ run(void *arg)
 	stop_accepting(w);
 	conn_close_all(w->home);
 	log_batch_flush(&w->log);
+	/* From now on questions are answered by whoever asks: answer those
+	 * that came meanwhile, with the figures final. */
+	pthread_mutex_lock(&w->qlock);
 	atomic_store(&w->finished, true);
+	answer_queries(w);
+	pthread_mutex_unlock(&w->qlock);
 	if (w->exited != NULL)
 		event_active(w->exited, 0, 1);
 	return NULL;
@@ -518,4 +604,61 @@ worker_server_totals_add(const struct worker *w, const struct server_state *s,
 		st->connections += lb->stats[j].connections;
 		st->connect_failures += lb->stats[j].connect_failures;
 	}
+}
+
+void
+worker_query(struct worker *w, struct worker_query *q)
+{
+	pthread_mutex_lock(&w->qlock);
+	if (atomic_load(&w->finished)) {
+		q->fn(w, q->arg);
+		event_active(q->done, 0, 1);
+	} else {
+		q->next = w->queries;
+		w->queries = q;
+		event_active(w->notify, 0, 1);
+	}
+	pthread_mutex_unlock(&w->qlock);
+}
+
+bool
+worker_query_cancel(struct worker *w, struct worker_query *q)
+{
+	struct worker_query **p;
+	bool found = false;
+
+	pthread_mutex_lock(&w->qlock);
+	for (p = &w->queries; *p != NULL; p = &(*p)->next)
+		if (*p == q) {
+			*p = q->next;
+			found = true;
+			break;
+		}
+	pthread_mutex_unlock(&w->qlock);
+	return found;
+}
+
+int
+worker_sample(struct worker *w, struct stats_sample *s)
+{
+	struct pipepool_stats ps;
+
+	if (stats_sample_add_worker(s, w->stats) == -1 ||
+	    conn_home_sample(w->home, s) == -1)
+		return -1;
+	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
+		s->fallbacks[f] += w->relay.stats.fallbacks[f];
+	if (w->pipes != NULL) {
+		pipepool_stats(w->pipes, &ps);
+		s->pipes.in_use += ps.in_use;
+		s->pipes.pooled += ps.pooled;
+		s->pipes.held += ps.held;
+		s->pipes.created += ps.created;
+		s->pipes.reused += ps.reused;
+		s->pipes.closed_dirty += ps.closed_dirty;
+		for (int f = 0; f < PIPEPOOL_FAIL_MAX_; f++)
+			s->pipes.fails[f] += ps.fails[f];
+	}
+	s->workers++;
+	return 0;
 }

@@ -133,6 +133,7 @@ struct fx {
 	struct log_batch log;
 	bool log_on;
 	struct conn_home *home;
+	struct stats_worker *stats; /* the snaps' counters, as a worker's */
 	/* conn_hooks, as called */
 	unsigned ended, ended_wake, fd_short;
 	int short_err;
@@ -306,6 +307,9 @@ fx_gen_add(struct fx *f, const char *fmt, ...)
 	assert_non_null(g->snap.lb = calloc(g->bs->n, sizeof(*g->snap.lb)));
 	for (size_t i = 0; i < g->bs->n; i++)
 		assert_int_equal(backend_lb_init(&g->snap.lb[i], &g->bs->b[i], i + 1), 0);
+	if (f->stats == NULL)
+		assert_non_null(f->stats = stats_worker_new());
+	assert_int_equal(worker_snap_stats(&g->snap, f->stats), 0);
 	return g;
 }
 
@@ -348,7 +352,7 @@ fx_home(struct fx *f, struct fx_gen *g)
 	assert_int_equal(log_batch_init(&f->log, f->base), 0);
 	f->log_on = true;
 	assert_non_null(f->home = conn_home_new(f->base, &f->relay, &f->log,
-	    &g->snap, &hooks, f));
+	    f->stats, 0, &g->snap, &hooks, f));
 }
 
 static inline void
@@ -360,6 +364,7 @@ fx_free(struct fx *f)
 	fx_fail_sockets = 0;
 #endif
 	conn_home_free(f->home);
+	stats_worker_free(f->stats);
 	if (f->log_on)
 		log_batch_cleanup(&f->log);
 	if (f->relay_on)
@@ -371,6 +376,7 @@ fx_free(struct fx *f)
 		for (size_t i = 0; g->snap.lb != NULL && i < g->bs->n; i++)
 			backend_lb_cleanup(&g->snap.lb[i]);
 		free(g->snap.lb);
+		worker_snap_stats_cleanup(&g->snap);
 		worker_conf_unref(g->conf);
 		backend_set_unref(g->bs);
 		listener_set_unref(g->ls);

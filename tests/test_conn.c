@@ -253,6 +253,75 @@ test_fd_wait(void **state)
 	assert_int_equal(listener_proc_active(f->lp), 0);
 }
 
+/* The listener's figures in a sample: while a connection is open its
+ * bytes so far are there (by direction; by mover as the policy chose),
+ * and after it closed they are there once, with its end and its life in
+ * the histogram; the server's connect is counted by its name. */
+static void
+sample_bytes(struct fx *f, const char *splice)
+{
+	struct fx_gen *g = gen(f, splice, "", f->sport[0]);
+	struct fx_peer *c = start(f, g, 'C', 0), *s;
+	const struct stats_listener *l;
+	const struct stats_server *sv;
+	struct stats_sample sm;
+	uint64_t up, down;
+
+	FX_WAIT(f, (s = fx_served(f, 0)) != NULL);
+	fx_send(c, 300 * KiB, false);
+	fx_send(s, 200 * KiB, false);
+	FX_WAIT(f, s->rx_n == 300 * KiB && c->rx_n == 200 * KiB);
+
+	assert_int_equal(stats_sample_init(&sm, 10), 0);
+	assert_int_equal(stats_sample_add_worker(&sm, f->stats), 0);
+	assert_int_equal(conn_home_sample(f->home, &sm), 0);
+	assert_non_null(l = stats_sample_listener(&sm, "web"));
+	up = l->bytes[STATS_UP][RELAY_MODE_COPY] + l->bytes[STATS_UP][RELAY_MODE_SPLICE];
+	down = l->bytes[STATS_DOWN][RELAY_MODE_COPY] + l->bytes[STATS_DOWN][RELAY_MODE_SPLICE];
+	assert_int_equal(up, 300 * KiB);
+	assert_int_equal(down, 200 * KiB);
+	if (strcmp(splice, "never") == 0 || f->pipes == NULL)
+		assert_int_equal(l->bytes[STATS_UP][RELAY_MODE_SPLICE], 0);
+	else
+		assert_true(l->bytes[STATS_UP][RELAY_MODE_SPLICE] > 0);
+	assert_int_equal(l->connections, 1);
+	assert_int_equal(l->active, 1);
+	assert_int_equal(l->duration.count, 0);
+	assert_int_equal(sm.nc, 1);
+	assert_string_equal(sm.c[0].listener, "web");
+	assert_int_equal(strncmp(sm.c[0].server, "a/127.0.0.1:", 12), 0);
+	assert_int_equal(strncmp(sm.c[0].client, "127.0.0.1:", 10), 0);
+	assert_int_equal(sm.c[0].bytes[STATS_UP][RELAY_MODE_COPY] +
+	    sm.c[0].bytes[STATS_UP][RELAY_MODE_SPLICE], 300 * KiB);
+	assert_false(sm.c[0].connecting);
+	assert_non_null(sv = stats_sample_server(&sm, "app", "a"));
+	assert_int_equal(sv->connections, 1);
+	assert_non_null(stats_sample_backend(&sm, "app"));
+	assert_int_equal(stats_sample_backend(&sm, "app")->connect.count, 1);
+	stats_sample_cleanup(&sm);
+
+	fx_send(c, 300 * KiB, true);
+	fx_send(s, 200 * KiB, true);
+	FX_WAIT(f, conn_home_count(f->home) == 0);
+	assert_int_equal(stats_sample_init(&sm, 10), 0);
+	assert_int_equal(stats_sample_add_worker(&sm, f->stats), 0);
+	assert_int_equal(conn_home_sample(f->home, &sm), 0);
+	assert_non_null(l = stats_sample_listener(&sm, "web"));
+	assert_int_equal(l->bytes[STATS_UP][RELAY_MODE_COPY] +
+	    l->bytes[STATS_UP][RELAY_MODE_SPLICE], 300 * KiB);
+	assert_int_equal(l->bytes[STATS_DOWN][RELAY_MODE_COPY] +
+	    l->bytes[STATS_DOWN][RELAY_MODE_SPLICE], 200 * KiB);
+	assert_int_equal(l->active, 0);
+	assert_int_equal(l->closed[CONN_CLIENT_EOF] + l->closed[CONN_SERVER_EOF], 1);
+	assert_int_equal(l->duration.count, 1);
+	assert_int_equal(sm.nc, 0);
+	stats_sample_cleanup(&sm);
+}
+
+static void test_sample_never(void **state) { sample_bytes(*state, "never"); }
+static void test_sample_always(void **state) { sample_bytes(*state, "always"); }
+static void test_sample_auto(void **state) { sample_bytes(*state, "auto"); }
+
 int
 main(void)
 {
@@ -267,6 +336,9 @@ main(void)
 		    fx_teardown),
 		cmocka_unit_test_setup_teardown(test_fd_reserve, setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_fd_wait, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sample_never, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sample_always, setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_sample_auto, setup, fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include "spliced/log.h"
 #include "spliced/metrics.h"
 #include "spliced/relay.h"
+#include "spliced/stats.h"
 #include "spliced/worker.h"
 
 static void
@@ -91,6 +94,147 @@ test_server_lines(void **state)
 	    "connect_failures=3 up=0");
 }
 
+/* The Prometheus text of a config with one listener and a backend of two
+ * servers, from a sample filled by hand: every family of DESIGN.md
+ * section 6 once, series for a listener with no connection yet, one-hot
+ * states, counts in their places, cumulative buckets. */
+static void
+test_prometheus(void **state)
+{
+	static const char *const families[] = {
+		"spliced_build_info", "spliced_connections_total",
+		"spliced_connections_active", "spliced_connections_closed_total",
+		"spliced_bytes_total", "spliced_denied_connections_total",
+		"spliced_handshake_total", "spliced_server_state",
+		"spliced_server_weight", "spliced_server_connections_active",
+		"spliced_server_connections_total",
+		"spliced_server_connect_failures_total",
+		"spliced_server_check_failures_total",
+		"spliced_connect_duration_seconds",
+		"spliced_connection_duration_seconds",
+		"spliced_splice_fallbacks_total", "spliced_pipes_in_use",
+		"spliced_pipes_pooled", "spliced_pipe_bytes_held",
+		"spliced_log_lines_dropped_total", "process_open_fds",
+		"process_max_fds", "process_resident_memory_bytes",
+		"process_cpu_seconds_total", "process_start_time_seconds",
+	};
+	char err[CONFIG_ERR_MAX], *text;
+	struct config *cfg = config_load_string("[listener web]\n"
+	    "bind = 127.0.0.1:1\nbackend = app\n[listener idle]\n"
+	    "bind = 127.0.0.1:2\nbackend = app\n[backend app]\n"
+	    "server = a 127.0.0.1:3 weight=2\nserver = b 127.0.0.1:4\n",
+	    "test.ini", err, sizeof(err));
+	struct backend_set *bs;
+	struct stats_worker *w = stats_worker_new();
+	struct stats_listener *l;
+	struct stats_sample sm;
+	struct metrics_process mp;
+	struct evbuffer *out = evbuffer_new();
+	uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_] = { { 0 } };
+
+	(void)state;
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	assert_non_null(bs = backend_set_new(cfg, NULL));
+	assert_non_null(w);
+	assert_non_null(out);
+	atomic_store(&bs->b[0].servers[1]->up, false);
+	assert_non_null(l = stats_worker_listener(w, "web"));
+	l->connections = 3;
+	l->active = 2;
+	bytes[STATS_UP][RELAY_MODE_SPLICE] = 1000;
+	bytes[STATS_DOWN][RELAY_MODE_COPY] = 7;
+	stats_conn_closed(l, CONN_CLIENT_EOF, bytes, 20000);   /* 20 ms */
+	stats_worker_server(w, "app", "a")->connections = 5;
+	stats_worker_server(w, "app", "b")->connect_failures = 6;
+	stats_hist_add(&stats_worker_backend(w, "app")->connect,
+	    stats_connect_le, 700);                 /* 0.7 ms */
+	assert_int_equal(stats_sample_init(&sm, 0), 0);
+	assert_int_equal(stats_sample_add_worker(&sm, w), 0);
+	mp = (struct metrics_process){ .cfg = cfg, .bs = bs, .start_time = 1.5 };
+	assert_int_equal(metrics_prometheus(out, &sm, &mp), 0);
+	evbuffer_add(out, "", 1);
+	text = (char *)evbuffer_pullup(out, -1);
+
+	for (size_t i = 0; i < sizeof(families) / sizeof(*families); i++) {
+		char head[160];
+		const char *at;
+
+		snprintf(head, sizeof(head), "# TYPE %s ", families[i]);
+		assert_non_null(at = strstr(text, head));
+		assert_null(strstr(at + 1, head));      /* one block per family */
+	}
+	assert_non_null(strstr(text, "spliced_connections_total{listener=\"web\"} 3\n"));
+	assert_non_null(strstr(text, "spliced_connections_total{listener=\"idle\"} 0\n"));
+	assert_non_null(strstr(text, "spliced_connections_active{listener=\"web\"} 1\n"));
+	assert_non_null(strstr(text, "spliced_connections_closed_total{listener=\"web\","
+	    "reason=\"client_eof\"} 1\n"));
+	assert_non_null(strstr(text, "spliced_bytes_total{listener=\"web\",direction=\"up\","
+	    "mode=\"splice\"} 1000\n"));
+	assert_non_null(strstr(text, "spliced_bytes_total{listener=\"web\",direction=\"down\","
+	    "mode=\"copy\"} 7\n"));
+	assert_non_null(strstr(text, "spliced_connection_duration_seconds_bucket{"
+	    "listener=\"web\",le=\"0.01\"} 0\n"));
+	assert_non_null(strstr(text, "spliced_connection_duration_seconds_bucket{"
+	    "listener=\"web\",le=\"0.05\"} 1\n"));
+	assert_non_null(strstr(text, "spliced_connection_duration_seconds_bucket{"
+	    "listener=\"web\",le=\"+Inf\"} 1\n"));
+	assert_non_null(strstr(text, "spliced_connection_duration_seconds_sum{"
+	    "listener=\"web\"} 0.020000\n"));
+	assert_non_null(strstr(text, "spliced_connect_duration_seconds_bucket{"
+	    "backend=\"app\",le=\"0.0005\"} 0\n"));
+	assert_non_null(strstr(text, "spliced_connect_duration_seconds_bucket{"
+	    "backend=\"app\",le=\"0.001\"} 1\n"));
+	assert_non_null(strstr(text, "spliced_server_state{backend=\"app\",server=\"a\","
+	    "state=\"up\"} 1\n"));
+	assert_non_null(strstr(text, "spliced_server_state{backend=\"app\",server=\"a\","
+	    "state=\"down\"} 0\n"));
+	assert_non_null(strstr(text, "spliced_server_state{backend=\"app\",server=\"b\","
+	    "state=\"down\"} 1\n"));
+	assert_non_null(strstr(text, "spliced_server_weight{backend=\"app\",server=\"a\"} 2\n"));
+	assert_non_null(strstr(text, "spliced_server_connections_total{backend=\"app\","
+	    "server=\"a\"} 5\n"));
+	assert_non_null(strstr(text, "spliced_server_connect_failures_total{backend=\"app\","
+	    "server=\"b\"} 6\n"));
+	assert_non_null(strstr(text, "process_start_time_seconds 1.500\n"));
+
+	stats_sample_cleanup(&sm);
+	evbuffer_free(out);
+	stats_worker_free(w);
+	backend_set_unref(bs);
+	config_unref(cfg);
+}
+
+/* Label values are escaped as the text format asks. */
+static void
+test_label_escaping(void **state)
+{
+	struct stats_sample sm;
+	struct stats_listener l = { .name = (char *)"a\"b\\c\nd" };
+	char err[CONFIG_ERR_MAX], *text;
+	struct config *cfg = config_load_string("[listener web]\n"
+	    "bind = 127.0.0.1:1\nbackend = app\n[backend app]\n"
+	    "server = a 127.0.0.1:3\n", "test.ini", err, sizeof(err));
+	struct backend_set *bs;
+	struct metrics_process mp;
+	struct evbuffer *out = evbuffer_new();
+
+	(void)state;
+	assert_non_null(cfg);
+	assert_non_null(bs = backend_set_new(cfg, NULL));
+	assert_int_equal(stats_sample_init(&sm, 0), 0);
+	sm.l = &l;                  /* a name a reload dropped */
+	sm.nl = 1;
+	mp = (struct metrics_process){ .cfg = cfg, .bs = bs };
+	assert_int_equal(metrics_prometheus(out, &sm, &mp), 0);
+	evbuffer_add(out, "", 1);
+	text = (char *)evbuffer_pullup(out, -1);
+	assert_non_null(strstr(text, "spliced_connections_total{listener=\"a\\\"b\\\\c\\nd\"} 0\n"));
+	evbuffer_free(out);
+	backend_set_unref(bs);
+	config_unref(cfg);
+}
+
 int
 main(void)
 {
@@ -98,6 +242,8 @@ main(void)
 		cmocka_unit_test(test_totals_line),
 		cmocka_unit_test(test_totals_line_cut),
 		cmocka_unit_test(test_server_lines),
+		cmocka_unit_test(test_prometheus),
+		cmocka_unit_test(test_label_escaping),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

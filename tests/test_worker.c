@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -30,6 +31,7 @@
 #include "spliced/backend.h"
 #include "spliced/config.h"
 #include "spliced/listener.h"
+#include "spliced/metrics.h"
 #include "spliced/worker.h"
 
 #define WAIT_MS 5000
@@ -267,6 +269,92 @@ test_stop_while_waiting(void **state)
 	close(c);
 }
 
+struct gathered {
+	bool done;
+	unsigned workers;
+	uint64_t connections, active, up, nc;
+};
+
+static void
+gathered_cb(struct stats_sample *s, void *arg)
+{
+	struct gathered *g = arg;
+	const struct stats_listener *l = stats_sample_listener(s, "web");
+
+	g->done = true;
+	g->workers = s->workers;
+	g->nc = s->nc;
+	if (l != NULL) {
+		g->connections = l->connections;
+		g->active = l->active;
+		g->up = l->bytes[STATS_UP][RELAY_MODE_COPY] +
+		    l->bytes[STATS_UP][RELAY_MODE_SPLICE];
+	}
+}
+
+/* Gather the worker's figures on a base of the test's thread. */
+static struct gathered
+gather(struct fx *f)
+{
+	struct event_base *base = event_base_new();
+	struct timeval limit = { WAIT_MS / 1000, 0 };
+	struct gathered g = { 0 };
+
+	assert_non_null(base);
+	assert_non_null(metrics_gather(&f->w, 1, base, 10, gathered_cb, &g));
+	event_base_loopexit(base, &limit);
+	while (!g.done && event_base_loop(base, EVLOOP_ONCE) == 0 &&
+	    !event_base_got_exit(base))
+		;
+	event_base_free(base);
+	assert_true(g.done);
+	return g;
+}
+
+/* A connection held open in the middle of its stream: its bytes show in
+ * a gather from another thread before it closes; a worker whose loop
+ * returned is read directly, its figures final. */
+static void
+test_gather(void **state)
+{
+	struct fx *f = *state;
+	struct pollfd p = { .fd = f->backend, .events = POLLIN };
+	char buf[4096] = { 0 };
+	size_t got = 0;
+	struct gathered g;
+	int c, s;
+
+	c = dial(f->port, 'A');         /* its first byte */
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	assert_true((s = accept(f->backend, NULL, NULL)) >= 0);
+	assert_int_equal(write(c, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	p.fd = s;
+	while (got < 1 + sizeof(buf) && poll(&p, 1, WAIT_MS) == 1) {
+		ssize_t n = read(s, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	assert_int_equal(got, 1 + sizeof(buf));
+	g = gather(f);
+	assert_int_equal(g.workers, 1);
+	assert_int_equal(g.connections, 1);
+	assert_int_equal(g.active, 1);
+	assert_int_equal(g.up, 1 + sizeof(buf));
+	assert_int_equal(g.nc, 1);
+
+	worker_stop(f->w);
+	worker_join(f->w);
+	g = gather(f);
+	assert_int_equal(g.workers, 1);
+	assert_int_equal(g.active, 0);
+	assert_int_equal(g.up, 1 + sizeof(buf));
+	assert_int_equal(g.nc, 0);
+	close(c);
+	close(s);
+}
+
 int
 main(void)
 {
@@ -278,6 +366,7 @@ main(void)
 		IN_EACH_MODE(test_reserve),
 		IN_EACH_MODE(test_wait_for_fd),
 		IN_EACH_MODE(test_stop_while_waiting),
+		IN_EACH_MODE(test_gather),
 	};
 
 	test_thread = pthread_self();

@@ -78,17 +78,21 @@ struct event_base;
 struct listener;
 struct log_batch;
 struct relay_ctx;
+struct stats_sample;
+struct stats_worker;
 struct worker_snap;
 
 /* The connections of one thread and what they share: its event base,
- * relay context (buffers, pipes) and access-log batch, all the caller's
- * and outliving the home, and an fd reserve (fdreserve.h), which the home
- * owns. cur: the worker's current snap (conn_home_switch). NULL with errno
+ * relay context (buffers, pipes), access-log batch and counters (stats.h:
+ * each connection counts in the blocks of its snap), all the caller's and
+ * outliving the home, and an fd reserve (fdreserve.h), which the home
+ * owns. id: the worker's, the top 16 bits of its connections' ids.
+ * cur: the worker's current snap (conn_home_switch). NULL with errno
  * (ENOMEM). A reserve it could not fill is not an error (errno tells why;
  * conn_home_fds_wanted() is true): conn_home_fds_ready() refills it. */
 struct conn_home *conn_home_new(struct event_base *, struct relay_ctx *,
-    struct log_batch *, struct worker_snap *cur, const struct conn_hooks *,
-    void *arg);
+    struct log_batch *, struct stats_worker *, unsigned id,
+    struct worker_snap *cur, const struct conn_hooks *, void *arg);
 /* Closes what is left (CONN_SHUTDOWN, hooks called) first. NULL is fine. */
 void conn_home_free(struct conn_home *);
 /* The worker's current snap from now on (a reload, new addresses): new
@@ -113,6 +117,10 @@ bool conn_home_fds_ready(struct conn_home *);
  * released: the client is never left hanging. */
 void conn_start(struct conn_home *, struct listener *, int fd,
     const struct sockaddr *peer, socklen_t peerlen);
+/* Add the bytes its open connections moved so far to their listeners in
+ * s, and the connections themselves (stats_sample_add_conn()) when s keeps
+ * any. 0, or -1 with ENOMEM. */
+int conn_home_sample(const struct conn_home *, struct stats_sample *);
 /* Close every connection of the home with reason CONN_SHUTDOWN. */
 void conn_close_all(struct conn_home *);
 

@@ -64,9 +64,20 @@ struct worker_conf {
 struct worker_snap {
 	struct worker_conf *conf;   /* a reference */
 	struct backend_lb *lb;      /* one per conf->bs->b[] */
+	/* The worker's counter blocks (stats.h) for what the snap serves,
+	 * looked up once here so that the data path never searches. */
+	struct stats_listener **sl; /* [conf->ls->n] */
+	struct stats_backend **sb;  /* [conf->bs->n] */
+	struct stats_server ***ss;  /* [conf->bs->n][lb[i].n] */
 	unsigned conns;
 	struct worker_snap *next;   /* the retired list */
 };
+
+/* Point s's sl, sb and ss at the blocks of w (made as needed) for what
+ * s->conf serves; worker.c does it for every snap it makes. 0, or -1
+ * with ENOMEM (worker_snap_stats_cleanup() then frees what was made). */
+int worker_snap_stats(struct worker_snap *s, struct stats_worker *w);
+void worker_snap_stats_cleanup(struct worker_snap *s);
 
 /* What a worker counted, for the totals at exit. */
 struct worker_totals {

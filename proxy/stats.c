@@ -1,0 +1,376 @@
+/* proxy/stats.c: a worker's counters by name, and samples that sum them.
+ *
+ * Blocks are found by name with a linear search: a worker looks a name up
+ * when it makes a snap (a reload, new addresses), not per connection, and
+ * a config has few listeners and backends. Blocks are allocated one by
+ * one so that the pointers a snap holds stay valid as more are added. */
+#include "spliced/stats.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+const double stats_connect_le[STATS_HIST_MAX] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5, 10,
+};
+
+const double stats_duration_le[STATS_HIST_MAX] = {
+	0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 86400,
+};
+
+struct stats_worker {
+	struct stats_listener **l;
+	size_t nl;
+	struct stats_backend **b;
+	size_t nb;
+	struct stats_server **s;
+	size_t ns;
+};
+
+struct stats_worker *
+stats_worker_new(void)
+{
+	return calloc(1, sizeof(struct stats_worker));
+}
+
+void
+stats_worker_free(struct stats_worker *w)
+{
+	if (w == NULL)
+		return;
+	for (size_t i = 0; i < w->nl; i++) {
+		free(w->l[i]->name);
+		free(w->l[i]);
+	}
+	for (size_t i = 0; i < w->nb; i++) {
+		free(w->b[i]->name);
+		free(w->b[i]);
+	}
+	for (size_t i = 0; i < w->ns; i++) {
+		free(w->s[i]->backend);
+		free(w->s[i]->name);
+		free(w->s[i]);
+	}
+	free(w->l);
+	free(w->b);
+	free(w->s);
+	free(w);
+}
+
+/* Append p to the array *v of *n pointers. 0 / -1 ENOMEM. */
+static int
+stats_push(void ***v, size_t *n, void *p)
+{
+	void **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+
+	if (nv == NULL)
+		return -1;
+	nv[(*n)++] = p;
+	*v = nv;
+	return 0;
+}
+
+struct stats_listener *
+stats_worker_listener(struct stats_worker *w, const char *name)
+{
+	struct stats_listener *l;
+
+	for (size_t i = 0; i < w->nl; i++)
+		if (strcmp(w->l[i]->name, name) == 0)
+			return w->l[i];
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	if ((l->name = strdup(name)) == NULL ||
+	    stats_push((void ***)&w->l, &w->nl, l) == -1) {
+		free(l->name);
+		free(l);
+		return NULL;
+	}
+	return l;
+}
+
+struct stats_backend *
+stats_worker_backend(struct stats_worker *w, const char *name)
+{
+	struct stats_backend *b;
+
+	for (size_t i = 0; i < w->nb; i++)
+		if (strcmp(w->b[i]->name, name) == 0)
+			return w->b[i];
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return NULL;
+	if ((b->name = strdup(name)) == NULL ||
+	    stats_push((void ***)&w->b, &w->nb, b) == -1) {
+		free(b->name);
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+struct stats_server *
+stats_worker_server(struct stats_worker *w, const char *backend,
+    const char *server)
+{
+	struct stats_server *s;
+
+	for (size_t i = 0; i < w->ns; i++)
+		if (strcmp(w->s[i]->backend, backend) == 0 &&
+		    strcmp(w->s[i]->name, server) == 0)
+			return w->s[i];
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	if ((s->backend = strdup(backend)) == NULL ||
+	    (s->name = strdup(server)) == NULL ||
+	    stats_push((void ***)&w->s, &w->ns, s) == -1) {
+		free(s->backend);
+		free(s->name);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void
+stats_hist_add(struct stats_hist *h, const double *le, uint64_t us)
+{
+	size_t i;
+
+	for (i = 0; i < STATS_HIST_MAX && (double)us > le[i] * 1e6; i++)
+		;
+	h->bucket[i]++;
+	h->count++;
+	h->sum_us += us;
+}
+
+static void
+stats_bytes_add(uint64_t to[STATS_DIR_MAX_][RELAY_MODE_MAX_],
+    const uint64_t from[STATS_DIR_MAX_][RELAY_MODE_MAX_])
+{
+	for (int d = 0; d < STATS_DIR_MAX_; d++)
+		for (int m = 0; m < RELAY_MODE_MAX_; m++)
+			to[d][m] += from[d][m];
+}
+
+void
+stats_conn_closed(struct stats_listener *l, enum conn_reason why,
+    const uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_], uint64_t age_us)
+{
+	l->active--;
+	l->closed[why]++;
+	stats_bytes_add(l->bytes, bytes);
+	stats_hist_add(&l->duration, stats_duration_le, age_us);
+}
+
+static void
+stats_hist_sum(struct stats_hist *to, const struct stats_hist *from)
+{
+	for (size_t i = 0; i <= STATS_HIST_MAX; i++)
+		to->bucket[i] += from->bucket[i];
+	to->count += from->count;
+	to->sum_us += from->sum_us;
+}
+
+/* The sample's entry of listener `name`, made zeroed if new. */
+static struct stats_listener *
+sample_listener(struct stats_sample *s, const char *name)
+{
+	struct stats_listener *v;
+
+	for (size_t i = 0; i < s->nl; i++)
+		if (strcmp(s->l[i].name, name) == 0)
+			return &s->l[i];
+	if ((v = realloc(s->l, (s->nl + 1) * sizeof(*v))) == NULL)
+		return NULL;
+	s->l = v;
+	memset(&v[s->nl], 0, sizeof(*v));
+	if ((v[s->nl].name = strdup(name)) == NULL)
+		return NULL;
+	return &v[s->nl++];
+}
+
+static struct stats_backend *
+sample_backend(struct stats_sample *s, const char *name)
+{
+	struct stats_backend *v;
+
+	for (size_t i = 0; i < s->nb; i++)
+		if (strcmp(s->b[i].name, name) == 0)
+			return &s->b[i];
+	if ((v = realloc(s->b, (s->nb + 1) * sizeof(*v))) == NULL)
+		return NULL;
+	s->b = v;
+	memset(&v[s->nb], 0, sizeof(*v));
+	if ((v[s->nb].name = strdup(name)) == NULL)
+		return NULL;
+	return &v[s->nb++];
+}
+
+static struct stats_server *
+sample_server(struct stats_sample *s, const char *backend, const char *name)
+{
+	struct stats_server *v;
+
+	for (size_t i = 0; i < s->ns; i++)
+		if (strcmp(s->s[i].backend, backend) == 0 &&
+		    strcmp(s->s[i].name, name) == 0)
+			return &s->s[i];
+	if ((v = realloc(s->s, (s->ns + 1) * sizeof(*v))) == NULL)
+		return NULL;
+	s->s = v;
+	memset(&v[s->ns], 0, sizeof(*v));
+	if ((v[s->ns].backend = strdup(backend)) == NULL ||
+	    (v[s->ns].name = strdup(name)) == NULL) {
+		free(v[s->ns].backend);
+		v[s->ns].backend = NULL;
+		return NULL;
+	}
+	return &v[s->ns++];
+}
+
+int
+stats_sample_add_worker(struct stats_sample *s, const struct stats_worker *w)
+{
+	for (size_t i = 0; i < w->nl; i++) {
+		const struct stats_listener *from = w->l[i];
+		struct stats_listener *to = sample_listener(s, from->name);
+
+		if (to == NULL)
+			goto fail;
+		to->connections += from->connections;
+		to->active += from->active;
+		for (int r = 0; r < CONN_REASON_MAX_; r++)
+			to->closed[r] += from->closed[r];
+		stats_bytes_add(to->bytes, from->bytes);
+		stats_hist_sum(&to->duration, &from->duration);
+	}
+	for (size_t i = 0; i < w->nb; i++) {
+		struct stats_backend *to = sample_backend(s, w->b[i]->name);
+
+		if (to == NULL)
+			goto fail;
+		stats_hist_sum(&to->connect, &w->b[i]->connect);
+	}
+	for (size_t i = 0; i < w->ns; i++) {
+		const struct stats_server *from = w->s[i];
+		struct stats_server *to = sample_server(s, from->backend, from->name);
+
+		if (to == NULL)
+			goto fail;
+		to->connections += from->connections;
+		to->connect_failures += from->connect_failures;
+	}
+	return 0;
+fail:
+	errno = ENOMEM;
+	return -1;
+}
+
+int
+stats_sample_add_bytes(struct stats_sample *s, const char *listener,
+    const uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_])
+{
+	struct stats_listener *l = sample_listener(s, listener);
+
+	if (l == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	stats_bytes_add(l->bytes, bytes);
+	return 0;
+}
+
+/* Connections are kept in a bounded array; once it is full a newer one
+ * replaces the oldest kept. Sorting waits for the end. */
+void
+stats_sample_add_conn(struct stats_sample *s, const struct stats_conn *c)
+{
+	size_t oldest = 0;
+
+	if (s->conn_limit == 0)
+		return;
+	if (s->nc < s->conn_limit) {
+		s->c[s->nc++] = *c;
+		return;
+	}
+	for (size_t i = 1; i < s->nc; i++)
+		if (s->c[i].age_ms > s->c[oldest].age_ms)
+			oldest = i;
+	if (c->age_ms < s->c[oldest].age_ms)
+		s->c[oldest] = *c;
+}
+
+static int
+stats_conn_newer(const void *a, const void *b)
+{
+	const struct stats_conn *x = a, *y = b;
+
+	if (x->age_ms != y->age_ms)
+		return x->age_ms < y->age_ms ? -1 : 1;
+	return x->id > y->id ? -1 : x->id < y->id;
+}
+
+void
+stats_sample_sort_conns(struct stats_sample *s)
+{
+	if (s->nc > 1)
+		qsort(s->c, s->nc, sizeof(*s->c), stats_conn_newer);
+}
+
+int
+stats_sample_init(struct stats_sample *s, size_t conn_limit)
+{
+	memset(s, 0, sizeof(*s));
+	s->conn_limit = conn_limit;
+	if (conn_limit > 0 && (s->c = calloc(conn_limit, sizeof(*s->c))) == NULL)
+		return -1;
+	return 0;
+}
+
+void
+stats_sample_cleanup(struct stats_sample *s)
+{
+	for (size_t i = 0; i < s->nl; i++)
+		free(s->l[i].name);
+	for (size_t i = 0; i < s->nb; i++)
+		free(s->b[i].name);
+	for (size_t i = 0; i < s->ns; i++) {
+		free(s->s[i].backend);
+		free(s->s[i].name);
+	}
+	free(s->l);
+	free(s->b);
+	free(s->s);
+	free(s->c);
+	memset(s, 0, sizeof(*s));
+}
+
+const struct stats_listener *
+stats_sample_listener(const struct stats_sample *s, const char *name)
+{
+	for (size_t i = 0; i < s->nl; i++)
+		if (strcmp(s->l[i].name, name) == 0)
+			return &s->l[i];
+	return NULL;
+}
+
+const struct stats_backend *
+stats_sample_backend(const struct stats_sample *s, const char *name)
+{
+	for (size_t i = 0; i < s->nb; i++)
+		if (strcmp(s->b[i].name, name) == 0)
+			return &s->b[i];
+	return NULL;
+}
+
+const struct stats_server *
+stats_sample_server(const struct stats_sample *s, const char *backend,
+    const char *server)
+{
+	for (size_t i = 0; i < s->ns; i++)
+		if (strcmp(s->s[i].backend, backend) == 0 &&
+		    strcmp(s->s[i].name, server) == 0)
+			return &s->s[i];
+	return NULL;
+}
