@@ -38,6 +38,10 @@ opts (a dict; every key optional):
   extra_config  dict of spliced [global] keys (value strings), overriding
                 the above
   haproxy_threads / nginx_workers   override nbthread / worker_processes
+  scrape_metrics  seconds: spliced gets `admin = 127.0.0.1:PORT` and a
+                thread GETs /metrics at that interval for as long as the
+                proxy runs (what a Prometheus server would cost it); the
+                other proxies are left alone
 """
 
 import grp
@@ -46,7 +50,9 @@ import pwd
 import resource
 import signal
 import subprocess
+import threading
 import time
+import urllib.request
 
 from .common import (RunError, can_raise_nofile, free_port, max_clients, nofile_hard,
                      proc_pids, wait_listening, which, write_file)
@@ -111,6 +117,7 @@ class Proxy:
         self.pid, self.log, self.cmd, self.config = proc.pid, log, cmd, config
         self.returncode = None      # after stop(): the main process's status
         self.killed = False         # after stop(): whether it needed SIGKILL
+        self.scraper = None         # a Scraper while one runs
 
     def alive(self):
         return self.proc.poll() is None
@@ -118,6 +125,10 @@ class Proxy:
     def stop(self):
         """SIGTERM, wait up to 10 s, then SIGKILL (the whole process group:
         no orphaned worker survives). Returns the exit status."""
+        scraped = None
+        if self.scraper is not None:
+            self.scraper.stop()
+            scraped, self.scraper = self.scraper, None
         if self.proc.poll() is None:
             pids = proc_pids(self)
             try:
@@ -133,6 +144,11 @@ class Proxy:
         except (ProcessLookupError, PermissionError):
             pass
         self.returncode = self.proc.returncode
+        # A scrape that failed would make the figures those of a proxy
+        # nobody watched.
+        if scraped is not None and (scraped.failed or not scraped.ok):
+            raise RunError(f"{self.variant}: /metrics scrapes: {scraped.ok} answered, "
+                           f"{scraped.failed} failed")
         return self.returncode
 
     def _kill_group(self, pids):
@@ -204,6 +220,8 @@ def _spliced(variant, port, backends, workdir, opts, tag):
     glob = {"splice": mode, "shutdown_timeout": "2s"}
     if maxconn > 10000:
         glob["max_connections"] = str(maxconn)
+    if opts.get("admin_port"):
+        glob["admin"] = f"127.0.0.1:{opts['admin_port']}"
     glob.update({k: str(v) for k, v in (opts.get("extra_config") or {}).items()})
     lines = ["[global]"] + [f"{k} = {v}" for k, v in glob.items()]
     lines += ["", "[listener bench]", f"bind = 127.0.0.1:{port}", "backend = bench", "",
@@ -273,6 +291,31 @@ def _nginx(variant, port, backends, workdir, opts, tag):
     return cmd, conf, _nofile_for(maxconn), None
 
 
+class Scraper:
+    """GET url every `every` seconds on a thread of its own until stop();
+    counts the scrapes that answered 200 and the ones that failed."""
+
+    def __init__(self, url, every):
+        self.url, self.every = url, every
+        self.ok = self.failed = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.done.wait(self.every):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+                    self.ok += r.status == 200
+            except OSError:
+                self.failed += 1
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(10)
+
+
 _BUILDERS = {"spliced": _spliced, "haproxy": _haproxy, "nginx": _nginx}
 
 
@@ -291,6 +334,9 @@ def start_proxy(variant, backends, workdir, opts=None):
     _seq[0] += 1
     tag = f"{_seq[0]:03d}-{variant}"
     port = free_port()
+    scrape = family(variant) == "spliced" and opts.get("scrape_metrics")
+    if scrape:
+        opts = dict(opts, admin_port=free_port())
     cmd, conf, nofile, user = _BUILDERS[family(variant)](variant, port, backends, workdir,
                                                        opts, tag)
     logpath = os.path.join(workdir, f"{tag}.log")
@@ -302,6 +348,9 @@ def start_proxy(variant, backends, workdir, opts=None):
     try:
         wait_listening(proc, port, variant, logpath)
         _settle(proxy)
+        if scrape:
+            proxy.scraper = Scraper(f"http://127.0.0.1:{opts['admin_port']}/metrics",
+                                    float(scrape))
     except BaseException:
         proxy.stop()
         raise

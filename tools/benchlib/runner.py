@@ -135,6 +135,10 @@ def build_parser(mods):
                    metavar="KEY=VALUE",
                    help="a [global] key for every spliced variant, e.g. access_log=off "
                    "(repeatable); the report says so")
+    p.add_argument("--scrape-metrics", type=float, metavar="SECONDS",
+                   help="give every spliced variant an admin endpoint and GET /metrics "
+                   "at this interval while it runs (the cost of being watched); the "
+                   "report says so")
     p.add_argument("--smoke", action="store_true",
                    help="every section with tiny sizes and 1 s loads, once: does the tool "
                    "work? Installs nothing; exits 77 when iperf3 is missing")
@@ -380,9 +384,14 @@ def main(argv):
     opts = {"spliced": args.spliced}
     if args.spliced_config:
         opts["extra_config"] = dict(args.spliced_config)
+    if args.scrape_metrics:
+        opts["scrape_metrics"] = args.scrape_metrics
     ctx = types.SimpleNamespace(args=args, workdir=workdir, opts=opts, variants=run.variants,
                                 smoke=args.smoke)
     run.versions = versions(args, run.variants)
+    if args.scrape_metrics:
+        run.versions.append(f"spliced scraped: GET /metrics every {args.scrape_metrics:g} s "
+                            "(--scrape-metrics)")
     if args.spliced_config:
         run.versions.append("spliced [global] set by --spliced-config: " +
                             ", ".join(f"{k} = {v}" for k, v in args.spliced_config))
