@@ -288,7 +288,11 @@ class Cdp:
                     "document.getElementById('msg').textContent"))
         return v
 
-    def screenshot(self, path):
+    def screenshot(self, path, width=1200, height=900):
+        # --window-size counts the window, not the page: set the page's.
+        self.call("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1,
+                   "mobile": False}, session=self.session)
         data = self.call("Page.captureScreenshot", {"format": "png"},
                          session=self.session)["data"]
         with open(path, "wb") as f:
