@@ -197,6 +197,10 @@ check_run(struct config *cfg, const char *path)
 		fprintf(stderr, "spliced: %s\n", err);
 		return 1;
 	}
+	if (log_access_check(cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "spliced: %s\n", err);
+		return 1;
+	}
 	printf("configuration %s is valid: %zu listener(s), %zu backend(s)\n",
 	    path, cfg->nlisteners, cfg->nbackends);
 	printf("zero-copy: %s\n", zc_backend_name());

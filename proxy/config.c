@@ -261,7 +261,7 @@ config_new(const char *name)
 	atomic_init(&cfg->refs, 1);
 	cfg->max_connections = 10000;
 	cfg->log_level = CONFIG_LOG_INFO;
-	cfg->access_log = true;
+	cfg->access_log = CONFIG_ACCESS_LOG_ON;
 	cfg->splice = CONFIG_SPLICE_AUTO;
 	cfg->splice_threshold = 64 << 10;
 	cfg->pipe_size = 1 << 20;
@@ -417,6 +417,7 @@ config_unref(struct config *cfg)
 	free(cfg->listeners);
 	free(cfg->backends);
 	free(cfg->user);
+	free(cfg->access_log_path);
 	free(cfg->path);
 	free(config_priv(cfg)->marks);
 	free(config_priv(cfg));

@@ -36,6 +36,8 @@ enum config_key_type {
 	CONFIG_KEY_RESOLVER,        /* a name server: IP address and port */
 	CONFIG_KEY_USER,            /* a user name (char *) */
 	CONFIG_KEY_KEEPALIVE,       /* struct config_keepalive */
+	CONFIG_KEY_ACCESS_LOG,      /* on | off | PATH: struct config's two fields */
+	CONFIG_KEY_LOG_FORMAT,
 	CONFIG_KEY_LATER,           /* documented, belongs to later work */
 };
 

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -47,7 +48,7 @@ struct conn_home {
 
 struct conn {
 	struct conn_home *h;
-	uint64_t id;                /* unique in the process */
+	uint64_t id;                /* unique in the process: access lines, /connections */
 	/* What the connection started under: its listener, backend and
 	 * balancer stay those of this snap, whatever a reload brings. */
 	struct worker_snap *snap;
@@ -140,28 +141,27 @@ static void
 access_log(struct conn *c, enum conn_reason why)
 {
 	char client[ADDR_TEXT_MAX], server[ADDR_TEXT_MAX + 64];
+	struct log_access a = { .id = c->id, .listener = c->l->cfg->name,
+	    .client = client, .reason = conn_reason_name(why),
+	    .up_splice = c->up.bytes[RELAY_MODE_SPLICE],
+	    .up_copy = c->up.bytes[RELAY_MODE_COPY],
+	    .down_splice = c->down.bytes[RELAY_MODE_SPLICE],
+	    .down_copy = c->down.bytes[RELAY_MODE_COPY] };
 	struct timespec now;
-	int64_t ms;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	ms = (int64_t)(now.tv_sec - c->started.tv_sec) * 1000 +
+	a.duration_ms = (int64_t)(now.tv_sec - c->started.tv_sec) * 1000 +
 	    (now.tv_nsec - c->started.tv_nsec) / 1000000;
 	addr_format((struct sockaddr *)&c->peer, client, sizeof(client));
 	if (c->relaying) {          /* the server that was reached, if any */
 		const struct config_server *s = c->lb->entry[c->server];
-		char a[ADDR_TEXT_MAX];
+		char addr[ADDR_TEXT_MAX];
 
 		snprintf(server, sizeof(server), "%s/%s", s->name,
-		    picked_addr(c, a, sizeof(a)));
-	} else
-		snprintf(server, sizeof(server), "-");
-	log_batch_msg(c->h->log, CONFIG_LOG_INFO,
-	    "access listener=%s client=%s server=%s up_splice=%" PRIu64
-	    " up_copy=%" PRIu64 " down_splice=%" PRIu64 " down_copy=%" PRIu64
-	    " duration_ms=%" PRId64 " reason=%s", c->l->cfg->name, client, server,
-	    c->up.bytes[RELAY_MODE_SPLICE], c->up.bytes[RELAY_MODE_COPY],
-	    c->down.bytes[RELAY_MODE_SPLICE], c->down.bytes[RELAY_MODE_COPY],
-	    ms, conn_reason_name(why));
+		    picked_addr(c, addr, sizeof(addr)));
+		a.server = server;
+	}
+	log_batch_access(c->h->log, &a);
 }
 
 /* Microseconds since t (CLOCK_MONOTONIC). */
@@ -205,7 +205,7 @@ conn_close(struct conn *c, enum conn_reason why)
 	if (c->closed)
 		return;
 	c->closed = true;
-	if (c->snap->conf->cfg->access_log)
+	if (c->snap->conf->cfg->access_log != CONFIG_ACCESS_LOG_OFF)
 		access_log(c, why);
 	{
 		uint64_t b[STATS_DIR_MAX_][RELAY_MODE_MAX_];

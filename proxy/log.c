@@ -11,11 +11,23 @@
  * (acquire). Waking the writer is a Dekker handshake on two seq_cst
  * pairs: the thread stores tail then loads `sleeping`; the writer stores
  * `sleeping` then loads every tail. At least one of them sees the other's
- * store, so the writer never sleeps on a line nobody woke it for. */
+ * store, so the writer never sleeps on a line nobody woke it for.
+ *
+ * A queue holds records: a struct log_rec (length and kind), then that
+ * many bytes of whole lines. The writer copies the records of a queue
+ * into its stage, one destination at a time (stderr, or the access-log
+ * file), and writes the stage out in one write(2) per destination.
+ *
+ * Where access lines go (acc_fd, acc_path) is the writer's while it runs,
+ * the main thread's otherwise; the main thread hands changes to a running
+ * writer through the box (a reload's new file, SIGUSR1's reopen), which
+ * the writer takes after writing what was queued. */
 #include "spliced/log.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +41,19 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "log_int.h"
+
+/* The writer's stage: records copied out of a queue, written at once. */
+#define LOG_STAGE_SIZE (64u * 1024)
+
+enum log_kind { LOG_KIND_EVENT, LOG_KIND_ACCESS };
+
+/* Before each hand-off in a queue. */
+struct log_rec {
+	uint32_t len;               /* of the lines that follow */
+	uint32_t kind;              /* enum log_kind */
+};
 
 struct log_queue {
 	_Atomic uint64_t head;      /* written out: the writer's */
@@ -52,6 +77,9 @@ struct log_writer {
 	pthread_cond_t wake;        /* for the writer */
 	pthread_cond_t stopped;     /* for log_writer_stop(), with done */
 	bool done, abandoned;       /* under mu */
+	int stage_fd;
+	size_t stage_len;
+	char stage[LOG_STAGE_SIZE];
 };
 
 /* The running writer: set and cleared by the thread that starts and stops
@@ -70,12 +98,37 @@ static _Thread_local unsigned my_gen;
  * change does no harm, and nothing else is published through it. */
 static _Atomic int level = CONFIG_LOG_INFO;
 
+/* The same for log_format. */
+static _Atomic int format_kind = CONFIG_LOG_FORMAT_TEXT;
+
 /* Set by log_init() before any worker starts, read-only afterwards. */
 static bool journal;
 
-static const char *const names[] = { "error", "warn", "info", "debug" };
-/* syslog(3) priorities: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
-static const char prio[] = { '3', '4', '6', '7' };
+/* Whether access lines go to a file (timestamped, no journald prefix):
+ * set by the main thread, read by the workers as they format; relaxed, as
+ * level. */
+static atomic_bool access_to_file;
+
+/* Where access lines go: stderr, the file's fd, or -1 (off). Written by
+ * the writer while it runs, by the main thread otherwise; read by any
+ * thread that logs without a writer. acc_path: the file's, or NULL. */
+static atomic_int acc_fd = STDERR_FILENO;
+static char *acc_path;
+
+/* What the main thread last installed (log_access_use()), to tell a
+ * reload's unchanged access_log from a new one. The main thread's. */
+static enum config_access_log cur_mode = CONFIG_ACCESS_LOG_ON;
+static char *cur_path;
+
+/* The main thread's requests to a running writer (box_mu). */
+static pthread_mutex_t box_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	bool install;               /* fd and path: the new destination */
+	bool reopen;
+	int fd;
+	char *path;
+} box;
+static atomic_bool box_full;    /* seq_cst: the writer's sleep checks it */
 
 /* Whether JOURNAL_STREAM ("DEV:INODE", both decimal) names the file stderr
  * is now: systemd sets it when it connects stderr to journald, and it is
@@ -124,38 +177,35 @@ log_get_level(void)
 	    memory_order_relaxed);
 }
 
-/* One line, newline included, into dst (cap >= 2): its length. */
+void
+log_set_format(enum config_log_format f)
+{
+	atomic_store_explicit(&format_kind, (int)f, memory_order_relaxed);
+}
+
+enum config_log_format
+log_get_format(void)
+{
+	return (enum config_log_format)atomic_load_explicit(&format_kind,
+	    memory_order_relaxed);
+}
+
+static struct log_style
+style(bool access)
+{
+	struct log_style st = { journal, log_get_format() };
+
+	/* A file is not journald: its lines carry their own time. */
+	if (access && atomic_load_explicit(&access_to_file, memory_order_relaxed))
+		st.journal = false;
+	return st;
+}
+
+/* One line, newline included, into dst (cap >= 64): its length. */
 static size_t
 format(char *dst, size_t cap, enum config_log_level l, const char *fmt, va_list ap)
 {
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-	int r;
-
-	if (journal) {
-		/* "<N>": journald takes the line's priority from it (and
-		 * strips it). No timestamp: journald stamps every line as it
-		 * receives it, and a second one would only clutter
-		 * journalctl's output. */
-		r = snprintf(dst, cap, "<%c>%s: ", prio[l], names[l]);
-		n = r > 0 ? (size_t)r : 0;
-	} else {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		n = strftime(dst, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-		r = snprintf(dst + n, cap - n, ".%03ldZ %s: ",
-		    ts.tv_nsec / 1000000, names[l]);
-		n += r > 0 ? (size_t)r : 0;
-	}
-	if (n > cap - 2)
-		n = cap - 2;
-	r = vsnprintf(dst + n, cap - n, fmt, ap);
-	n += r > 0 ? (size_t)r : 0;
-	if (n > cap - 2)                /* truncated: keep the newline */
-		n = cap - 2;
-	dst[n++] = '\n';
-	return n;
+	return log_format_event(dst, cap, style(false), l, fmt, ap);
 }
 
 static size_t
@@ -222,34 +272,71 @@ queue_of_thread(struct log_writer *w)
 	return q;
 }
 
-/* n bytes of whole lines into q, or false (no room: the caller counts the
- * drop). Wakes the writer if it sleeps. */
-static bool
-queue_push(struct log_writer *w, struct log_queue *q, const char *buf, size_t n)
+/* n bytes into q's ring at byte count `at` (which the caller owns). */
+static void
+ring_put(struct log_queue *q, uint64_t at, const void *buf, size_t n)
 {
-	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
-	size_t at = tail % LOG_QUEUE_SIZE, first;
+	size_t i = at % LOG_QUEUE_SIZE, first;
 
-	if (n > LOG_QUEUE_SIZE - (tail - head))
-		return false;
-	first = n < LOG_QUEUE_SIZE - at ? n : LOG_QUEUE_SIZE - at;
-	memcpy(q->buf + at, buf, first);
-	memcpy(q->buf, buf + first, n - first);
-	atomic_store_explicit(&q->tail, tail + n, memory_order_seq_cst);
+	first = n < LOG_QUEUE_SIZE - i ? n : LOG_QUEUE_SIZE - i;
+	memcpy(q->buf + i, buf, first);
+	memcpy(q->buf, (const char *)buf + first, n - first);
+}
+
+static void
+ring_get(const struct log_queue *q, uint64_t at, void *buf, size_t n)
+{
+	size_t i = at % LOG_QUEUE_SIZE, first;
+
+	first = n < LOG_QUEUE_SIZE - i ? n : LOG_QUEUE_SIZE - i;
+	memcpy(buf, q->buf + i, first);
+	memcpy((char *)buf + first, q->buf, n - first);
+}
+
+/* The writer, out of its sleep if it sleeps. */
+static void
+writer_wake(struct log_writer *w)
+{
 	if (atomic_load_explicit(&w->sleeping, memory_order_seq_cst) &&
 	    atomic_exchange_explicit(&w->sleeping, false, memory_order_seq_cst)) {
 		pthread_mutex_lock(&w->mu);
 		pthread_cond_signal(&w->wake);
 		pthread_mutex_unlock(&w->mu);
 	}
+}
+
+/* A record of n bytes of whole lines into q, or false (no room: the
+ * caller counts the drop). Wakes the writer if it sleeps. */
+static bool
+queue_push(struct log_writer *w, struct log_queue *q, enum log_kind kind,
+    const char *buf, size_t n)
+{
+	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
+	struct log_rec r = { (uint32_t)n, kind };
+
+	if (n + sizeof(r) > LOG_QUEUE_SIZE - (tail - head))
+		return false;
+	ring_put(q, tail, &r, sizeof(r));
+	ring_put(q, tail + sizeof(r), buf, n);
+	atomic_store_explicit(&q->tail, tail + sizeof(r) + n, memory_order_seq_cst);
+	writer_wake(w);
 	return true;
 }
 
-/* n bytes holding `lines` whole lines, to stderr: through the thread's
- * queue while the writer runs, directly otherwise. */
+/* A log that cannot be written must not stop the proxy. */
 static void
-emit(const char *buf, size_t n, unsigned lines)
+put_fd(int fd, const char *buf, size_t n)
+{
+	if (fd >= 0 && write(fd, buf, n) < 0)
+		return;
+}
+
+/* n bytes holding `lines` whole lines of one kind, to where that kind
+ * goes: through the thread's queue while the writer runs, directly
+ * otherwise. */
+static void
+emit(enum log_kind kind, const char *buf, size_t n, unsigned lines)
 {
 	struct log_writer *w = atomic_load_explicit(&writer, memory_order_acquire);
 	struct log_queue *q;
@@ -258,10 +345,11 @@ emit(const char *buf, size_t n, unsigned lines)
 		if (atomic_load_explicit(&stalled, memory_order_relaxed))
 			count_dropped(NULL, lines);
 		else
-			put(buf, n);
+			put_fd(kind == LOG_KIND_ACCESS ? atomic_load_explicit(&acc_fd,
+			    memory_order_relaxed) : STDERR_FILENO, buf, n);
 		return;
 	}
-	if ((q = queue_of_thread(w)) == NULL || !queue_push(w, q, buf, n))
+	if ((q = queue_of_thread(w)) == NULL || !queue_push(w, q, kind, buf, n))
 		count_dropped(q, lines);
 }
 
@@ -274,7 +362,7 @@ vlog(enum config_log_level l, const char *fmt, va_list ap)
 		return;
 	/* One hand-off, so that lines of concurrent threads never
 	 * interleave. */
-	emit(line, format(line, sizeof(line), l, fmt, ap), 1);
+	emit(LOG_KIND_EVENT, line, format(line, sizeof(line), l, fmt, ap), 1);
 }
 
 static void
@@ -289,6 +377,7 @@ log_batch_init(struct log_batch *b, struct event_base *base)
 {
 	b->len = 0;
 	b->lines = 0;
+	b->kind = LOG_KIND_EVENT;
 	b->flush = event_new(base, -1, 0, flush_cb, b);
 	return b->flush == NULL ? -1 : 0;
 }
@@ -303,6 +392,21 @@ log_batch_cleanup(struct log_batch *b)
 	b->flush = NULL;
 }
 
+/* Room for a line of kind in b: a batch is one record, of one kind. */
+static void
+batch_room(struct log_batch *b, enum log_kind kind)
+{
+	if ((b->len > 0 && b->kind != (int)kind) ||
+	    sizeof(b->buf) - b->len < LOG_LINE_MAX)
+		log_batch_flush(b);
+	/* The flush runs once the callbacks already due have run: the lines
+	 * of one turn of the loop go out in one hand-off. */
+	if (b->len == 0)
+		event_active(b->flush, EV_TIMEOUT, 0);
+	b->kind = (int)kind;
+	b->lines++;
+}
+
 void
 log_batch_msg(struct log_batch *b, enum config_log_level l, const char *fmt, ...)
 {
@@ -310,23 +414,30 @@ log_batch_msg(struct log_batch *b, enum config_log_level l, const char *fmt, ...
 
 	if (l > log_get_level())
 		return;
-	if (sizeof(b->buf) - b->len < LOG_LINE_MAX)
-		log_batch_flush(b);
-	/* The flush runs once the callbacks already due have run: the lines
-	 * of one turn of the loop go out in one hand-off. */
-	if (b->len == 0)
-		event_active(b->flush, EV_TIMEOUT, 0);
+	batch_room(b, LOG_KIND_EVENT);
 	va_start(ap, fmt);
 	b->len += format(b->buf + b->len, sizeof(b->buf) - b->len, l, fmt, ap);
 	va_end(ap);
-	b->lines++;
+}
+
+void
+log_batch_access(struct log_batch *b, const struct log_access *a)
+{
+	/* On stderr access lines are info lines; a file of their own takes
+	 * them all. */
+	if (!atomic_load_explicit(&access_to_file, memory_order_relaxed) &&
+	    CONFIG_LOG_INFO > log_get_level())
+		return;
+	batch_room(b, LOG_KIND_ACCESS);
+	b->len += log_format_access(b->buf + b->len, sizeof(b->buf) - b->len,
+	    style(true), a);
 }
 
 void
 log_batch_flush(struct log_batch *b)
 {
 	if (b->len > 0)
-		emit(b->buf, b->len, b->lines);
+		emit((enum log_kind)b->kind, b->buf, b->len, b->lines);
 	b->len = 0;
 	b->lines = 0;
 }
@@ -343,29 +454,55 @@ log_msg(enum config_log_level l, const char *fmt, ...)
 
 /* --- the writer thread ------------------------------------------------ */
 
-/* Writes q's bytes from head up to tail and hands the room back as it
- * goes. Only the writer writes stderr now, so a write cut short (a signal,
- * a full disk) simply goes on where it stopped. */
+/* Writes the stage out. Only the writer writes stderr and the access-log
+ * file now, so a write cut short (a signal, a full disk) simply goes on
+ * where it stopped. */
 static void
-queue_write(struct log_queue *q, uint64_t head, uint64_t tail)
+stage_flush(struct log_writer *w)
 {
-	struct iovec iov[2];
-	size_t at, first;
+	size_t off = 0;
 	ssize_t r;
 
-	while (head < tail) {
-		at = head % LOG_QUEUE_SIZE;
-		first = tail - head < LOG_QUEUE_SIZE - at ? tail - head : LOG_QUEUE_SIZE - at;
-		iov[0] = (struct iovec){ q->buf + at, first };
-		iov[1] = (struct iovec){ q->buf, tail - head - first };
-		r = writev(STDERR_FILENO, iov, iov[1].iov_len > 0 ? 2 : 1);
+	while (off < w->stage_len) {
+		r = write(w->stage_fd, w->stage + off, w->stage_len - off);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)             /* unwritable: lost, as put() loses it */
-			r = (ssize_t)(tail - head);
-		head += (uint64_t)r;
-		atomic_store_explicit(&q->head, head, memory_order_release);
+			break;
+		off += (size_t)r;
 	}
+	w->stage_len = 0;
+}
+
+/* Copies q's records from head up to tail into the stage, written out
+ * whenever the destination changes or it is full, and at the end. The
+ * room goes back to the thread only once its bytes are written: a stalled
+ * reader holds a queue's worth, not a queue and a stage. */
+static void
+queue_write(struct log_writer *w, struct log_queue *q, uint64_t head,
+    uint64_t tail)
+{
+	struct log_rec r;
+	int fd;
+
+	while (head < tail) {
+		ring_get(q, head, &r, sizeof(r));
+		fd = r.kind == LOG_KIND_ACCESS ? atomic_load_explicit(&acc_fd,
+		    memory_order_relaxed) : STDERR_FILENO;
+		if (w->stage_len > 0 && (w->stage_fd != fd ||
+		    r.len > sizeof(w->stage) - w->stage_len)) {
+			stage_flush(w);
+			atomic_store_explicit(&q->head, head, memory_order_release);
+		}
+		if (fd >= 0) {          /* access_log = off: none */
+			w->stage_fd = fd;
+			ring_get(q, head + sizeof(r), w->stage + w->stage_len, r.len);
+			w->stage_len += r.len;
+		}
+		head += sizeof(r) + r.len;
+	}
+	stage_flush(w);
+	atomic_store_explicit(&q->head, head, memory_order_release);
 }
 
 static void
@@ -398,7 +535,7 @@ writer_pass(struct log_writer *w)
 		head = atomic_load_explicit(&q->head, memory_order_relaxed);
 		tail = atomic_load_explicit(&q->tail, memory_order_seq_cst);
 		if (tail != head) {
-			queue_write(q, head, tail);
+			queue_write(w, q, head, tail);
 			found += tail - head;
 			head = tail;
 		}
@@ -453,6 +590,7 @@ writer_sleep(struct log_writer *w)
 	atomic_store_explicit(&w->sleeping, true, memory_order_seq_cst);
 	while (atomic_load_explicit(&w->sleeping, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&w->stopping, memory_order_acquire) &&
+	    !atomic_load_explicit(&box_full, memory_order_seq_cst) &&
 	    queues_empty(w))
 		pthread_cond_wait(&w->wake, &w->mu);
 	atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
@@ -475,6 +613,8 @@ writer_free(struct log_writer *w)
 	free(w);
 }
 
+static void writer_box(struct log_writer *);
+
 static void *
 writer_run(void *arg)
 {
@@ -486,6 +626,7 @@ writer_run(void *arg)
 		/* Read before the pass: whatever was queued before the stop
 		 * is seen by it. */
 		stopping = atomic_load_explicit(&w->stopping, memory_order_acquire);
+		writer_box(w);
 		if (writer_pass(w) > 0) {
 			if (!stopping)
 				writer_gather(w);
@@ -495,6 +636,7 @@ writer_run(void *arg)
 			break;
 		writer_sleep(w);
 	}
+	writer_box(w);              /* a change handed over at the last moment */
 	pthread_mutex_lock(&w->mu);
 	abandoned = w->abandoned;
 	w->done = true;
@@ -587,6 +729,234 @@ log_writer_stop(void)
 		writer_free(w);
 	} else
 		pthread_detach(thread);
+}
+
+/* --- the access log ------------------------------------------------- */
+
+/* An event line from the thread that writes stderr now: the writer, or
+ * the main thread while none runs. */
+static void
+note(enum config_log_level l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+note(enum config_log_level l, const char *fmt, ...)
+{
+	char line[LOG_LINE_MAX];
+	va_list ap;
+	size_t n;
+
+	if (l > log_get_level())
+		return;
+	va_start(ap, fmt);
+	n = format(line, sizeof(line), l, fmt, ap);
+	va_end(ap);
+	put(line, n);
+}
+
+/* O_NONBLOCK only for the open: a FIFO without a reader fails (ENXIO)
+ * rather than hang the thread; writes then block, in the writer only. */
+static int
+acc_open(const char *path)
+{
+	int fd, fl;
+
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY |
+	    O_NONBLOCK, 0640);
+	if (fd >= 0 && (fl = fcntl(fd, F_GETFL)) != -1)
+		(void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	return fd;
+}
+
+/* The new destination; the old file, if any, is closed. */
+static void
+acc_install(int fd, char *path)
+{
+	int old = atomic_load_explicit(&acc_fd, memory_order_relaxed);
+
+	atomic_store_explicit(&acc_fd, fd, memory_order_relaxed);
+	if (acc_path != NULL)
+		close(old);
+	free(acc_path);
+	acc_path = path;
+}
+
+static void
+acc_reopen(void)
+{
+	int fd;
+
+	if (acc_path == NULL)
+		return;
+	if ((fd = acc_open(acc_path)) == -1) {
+		note(CONFIG_LOG_WARN, "access_log: cannot reopen %s: %s; still "
+		    "writing to the file open before", acc_path, strerror(errno));
+		return;
+	}
+	close(atomic_exchange_explicit(&acc_fd, fd, memory_order_relaxed));
+	note(CONFIG_LOG_INFO, "access_log: reopened %s", acc_path);
+}
+
+/* What the main thread asked for, once what was queued before is
+ * written (to the old destination). */
+static void
+writer_box(struct log_writer *w)
+{
+	bool install, reopen;
+	char *path;
+	int fd;
+
+	if (!atomic_exchange_explicit(&box_full, false, memory_order_seq_cst))
+		return;
+	pthread_mutex_lock(&box_mu);
+	install = box.install;
+	reopen = box.reopen;
+	fd = box.fd;
+	path = box.path;
+	box.install = box.reopen = false;
+	box.path = NULL;
+	pthread_mutex_unlock(&box_mu);
+	writer_pass(w);
+	if (install)
+		acc_install(fd, path);
+	else if (reopen)
+		acc_reopen();
+}
+
+int
+log_access_open(struct log_access_file *af, const struct config *cfg,
+    char *err, size_t errlen)
+{
+	char why[CONFIG_ERR_MAX];
+
+	af->mode = cfg->access_log;
+	af->fd = -1;
+	af->path = NULL;
+	af->keep = af->mode == cur_mode && (af->mode != CONFIG_ACCESS_LOG_FILE ||
+	    strcmp(cfg->access_log_path, cur_path) == 0);
+	if (af->keep || af->mode != CONFIG_ACCESS_LOG_FILE)
+		return 0;
+	if ((af->fd = acc_open(cfg->access_log_path)) == -1) {
+		snprintf(why, sizeof(why), "cannot open %s: %s",
+		    cfg->access_log_path, strerror(errno));
+		config_global_error(cfg, "access_log", why, err, errlen);
+		return -1;
+	}
+	if ((af->path = strdup(cfg->access_log_path)) == NULL) {
+		close(af->fd);
+		af->fd = -1;
+		config_global_error(cfg, "access_log", "out of memory", err, errlen);
+		return -1;
+	}
+	return 0;
+}
+
+void
+log_access_use(struct log_access_file *af)
+{
+	struct log_writer *w = atomic_load_explicit(&writer, memory_order_relaxed);
+	bool file = af->mode == CONFIG_ACCESS_LOG_FILE;
+	char *copy;
+	int fd;
+
+	if (af->keep)
+		return;
+	if (file && (copy = strdup(af->path)) != NULL) {
+		free(cur_path);
+		cur_path = copy;
+	} else if (file)
+		return;                 /* no memory: the next reload tries again */
+	cur_mode = af->mode;
+	atomic_store_explicit(&access_to_file, file, memory_order_relaxed);
+	fd = file ? af->fd : af->mode == CONFIG_ACCESS_LOG_ON ? STDERR_FILENO : -1;
+	if (w == NULL)
+		acc_install(fd, af->path);
+	else {
+		pthread_mutex_lock(&box_mu);
+		if (box.install && box.path != NULL)   /* never taken: superseded */
+			close(box.fd);
+		free(box.path);
+		box.install = true;
+		box.reopen = false;
+		box.fd = fd;
+		box.path = af->path;
+		pthread_mutex_unlock(&box_mu);
+		atomic_store_explicit(&box_full, true, memory_order_seq_cst);
+		writer_wake(w);
+	}
+	af->fd = -1;
+	af->path = NULL;
+}
+
+void
+log_access_cleanup(struct log_access_file *af)
+{
+	if (af->fd >= 0)
+		close(af->fd);
+	free(af->path);
+	af->fd = -1;
+	af->path = NULL;
+}
+
+int
+log_access_start(const struct config *cfg, char *err, size_t errlen)
+{
+	struct log_access_file af;
+
+	if (log_access_open(&af, cfg, err, errlen) == -1)
+		return -1;
+	log_access_use(&af);
+	log_access_cleanup(&af);
+	return 0;
+}
+
+int
+log_access_check(const struct config *cfg, char *err, size_t errlen)
+{
+	char why[CONFIG_ERR_MAX], *copy;
+	const char *dir;
+	int fd;
+
+	if (cfg->access_log != CONFIG_ACCESS_LOG_FILE)
+		return 0;
+	fd = open(cfg->access_log_path, O_WRONLY | O_APPEND | O_CLOEXEC |
+	    O_NOCTTY | O_NONBLOCK);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (errno == ENOENT) {      /* would it be created? */
+		if ((copy = strdup(cfg->access_log_path)) == NULL)
+			return -1;
+		dir = dirname(copy);
+		if (access(dir, W_OK | X_OK) == 0) {
+			free(copy);
+			return 0;
+		}
+		snprintf(why, sizeof(why), "cannot create %s: %s: %s",
+		    cfg->access_log_path, dir, strerror(errno));
+		free(copy);
+	} else
+		snprintf(why, sizeof(why), "cannot open %s: %s",
+		    cfg->access_log_path, strerror(errno));
+	config_global_error(cfg, "access_log", why, err, errlen);
+	return -1;
+}
+
+void
+log_reopen(void)
+{
+	struct log_writer *w = atomic_load_explicit(&writer, memory_order_relaxed);
+
+	if (w == NULL) {
+		acc_reopen();
+		return;
+	}
+	pthread_mutex_lock(&box_mu);
+	box.reopen = true;
+	pthread_mutex_unlock(&box_mu);
+	atomic_store_explicit(&box_full, true, memory_order_seq_cst);
+	writer_wake(w);
 }
 
 static void

@@ -182,6 +182,11 @@ main_serve(struct proc *p)
 		goto out;
 	}
 	listener_proc_report_unused(p->lp);
+	/* As who started spliced: SIGUSR1 reopens it as [global] user. */
+	if (log_access_start(p->cfg, err, sizeof(err)) == -1) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (main_become_user(p, &user) == -1)
 		goto out;
 	/* The first thread: from here on no log line blocks on stderr. */
@@ -336,6 +341,7 @@ main(int argc, char **argv)
 	 * handled per connection. */
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level(p.cfg->log_level);
+	log_set_format(p.cfg->log_format);
 	log_route_libevent();
 	if (evthread_use_pthreads() == -1) {
 		log_error("libevent has no pthreads support");

@@ -131,6 +131,7 @@ reload_run(struct proc *p)
 	struct backend_set *bs = NULL;
 	struct resolver *res = NULL;
 	struct health *health = NULL;
+	struct log_access_file af = { .fd = -1 };
 	size_t added, removed;
 
 	if (p->path == NULL) {
@@ -161,6 +162,10 @@ reload_run(struct proc *p)
 		log_error("reload failed: %s; carrying on unchanged", err);
 		goto fail;
 	}
+	if (log_access_open(&af, cfg, err, sizeof(err)) == -1) {
+		log_error("reload failed: %s; carrying on unchanged", err);
+		goto fail;
+	}
 	if (reload_publish(p, ls, bs) == -1) {
 		log_error("reload failed: out of memory; carrying on unchanged");
 		goto fail;
@@ -178,6 +183,8 @@ reload_run(struct proc *p)
 	config_unref(p->cfg);
 	p->cfg = cfg;
 	log_set_level(cfg->log_level);
+	log_set_format(cfg->log_format);
+	log_access_use(&af);
 	reload_raise_nofile(p, cfg);
 	resolver_start(res);
 	log_info("reloaded %s: %zu listener%s (%zu added, %zu removed), %zu "
@@ -186,6 +193,7 @@ reload_run(struct proc *p)
 	    removed, cfg->nbackends, cfg->nbackends == 1 ? "" : "s");
 	return 0;
 fail:
+	log_access_cleanup(&af);
 	resolver_free(res);
 	health_free(health);
 	backend_set_unref(bs);

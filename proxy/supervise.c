@@ -23,7 +23,7 @@
 /* How often STATUS= is sent. */
 #define SUPERVISE_STATUS_S 2
 
-static const int supervise_signums[] = { SIGTERM, SIGINT, SIGHUP };
+static const int supervise_signums[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 #define SUPERVISE_NSIGS \
 	(sizeof(supervise_signums) / sizeof(supervise_signums[0]))
 
@@ -152,6 +152,10 @@ supervise_signal_cb(evutil_socket_t sig, short what, void *arg)
 	char st[128];
 
 	(void)what;
+	if (sig == SIGUSR1) {       /* logrotate moved the access log */
+		log_reopen();
+		return;
+	}
 	if (sig == SIGHUP) {
 		if (sv->draining)
 			log_warn("SIGHUP while shutting down: not reloading");

@@ -190,7 +190,9 @@ test_defaults(void **state)
 	assert_int_equal(cfg->workers, 0);
 	assert_int_equal(cfg->max_connections, 10000);
 	assert_int_equal(cfg->log_level, CONFIG_LOG_INFO);
-	assert_true(cfg->access_log);
+	assert_int_equal(cfg->access_log, CONFIG_ACCESS_LOG_ON);
+	assert_null(cfg->access_log_path);
+	assert_int_equal(cfg->log_format, CONFIG_LOG_FORMAT_TEXT);
 	assert_int_equal(cfg->splice, CONFIG_SPLICE_AUTO);
 	assert_int_equal(cfg->splice_threshold, 64 * 1024);
 	assert_int_equal(cfg->pipe_size, 1024 * 1024);
@@ -239,8 +241,15 @@ test_value_errors(void **state)
 	    "'-5' is not a number");
 	EXPECT_ERR("[global]\nlog_level = loud\n", "t.ini:2: [global] "
 	    "log_level: 'loud' is not a log level");
-	EXPECT_ERR("[global]\naccess_log = maybe\n", "t.ini:2:",
-	    "access_log: 'maybe' is not a boolean");
+	EXPECT_ERR("[global]\naccess_log = maybe\n", "t.ini:2: [global] "
+	    "access_log: 'maybe' is not on, off or an absolute file path");
+	EXPECT_ERR("[global]\nlog_level = warn\naccess_log = logs/a.log\n",
+	    "t.ini:3: [global] access_log: 'logs/a.log' is not on, off or an "
+	    "absolute file path");
+	EXPECT_ERR("[global]\naccess_log = /a\naccess_log = /b\n", "t.ini:3:",
+	    "access_log");
+	EXPECT_ERR("[global]\nlog_format = xml\n", "t.ini:2: [global] "
+	    "log_format: 'xml' is not a log format (text or json)");
 	EXPECT_ERR("[global]\nsplice = sometimes\n", "t.ini:2:",
 	    "splice: 'sometimes' is not a splice mode");
 	EXPECT_ERR("[global]\nsplice_threshold = 2g\n", "t.ini:2:",
@@ -519,6 +528,46 @@ test_durations(void **state)
 	assert_int_equal(config_parse_duration_ms(NULL, &v), -1);
 }
 
+/* access_log = on | off | PATH; log_format = text | json. */
+static void
+test_log_keys(void **state)
+{
+	static const struct {
+		const char *value;
+		enum config_access_log mode;
+		const char *path;
+	} cases[] = {
+		{ "on", CONFIG_ACCESS_LOG_ON, NULL },
+		{ "Yes", CONFIG_ACCESS_LOG_ON, NULL },
+		{ "off", CONFIG_ACCESS_LOG_OFF, NULL },
+		{ "0", CONFIG_ACCESS_LOG_OFF, NULL },
+		{ "/var/log/spliced/access.log", CONFIG_ACCESS_LOG_FILE,
+		  "/var/log/spliced/access.log" },
+		{ "/on", CONFIG_ACCESS_LOG_FILE, "/on" },
+	};
+	char text[512];
+	struct config *cfg;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "[global]\naccess_log = %s\n"
+		    BASE_LISTENER BASE_BACKEND, cases[i].value);
+		cfg = load_ok(text);
+		assert_int_equal(cfg->access_log, cases[i].mode);
+		if (cases[i].path == NULL)
+			assert_null(cfg->access_log_path);
+		else
+			assert_string_equal(cfg->access_log_path, cases[i].path);
+		config_unref(cfg);
+	}
+	cfg = load_ok("[global]\nlog_format = JSON\n" BASE_LISTENER BASE_BACKEND);
+	assert_int_equal(cfg->log_format, CONFIG_LOG_FORMAT_JSON);
+	config_unref(cfg);
+	cfg = load_ok("[global]\nlog_format = text\n" BASE_LISTENER BASE_BACKEND);
+	assert_int_equal(cfg->log_format, CONFIG_LOG_FORMAT_TEXT);
+	config_unref(cfg);
+}
+
 static void
 test_bools_and_modes(void **state)
 {
@@ -565,6 +614,7 @@ main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_bools_and_modes),
+		cmocka_unit_test(test_log_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

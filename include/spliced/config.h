@@ -38,6 +38,19 @@ enum config_log_level {
 	CONFIG_LOG_DEBUG,
 };
 
+/* access_log: where the access lines (one per connection) go. */
+enum config_access_log {
+	CONFIG_ACCESS_LOG_OFF,
+	CONFIG_ACCESS_LOG_ON,       /* stderr, with the event lines */
+	CONFIG_ACCESS_LOG_FILE,     /* the file access_log_path, and not stderr */
+};
+
+/* log_format: of access lines and event lines alike (log.h). */
+enum config_log_format {
+	CONFIG_LOG_FORMAT_TEXT,
+	CONFIG_LOG_FORMAT_JSON,     /* one object per line */
+};
+
 enum config_balance {
 	CONFIG_BALANCE_ROUNDROBIN,  /* smooth weighted round robin (default) */
 	CONFIG_BALANCE_LEASTCONN,   /* fewest active connections per weight */
@@ -111,7 +124,11 @@ struct config {
 	unsigned workers;           /* 0 = auto: one per CPU */
 	unsigned max_connections;   /* default 10000 */
 	enum config_log_level log_level;   /* default info */
-	bool access_log;            /* default on */
+	enum config_access_log access_log;  /* default on */
+	/* With CONFIG_ACCESS_LOG_FILE: the file, an absolute path as written;
+	 * NULL otherwise. Opened by log.h (log_access_open()), not here. */
+	char *access_log_path;
+	enum config_log_format log_format;  /* default text */
 	enum config_splice splice;  /* default auto */
 	size_t splice_threshold;    /* default 64k */
 	struct config_keepalive tcp_keepalive;  /* default off */

@@ -9,6 +9,7 @@
  *  - SIGHUP: RELOADING=1, reload_run() (reload.h), READY=1 with the
  *    status line, or with "reload failed, see the log; " before it. Not
  *    while draining.
+ *  - SIGUSR1: log_reopen(): the access-log file is opened again (log.h).
  *  - STATUS= every 2 s: "serving 12 connections on 3 listeners, 2 workers"
  *    ("draining ..." once a drain began).
  *  - WATCHDOG=1 every half WatchdogSec, only while every worker answers
