@@ -19,14 +19,17 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "spliced/config.h"
 #include "spliced/log.h"
 
 #define LONG_LINE 500           /* bytes of text in a line meant to fill */
@@ -399,6 +402,382 @@ test_stop_without_writer(void **state)
 	log_writer_stop();
 }
 
+
+/* ---- JSON --------------------------------------------------------------- */
+
+/* A strict reader of the one shape the log writes: an object whose values
+ * are strings, integers or null. Fills up to 16 key/value pairs (values
+ * unescaped for the simple escapes, \uXXXX kept as written). NULL when
+ * it parses, else where it stopped. */
+struct jfield {
+	char key[32];
+	char val[1024];
+	bool string;
+};
+
+static const char *
+jstring(const char *p, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	if (*p++ != '"')
+		return NULL;
+	while (*p != '"') {
+		char c = *p++;
+
+		if ((unsigned char)c < 0x20)
+			return NULL;
+		if (c == '\\') {
+			c = *p++;
+			if (c == 'u') {
+				for (int i = 0; i < 4; i++)
+					if (!strchr("0123456789abcdefABCDEF", *p++) || p[-1] == '\0')
+						return NULL;
+				c = '?';
+			} else if (c == 'n')
+				c = '\n';
+			else if (c == 't')
+				c = '\t';
+			else if (c == 'r')
+				c = '\r';
+			else if (c != '"' && c != '\\' && c != '/')
+				return NULL;
+		}
+		if (n + 1 < cap)
+			out[n++] = c;
+	}
+	out[n] = '\0';
+	return p + 1;
+}
+
+/* 0 and the fields when line (up to its newline) is one such object. */
+static int
+jparse(const char *line, struct jfield *f, size_t *nf)
+{
+	const char *p = line;
+
+	*nf = 0;
+	if (*p++ != '{')
+		return -1;
+	for (;;) {
+		struct jfield *x = &f[*nf < 16 ? *nf : 15];
+
+		if ((p = jstring(p, x->key, sizeof(x->key))) == NULL || *p++ != ':')
+			return -1;
+		x->string = *p == '"';
+		if (x->string) {
+			if ((p = jstring(p, x->val, sizeof(x->val))) == NULL)
+				return -1;
+		} else if (strncmp(p, "null", 4) == 0) {
+			strcpy(x->val, "null");
+			p += 4;
+		} else {
+			size_t n = strspn(p, "-0123456789");
+
+			if (n == 0 || n >= sizeof(x->val))
+				return -1;
+			memcpy(x->val, p, n);
+			x->val[n] = '\0';
+			p += n;
+		}
+		(*nf)++;
+		if (*p == '}')
+			break;
+		if (*p++ != ',')
+			return -1;
+	}
+	p++;
+	return *p == '\n' || *p == '\0' ? 0 : -1;
+}
+
+static const char *
+jget(const struct jfield *f, size_t nf, const char *key)
+{
+	for (size_t i = 0; i < nf; i++)
+		if (strcmp(f[i].key, key) == 0)
+			return f[i].val;
+	return NULL;
+}
+
+static void
+test_json_escape(void **state)
+{
+	char out[256];
+	size_t n;
+
+	(void)state;
+	n = log_json_escape(out, sizeof(out), "a\"b\\c\nd\te\rf\x01g\x7fh");
+	out[n] = '\0';
+	assert_string_equal(out, "a\\\"b\\\\c\\nd\\te\\rf\\u0001g\\u007fh");
+	/* UTF-8 passes; bytes that are not UTF-8 are escaped one by one. */
+	n = log_json_escape(out, sizeof(out), "caf\xc3\xa9 \xff\xc3( \xed\xa0\x80");
+	out[n] = '\0';
+	assert_string_equal(out, "caf\xc3\xa9 \\u00ff\\u00c3( \\u00ed\\u00a0\\u0080");
+	/* Cut, never inside an escape or a sequence. */
+	assert_int_equal(log_json_escape(out, 3, "ab\""), 2);
+	assert_int_equal(log_json_escape(out, 4, "ab\""), 4);
+	assert_int_equal(log_json_escape(out, 5, "abc\x01"), 3);
+	assert_int_equal(log_json_escape(out, 4, "ab\xc3\xa9"), 4);
+	assert_int_equal(log_json_escape(out, 3, "ab\xc3\xa9"), 2);
+	assert_int_equal(log_json_escape(out, 0, "x"), 0);
+}
+
+static void
+batch_access(struct log_batch *b, uint64_t id, const char *client,
+    const char *server)
+{
+	struct log_access a = { .id = id, .listener = "web", .client = client,
+	    .server = server, .up_splice = 1, .up_copy = 2, .down_splice = 3,
+	    .down_copy = 4, .duration_ms = 5, .reason = "client_eof" };
+
+	log_batch_access(b, &a);
+}
+
+/* Both kinds of line in both formats, as written without a writer. */
+static void
+test_formats(void **state)
+{
+	struct event_base *base = event_base_new();
+	char msg[600], *line, *next, *access = NULL;
+	struct jfield f[16];
+	struct log_batch b;
+	struct caught c;
+	unsigned json = 0;
+	size_t nf;
+
+	(void)state;
+	assert_non_null(base);
+	assert_int_equal(log_batch_init(&b, base), 0);
+	memset(msg, 'x', sizeof(msg) - 1);
+	msg[sizeof(msg) - 1] = '\0';
+	catch_stderr(&c, 0);
+	batch_access(&b, 7, "127.0.0.1:4000", "a/127.0.0.1:9001");
+	batch_access(&b, 8, "[::1]:4001", NULL);
+	log_batch_flush(&b);
+	log_set_format(CONFIG_LOG_FORMAT_JSON);
+	log_warn("quote \" backslash \\ newline \n tab \t bell \a bad \xff end");
+	log_info("%s %s %s %s", msg, msg, msg, msg);     /* cut at LOG_LINE_MAX */
+	batch_access(&b, 9, "127.0.0.1:4002", "a\"b/127.0.0.1:9001");
+	batch_access(&b, 10, "127.0.0.1:4003", NULL);
+	log_batch_flush(&b);
+	log_set_format(CONFIG_LOG_FORMAT_TEXT);
+	release_stderr(&c);
+	log_batch_cleanup(&b);
+	event_base_free(base);
+
+	/* Text: as it always was (no id). */
+	assert_non_null(strstr(c.buf, "Z info: access listener=web "
+	    "client=127.0.0.1:4000 server=a/127.0.0.1:9001 up_splice=1 up_copy=2 "
+	    "down_splice=3 down_copy=4 duration_ms=5 reason=client_eof\n"));
+	assert_non_null(strstr(c.buf, "Z info: access listener=web "
+	    "client=[::1]:4001 server=- up_splice=1"));
+	for (line = c.buf; *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		assert_non_null(next);
+		next++;
+		if (*line != '{')
+			continue;
+		if (jparse(line, f, &nf) != 0)
+			fail_msg("not JSON: %.*s", (int)(next - line), line);
+		json++;
+		assert_non_null(jget(f, nf, "time"));
+		assert_non_null(jget(f, nf, "level"));
+		assert_non_null(jget(f, nf, "msg"));
+		assert_true((size_t)(next - line) <= LOG_LINE_MAX);
+		if (strcmp(jget(f, nf, "msg"), "access") == 0 &&
+		    strcmp(jget(f, nf, "id"), "9") == 0)
+			access = line;
+		if (strcmp(jget(f, nf, "msg"), "access") == 0 &&
+		    strcmp(jget(f, nf, "id"), "10") == 0)
+			assert_string_equal(jget(f, nf, "server"), "null");
+	}
+	assert_int_equal(json, 4);
+	assert_non_null(strstr(c.buf, "\"level\":\"warn\",\"msg\":\"quote \\\" "
+	    "backslash \\\\ newline \\n tab \\t bell \\u0007 bad \\u00ff end\"}\n"));
+	assert_non_null(access);
+	assert_int_equal(jparse(access, f, &nf), 0);
+	assert_string_equal(jget(f, nf, "level"), "info");
+	assert_string_equal(jget(f, nf, "listener"), "web");
+	assert_string_equal(jget(f, nf, "client"), "127.0.0.1:4002");
+	assert_string_equal(jget(f, nf, "server"), "a\"b/127.0.0.1:9001");
+	assert_string_equal(jget(f, nf, "up_splice"), "1");
+	assert_string_equal(jget(f, nf, "up_copy"), "2");
+	assert_string_equal(jget(f, nf, "down_splice"), "3");
+	assert_string_equal(jget(f, nf, "down_copy"), "4");
+	assert_string_equal(jget(f, nf, "duration_ms"), "5");
+	assert_string_equal(jget(f, nf, "reason"), "client_eof");
+	release_free(&c);
+}
+
+/* ---- the access-log file ------------------------------------------------ */
+
+static struct config *
+access_config(const char *value)
+{
+	char text[512], err[CONFIG_ERR_MAX];
+	struct config *cfg;
+
+	snprintf(text, sizeof(text), "[global]\naccess_log = %s\n"
+	    "[listener web]\nbind = 127.0.0.1:8080\nbackend = app\n"
+	    "[backend app]\nserver = a 127.0.0.1:9001\n", value);
+	cfg = config_load_string(text, "t.ini", err, sizeof(err));
+	if (cfg == NULL)
+		fail_msg("%s", err);
+	return cfg;
+}
+
+static void
+test_access_open_errors(void **state)
+{
+	struct config *cfg = access_config("/nonexistent-spliced-dir/a.log");
+	struct log_access_file af;
+	char err[CONFIG_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(log_access_open(&af, cfg, err, sizeof(err)), -1);
+	assert_string_equal(err, "t.ini:2: [global] access_log: cannot open "
+	    "/nonexistent-spliced-dir/a.log: No such file or directory");
+	assert_int_equal(log_access_check(cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "t.ini:2: [global] access_log: cannot create "
+	    "/nonexistent-spliced-dir/a.log: /nonexistent-spliced-dir: "));
+	assert_int_equal(log_access_start(cfg, err, sizeof(err)), -1);
+	config_unref(cfg);
+	/* A directory is no file. */
+	cfg = access_config("/");
+	assert_int_equal(log_access_check(cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "t.ini:2: [global] access_log: cannot open /: "));
+	config_unref(cfg);
+}
+
+static unsigned
+lines_in(const char *path, unsigned *bad)
+{
+	char line[LOG_LINE_MAX + 2];
+	unsigned n = 0;
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strstr(line, " info: access listener=reopen ") == NULL ||
+		    line[strlen(line) - 1] != '\n')
+			(*bad)++;
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+#define REOPEN_THREADS 3
+#define REOPEN_LINES 20000
+
+struct reopen_arg {
+	unsigned t;
+	atomic_uint *done;          /* lines logged, by every thread */
+};
+
+static void *
+reopen_producer(void *arg)
+{
+	struct reopen_arg *ra = arg;
+	struct event_base *base = event_base_new();
+	char client[32];
+	struct log_batch b;
+
+	if (base == NULL || log_batch_init(&b, base) == -1)
+		abort();
+	for (unsigned i = 0; i < REOPEN_LINES; i++) {
+		struct log_access a = { .id = i, .listener = "reopen",
+		    .client = client, .reason = "client_eof" };
+
+		snprintf(client, sizeof(client), "t%u:%u", ra->t, i);
+		log_batch_access(&b, &a);
+		if (i % 5 == 4) {
+			log_batch_flush(&b);
+			atomic_fetch_add(ra->done, 5);
+		}
+		/* 50 lines a ms: a queue holds 40 ms of them, four times
+		 * what the writer gathers for; nothing is dropped. */
+		if (i % 50 == 49)
+			usleep(1000);
+	}
+	log_batch_cleanup(&b);
+	event_base_free(base);
+	return NULL;
+}
+
+/* Lines go to the file, not stderr; a rename and log_reopen() under load:
+ * every line is in the old file or the new one, each got some. */
+static void
+test_access_file_reopen(void **state)
+{
+	char dir[] = "/tmp/spliced-test-log-XXXXXX", path[64], moved[64], err[CONFIG_ERR_MAX];
+	struct reopen_arg ra[REOPEN_THREADS];
+	pthread_t prod[REOPEN_THREADS];
+	atomic_uint done = 0;
+	uint64_t dropped = log_dropped_total();
+	unsigned in_old, in_new, bad = 0, at_reopen;
+	struct config *cfg, *on;
+	struct caught c;
+	struct stat st;
+	mode_t mask;
+	double end;
+	int started, rc;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/access.log", dir);
+	snprintf(moved, sizeof(moved), "%s/access.log.1", dir);
+	cfg = access_config(path);
+	on = access_config("on");
+	catch_stderr(&c, 0);
+	rc = log_access_start(cfg, err, sizeof(err));
+	started = log_writer_start();
+	for (unsigned t = 0; t < REOPEN_THREADS; t++) {
+		ra[t] = (struct reopen_arg){ t, &done };
+		pthread_create(&prod[t], NULL, reopen_producer, &ra[t]);
+	}
+	end = now_s() + 30;
+	while (now_s() < end && atomic_load(&done) < REOPEN_THREADS * REOPEN_LINES / 3)
+		read_some(&c, 5);
+	at_reopen = atomic_load(&done);
+	rename(path, moved);
+	log_reopen();
+	/* The writer says so when it has. */
+	while (now_s() < end && strstr(c.buf, "access_log: reopened") == NULL)
+		read_some(&c, 20);
+	for (unsigned t = 0; t < REOPEN_THREADS; t++)
+		pthread_join(prod[t], NULL);
+	log_writer_stop();
+	log_access_start(on, err, sizeof(err));     /* back to stderr */
+	release_stderr(&c);
+	config_unref(cfg);
+	config_unref(on);
+
+	in_old = lines_in(moved, &bad);
+	in_new = lines_in(path, &bad);
+	print_message("%u lines before the reopen, %u after; %u logged when "
+	    "it was asked\n", in_old, in_new, at_reopen);
+	assert_int_equal(rc, 0);
+	assert_int_equal(started, 0);
+	assert_int_equal(log_dropped_total(), dropped);
+	assert_int_equal(bad, 0);
+	assert_int_equal(in_old + in_new, REOPEN_THREADS * REOPEN_LINES);
+	assert_true(in_old >= at_reopen);
+	assert_true(in_new > 0);
+	assert_null(strstr(c.buf, "access listener="));     /* not on stderr */
+	assert_non_null(strstr(c.buf, " info: access_log: reopened "));
+	/* Made 0640, less what the umask takes away. */
+	mask = umask(022);
+	umask(mask);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640 & ~mask);
+	unlink(path);
+	unlink(moved);
+	rmdir(dir);
+	release_free(&c);
+}
+
 int
 main(void)
 {
@@ -408,6 +787,10 @@ main(void)
 		cmocka_unit_test(test_drops_counted_and_warned),
 		cmocka_unit_test(test_stop_with_stalled_reader),
 		cmocka_unit_test(test_stop_without_writer),
+		cmocka_unit_test(test_json_escape),
+		cmocka_unit_test(test_formats),
+		cmocka_unit_test(test_access_open_errors),
+		cmocka_unit_test(test_access_file_reopen),
 	};
 
 	log_set_level(CONFIG_LOG_INFO);
