@@ -609,6 +609,40 @@ test_formats(void **state)
 	release_free(&c);
 }
 
+/* Under journald (JOURNAL_STREAM names stderr): the <N> prefix, then the
+ * object, without "time". */
+static void
+test_json_journald(void **state)
+{
+	char stream[64];
+	struct caught c;
+	struct stat st;
+	struct jfield f[16];
+	size_t nf;
+
+	(void)state;
+	catch_stderr(&c, 0);
+	assert_int_equal(fstat(STDERR_FILENO, &st), 0);
+	snprintf(stream, sizeof(stream), "%ju:%ju", (uintmax_t)st.st_dev,
+	    (uintmax_t)st.st_ino);
+	setenv("JOURNAL_STREAM", stream, 1);
+	log_init();
+	log_set_format(CONFIG_LOG_FORMAT_JSON);
+	log_warn("under journald \"%s\"", "q");
+	log_set_format(CONFIG_LOG_FORMAT_TEXT);
+	log_info("text under journald");
+	unsetenv("JOURNAL_STREAM");
+	log_init();
+	release_stderr(&c);
+
+	assert_non_null(strstr(c.buf, "<4>{\"level\":\"warn\",\"msg\":"
+	    "\"under journald \\\"q\\\"\"}\n"));
+	assert_int_equal(jparse(c.buf + 3, f, &nf), 0);
+	assert_null(jget(f, nf, "time"));
+	assert_non_null(strstr(c.buf, "<6>info: text under journald\n"));
+	release_free(&c);
+}
+
 /* ---- the access-log file ------------------------------------------------ */
 
 static struct config *
@@ -789,6 +823,7 @@ main(void)
 		cmocka_unit_test(test_stop_without_writer),
 		cmocka_unit_test(test_json_escape),
 		cmocka_unit_test(test_formats),
+		cmocka_unit_test(test_json_journald),
 		cmocka_unit_test(test_access_open_errors),
 		cmocka_unit_test(test_access_file_reopen),
 	};

@@ -17,6 +17,12 @@ json: the same with log_format = json, fewer connections: every line of
   level and msg; access lines the text line's fields and an id, unique
   per connection; exactly one per connection across the two files.
 
+bad_path: access_log in a directory that does not exist: `spliced -t` and
+  the start fail (exit 1) naming FILE:LINE: [global] access_log.
+reload_path: a SIGHUP that names another file: later connections log
+  there, earlier ones stayed in the first; one that names a file that
+  cannot be opened fails the reload, and lines keep going where they went.
+
 On a spliced that loses lines across the reopen, or writes the access
 lines to stderr, or does not reopen, the counts differ and it fails."""
 
@@ -237,5 +243,72 @@ def test_json(ctx):
             "unique", "duplicates %s" % dup[:5])
 
 
+def test_bad_path(ctx):
+    bad = os.path.join(ctx.tmp, "no-such-dir", "access.log")
+    text = H.render_config({"workers": 1, "access_log": bad},
+                           {"web": {"backend": "b"}}, {"b": {"server": "a 127.0.0.1:9"}},
+                           {"web": [H.free_port()]})
+    path = ctx.write_file("bad.ini", text)
+    line = [i + 1 for i, l in enumerate(text.split("\n")) if l.startswith("access_log")][0]
+    want = "%s:%d: [global] access_log: " % (path, line)
+    for argv, what in (([ctx.spliced, "-t", "-c", path], "spliced -t"),
+                       ([ctx.spliced, "-c", path], "the start")):
+        r = H.subprocess.run(argv, capture_output=True, timeout=30)
+        err = r.stderr.decode("utf-8", "replace")
+        H.check_eq(r.returncode, 1, "%s with access_log in a missing directory: exit" % what)
+        H.check(want in err and bad in err, "%s names file:line:key and the path" % what,
+                want + "... " + bad, err.strip())
+
+
+def write_config(p, glob):
+    g = dict(p.glob)
+    g.update(glob)
+    with open(p.config_path, "w") as f:
+        f.write(H.render_config(g, p.listeners, p.backends, p.ports))
+
+
+def trips(p, n, seed):
+    ports = []
+    for i in range(n):
+        what = H.echo_trip(p.port(), seed + i, H.KiB, ports=ports)
+        H.check(what is None, "round trip %d" % i, "intact", what)
+    return collections.Counter(ports)
+
+
+def test_reload_path(ctx):
+    first = os.path.join(ctx.tmp, "first.log")
+    second = os.path.join(ctx.tmp, "second.log")
+    be = ctx.backend(H.echo(bufsize=64 * H.KiB), name="echo")
+    p = H.Proxy(ctx, glob={"splice": ctx.mode, "access_log": first},
+                listeners={"web": {"backend": "echo"}},
+                backends={"echo": {"server": "e " + be.addr}}).start()
+    before = trips(p, 20, 100)
+    # Their lines written (a connection ends in the proxy a moment after
+    # its client saw EOF), so that none may go to the second file.
+    H.wait_until(lambda: len(read_lines(first)) >= 20, 30, 0.05)
+    write_config(p, {"access_log": second})
+    mark = p.mark()
+    p.signal(signal.SIGHUP)
+    H.check(p.wait_line(r" info: reloaded ", 20, since=mark) is not None,
+            "reload to another access-log file", "info: reloaded", p.lines[-5:])
+    after = trips(p, 20, 200)
+    write_config(p, {"access_log": os.path.join(ctx.tmp, "missing", "x.log")})
+    mark = p.mark()
+    p.signal(signal.SIGHUP)
+    H.check(p.wait_line(r" error: reload failed: .*\[global\] access_log: cannot open ", 20,
+                        since=mark) is not None,
+            "a reload to a file that cannot be opened fails", "error: reload failed", p.lines[-5:])
+    p.allow(r"^reload failed: .*access_log: cannot open ")
+    last = trips(p, 20, 300)
+
+    def ports(path):
+        return collections.Counter(parse_text(l)["client_port"] for l in read_lines(path))
+    H.wait_until(lambda: sum(ports(second).values()) >= 40, 30, 0.1)
+    p.finish()
+    H.check_eq(ports(first), before, "client ports in the first file")
+    H.check_eq(ports(second), after + last, "client ports in the second file")
+
+
 if __name__ == "__main__":
-    H.main([test_reopen_under_load, test_json], deadline=280, doc=__doc__)
+    H.main([test_reopen_under_load, test_json, test_bad_path, test_reload_path],
+           deadline=280, doc=__doc__)
