@@ -9,7 +9,12 @@
  * choose among the rest. The choice is then made binding by reserving a
  * slot with a compare-and-swap on the server's shared active count:
  * another worker may have taken the last slot (or the trial connect) in
- * between, and then the pick runs again, seeing the server full. */
+ * between, and then the pick runs again, seeing the server full.
+ *
+ * Runtime state (drain, maint, weight) is set per server line: its record
+ * (struct server_line, shared by the generations that have the line) and
+ * the atomics of each of its addresses, which are what picks read, next
+ * to the address's up and active. A new address takes the line's record. */
 #include "spliced/backend.h"
 
 #include <errno.h>
@@ -20,10 +25,33 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "spliced/log.h"
+
 /* ---- shared state ---- */
 
+static struct server_line *
+line_new(void)
+{
+	struct server_line *ln = calloc(1, sizeof(*ln));
+
+	if (ln == NULL)
+		return NULL;
+	atomic_init(&ln->refs, 1);
+	atomic_init(&ln->admin, BACKEND_ADMIN_READY);
+	atomic_init(&ln->weight, 0);
+	return ln;
+}
+
+static void
+line_unref(struct server_line *ln)
+{
+	if (ln != NULL && atomic_fetch_sub(&ln->refs, 1) == 1)
+		free(ln);
+}
+
+/* A new address of line ln: up, idle, with the line's runtime state. */
 static struct server_state *
-state_new(const struct addr *a)
+state_new(const struct addr *a, const struct server_line *ln)
 {
 	struct server_state *st = calloc(1, sizeof(*st));
 
@@ -35,6 +63,9 @@ state_new(const struct addr *a)
 	atomic_init(&st->fails, 0);
 	atomic_init(&st->trial_ms, 0);
 	atomic_init(&st->backoff_ms, BACKEND_BACKOFF_MIN_MS);
+	atomic_init(&st->admin, atomic_load(&ln->admin));
+	atomic_init(&st->weight, atomic_load(&ln->weight));
+	atomic_init(&st->check_failures, 0);
 	st->addr = *a;
 	return st;
 }
@@ -110,16 +141,29 @@ state_carried(const struct backend_shared *pb, const struct config_server *e,
 	return NULL;
 }
 
-/* Push the addresses a[0..n) of server line e, carrying states from pb. */
+/* The record of the line named like e in pb, referenced, or a new one. */
+static struct server_line *
+line_carried(const struct backend_shared *pb, const struct config_server *e)
+{
+	for (size_t j = 0; pb != NULL && j < pb->cfg->nservers; j++)
+		if (strcmp(pb->cfg->servers[j].name, e->name) == 0) {
+			atomic_fetch_add(&pb->lines[j]->refs, 1);
+			return pb->lines[j];
+		}
+	return line_new();
+}
+
+/* Push the addresses a[0..n) of server line e (record ln), carrying states
+ * from pb. */
 static int
 push_addrs(struct backend_shared *sh, size_t *cap,
     const struct backend_shared *pb, const struct config_server *e,
-    const struct addr *a, size_t n)
+    const struct server_line *ln, const struct addr *a, size_t n)
 {
 	for (size_t k = 0; k < n; k++) {
 		struct server_state *st = state_carried(pb, e, &a[k]);
 
-		if (st == NULL && (st = state_new(&a[k])) == NULL)
+		if (st == NULL && (st = state_new(&a[k], ln)) == NULL)
 			return -1;
 		if (shared_push(sh, cap, e, st) == -1) {
 			state_unref(st);
@@ -163,6 +207,14 @@ set_alloc(struct config *cfg)
 	bs->n = cfg->nbackends;
 	for (size_t i = 0; i < bs->n; i++)
 		bs->b[i].cfg = &cfg->backends[i];
+	/* Each backend's line records, after this: a partial set frees. */
+	for (size_t i = 0; i < bs->n; i++)
+		if ((bs->b[i].lines = calloc(cfg->backends[i].nservers ?
+		    cfg->backends[i].nservers : 1, sizeof(*bs->b[i].lines))) ==
+		    NULL) {
+			backend_set_unref(bs);
+			return NULL;
+		}
 	return bs;
 }
 
@@ -184,13 +236,17 @@ build(struct config *cfg, const struct backend_set *prev, size_t b, size_t s,
 
 		for (size_t j = 0; j < bc->nservers; j++) {
 			const struct config_server *e = &bc->servers[j];
+			struct server_line *ln = line_carried(pb, e);
 
+			if ((bs->b[i].lines[j] = ln) == NULL)
+				goto fail;
 			if (i == b && j == s)
-				rc = push_addrs(&bs->b[i], &cap, pb, e, a, n);
+				rc = push_addrs(&bs->b[i], &cap, pb, e, ln, a, n);
 			else if (e->dnsname != NULL)
 				rc = push_kept(&bs->b[i], &cap, pb, e);
 			else
-				rc = push_addrs(&bs->b[i], &cap, pb, e, &e->addr, 1);
+				rc = push_addrs(&bs->b[i], &cap, pb, e, ln,
+				    &e->addr, 1);
 			if (rc == -1)
 				goto fail;
 		}
@@ -231,8 +287,12 @@ backend_set_unref(struct backend_set *bs)
 	for (size_t i = 0; bs->b != NULL && i < bs->n; i++) {
 		for (size_t j = 0; j < bs->b[i].n; j++)
 			state_unref(bs->b[i].servers[j]);
+		for (size_t j = 0; bs->b[i].lines != NULL &&
+		    j < bs->b[i].cfg->nservers; j++)
+			line_unref(bs->b[i].lines[j]);
 		free(bs->b[i].servers);
 		free(bs->b[i].entry);
+		free(bs->b[i].lines);
 	}
 	free(bs->b);
 	config_unref(bs->cfg);
@@ -250,6 +310,139 @@ backend_server_set_up(struct server_state *st, bool up)
 	if (up)
 		atomic_store(&st->backoff_ms, BACKEND_BACKOFF_MIN_MS);
 	return true;
+}
+
+/* ---- runtime state ---- */
+
+static const char *const admin_names[BACKEND_ADMIN_MAX_] = {
+	[BACKEND_ADMIN_READY] = "ready",
+	[BACKEND_ADMIN_DRAIN] = "drain",
+	[BACKEND_ADMIN_MAINT] = "maint",
+};
+
+static const char *const status_names[BACKEND_STATUS_MAX_] = {
+	[BACKEND_STATUS_UP] = "up",
+	[BACKEND_STATUS_DOWN] = "down",
+	[BACKEND_STATUS_DRAIN] = "drain",
+	[BACKEND_STATUS_MAINT] = "maint",
+};
+
+const char *
+backend_admin_name(enum backend_admin a)
+{
+	return (unsigned)a < BACKEND_ADMIN_MAX_ ? admin_names[a] : "?";
+}
+
+int
+backend_admin_parse(const char *text, enum backend_admin *out)
+{
+	for (unsigned a = 0; a < BACKEND_ADMIN_MAX_; a++)
+		if (strcmp(text, admin_names[a]) == 0) {
+			*out = (enum backend_admin)a;
+			return 0;
+		}
+	return -1;
+}
+
+const char *
+backend_status_name(enum backend_status st)
+{
+	return (unsigned)st < BACKEND_STATUS_MAX_ ? status_names[st] : "?";
+}
+
+static enum backend_status
+status_of(unsigned admin, bool up)
+{
+	if (admin == BACKEND_ADMIN_MAINT)
+		return BACKEND_STATUS_MAINT;
+	if (admin == BACKEND_ADMIN_DRAIN)
+		return BACKEND_STATUS_DRAIN;
+	return up ? BACKEND_STATUS_UP : BACKEND_STATUS_DOWN;
+}
+
+enum backend_status
+backend_status(const struct backend_shared *sh, size_t i)
+{
+	return status_of(atomic_load(&sh->servers[i]->admin),
+	    atomic_load(&sh->servers[i]->up));
+}
+
+enum backend_status
+backend_line_status(const struct backend_shared *sh, size_t j)
+{
+	const struct config_server *e = &sh->cfg->servers[j];
+	bool up = false;
+
+	for (size_t i = 0; i < sh->n && !up; i++)
+		up = sh->entry[i] == e && atomic_load(&sh->servers[i]->up);
+	return status_of(atomic_load(&sh->lines[j]->admin), up);
+}
+
+unsigned
+backend_weight(const struct backend_shared *sh, size_t i)
+{
+	return backend_weight_of(sh->servers[i], sh->entry[i]);
+}
+
+unsigned
+backend_line_weight(const struct backend_shared *sh, size_t j)
+{
+	unsigned w = atomic_load(&sh->lines[j]->weight);
+
+	return w != 0 ? w : sh->cfg->servers[j].weight;
+}
+
+int
+backend_server_set_admin(struct backend_set *bs, const char *backend,
+    const char *server, int admin, unsigned weight)
+{
+	const struct backend_shared *sh = NULL;
+	const struct config_server *e = NULL;
+	struct server_line *ln;
+	unsigned was_admin, was_weight;
+	size_t j;
+
+	if (admin >= BACKEND_ADMIN_MAX_ || weight > 256) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (size_t i = 0; i < bs->n && sh == NULL; i++)
+		if (strcmp(bs->b[i].cfg->name, backend) == 0)
+			sh = &bs->b[i];
+	for (j = 0; sh != NULL && j < sh->cfg->nservers; j++)
+		if (strcmp(sh->cfg->servers[j].name, server) == 0) {
+			e = &sh->cfg->servers[j];
+			break;
+		}
+	if (e == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	ln = sh->lines[j];
+	was_admin = atomic_load(&ln->admin);
+	was_weight = backend_line_weight(sh, j);
+	/* The line first: an address that a generation built from now on
+	 * adds takes the new state. */
+	if (weight != 0)
+		atomic_store(&ln->weight, weight);
+	if (admin >= 0)
+		atomic_store(&ln->admin, (unsigned)admin);
+	for (size_t i = 0; i < sh->n; i++) {
+		if (sh->entry[i] != e)
+			continue;
+		if (weight != 0)
+			atomic_store(&sh->servers[i]->weight, weight);
+		if (admin >= 0)
+			atomic_store(&sh->servers[i]->admin, (unsigned)admin);
+	}
+	if (admin >= 0 && (unsigned)admin != was_admin)
+		log_info("server %s/%s: %s (was %s)", sh->cfg->name, e->name,
+		    backend_admin_name((enum backend_admin)admin),
+		    backend_admin_name((enum backend_admin)was_admin));
+	if (weight != 0 && weight != was_weight)
+		log_info("server %s/%s: weight %u (was %u)", sh->cfg->name,
+		    e->name, weight, was_weight);
+	return 0;
 }
 
 /* ---- one worker's balancer ---- */
@@ -321,12 +514,16 @@ checks_on(const struct backend_lb *lb)
 	return lb->cfg->health_check != CONFIG_HEALTH_OFF;
 }
 
-/* Up, or down by traffic with checks off and its trial connect due. */
+/* Ready, and up or down by traffic with checks off and its trial connect
+ * due. */
 static bool
 usable(const struct backend_lb *lb, size_t i, uint64_t now_ms)
 {
 	struct server_state *st = lb->shared[i];
 
+	if (atomic_load_explicit(&st->admin, memory_order_relaxed) !=
+	    BACKEND_ADMIN_READY)
+		return false;
 	if (atomic_load(&st->up))
 		return true;
 	return !checks_on(lb) && now_ms >= atomic_load(&st->trial_ms);

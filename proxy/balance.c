@@ -4,7 +4,11 @@
  * Every algorithm chooses among the servers not marked in skip[], which
  * backend_lb_pick() fills first; the choice is made binding there. Load is
  * read with relaxed atomics: another worker's connect may change it a
- * moment later anyway, and the slot reservation is what is exact. */
+ * moment later anyway, and the slot reservation is what is exact.
+ *
+ * Weights are read at each pick too (backend_weight_of(): the runtime
+ * weight an operator set, or the config line's), so a change takes effect
+ * at the next pick in every worker, without a new generation. */
 #include "spliced/balance.h"
 
 #include <errno.h>
@@ -111,30 +115,55 @@ active_of(const struct balance *b, size_t i)
 	return atomic_load_explicit(&b->shared[i]->active, memory_order_relaxed);
 }
 
+static unsigned
+weight_of(const struct balance *b, size_t i)
+{
+	return backend_weight_of(b->shared[i], b->entry[i]);
+}
+
 /* Whether server x carries less than server y, per weight. */
 static bool
 lighter(const struct balance *b, size_t x, size_t y)
 {
-	return (uint64_t)active_of(b, x) * b->entry[y]->weight <
-	    (uint64_t)active_of(b, y) * b->entry[x]->weight;
+	return (uint64_t)active_of(b, x) * weight_of(b, y) <
+	    (uint64_t)active_of(b, y) * weight_of(b, x);
 }
 
 /* Smooth weighted round robin (nginx's): every server earns its weight
  * each round; the richest is picked and pays the total back, which
  * interleaves heavy and light servers. A server sat out (down, full, just
  * failed) earns nothing that round, or it would come back rich and be
- * picked several times in a row. */
+ * picked several times in a row.
+ *
+ * When a candidate's weight has changed since the last pick, every credit
+ * starts over from zero: credits earned under the old weights can be of
+ * the order of the old total (256 times a server's), and a server left
+ * rich by them would get a run of picks, or a poor one none, for as many
+ * rounds as that takes to even out. From zero, the next cycle already has
+ * the new shares, spread out. */
 static size_t
 pick_roundrobin(struct balance *b, const bool *skip)
 {
 	int64_t total = 0;
 	size_t best = SIZE_MAX;
+	bool changed = false;
 
+	for (size_t i = 0; i < b->n; i++) {
+		unsigned w;
+
+		if (skip[i])
+			continue;
+		w = weight_of(b, i);
+		changed |= w != b->weight[i];
+		b->weight[i] = w;
+	}
+	if (changed)
+		memset(b->current, 0, b->n * sizeof(*b->current));
 	for (size_t i = 0; i < b->n; i++) {
 		if (skip[i])
 			continue;
-		b->current[i] += b->entry[i]->weight;
-		total += b->entry[i]->weight;
+		b->current[i] += b->weight[i];
+		total += b->weight[i];
 		if (best == SIZE_MAX || b->current[i] > b->current[best])
 			best = i;
 	}
@@ -161,7 +190,9 @@ pick_leastconn(struct balance *b, const bool *skip)
 	return best;
 }
 
-/* One server drawn by weight among those not skipped, leaving out `also`. */
+/* One server drawn by weight among those not skipped, leaving out `also`.
+ * A weight lowered between the two passes (an operator's change, on
+ * another thread) can leave r past the end: the last candidate, once. */
 static size_t
 draw(struct balance *b, const bool *skip, size_t also)
 {
@@ -170,17 +201,19 @@ draw(struct balance *b, const bool *skip, size_t also)
 
 	for (i = 0; i < b->n; i++)
 		if (!skip[i] && i != also)
-			total += b->entry[i]->weight;
+			total += weight_of(b, i);
 	if (total == 0)
 		return SIZE_MAX;
 	r = rng_next(b) % total;
 	for (i = 0; i < b->n; i++) {
+		unsigned w;
+
 		if (skip[i] || i == also)
 			continue;
 		last = i;
-		if (r < b->entry[i]->weight)
+		if (r < (w = weight_of(b, i)))
 			return i;
-		r -= b->entry[i]->weight;
+		r -= w;
 	}
 	return last;
 }
@@ -219,7 +252,7 @@ pick_source(struct balance *b, const bool *skip, uint64_t peer_hash)
 
 		if (skip[i])
 			continue;
-		score = -ln_unit(u) / b->entry[i]->weight;
+		score = -ln_unit(u) / weight_of(b, i);
 		if (best == SIZE_MAX || score < best_score) {
 			best = i;
 			best_score = score;
@@ -273,14 +306,17 @@ balance_init(struct balance *b, enum config_balance algo,
 	b->shared = shared;
 	b->entry = entry;
 	b->current = calloc(alloc, sizeof(*b->current));
+	b->weight = calloc(alloc, sizeof(*b->weight));
 	b->name_hash = calloc(alloc, sizeof(*b->name_hash));
-	if (b->current == NULL || b->name_hash == NULL) {
+	if (b->current == NULL || b->weight == NULL || b->name_hash == NULL) {
 		balance_cleanup(b);
 		errno = ENOMEM;
 		return -1;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		b->name_hash[i] = name_hash(entry[i], shared[i]);
+		b->weight[i] = weight_of(b, i);
+	}
 	b->rng = mix64(seed + 0x9e3779b97f4a7c15ULL);
 	if (b->rng == 0)
 		b->rng = 1;
@@ -291,6 +327,7 @@ void
 balance_cleanup(struct balance *b)
 {
 	free(b->current);
+	free(b->weight);
 	free(b->name_hash);
 	memset(b, 0, sizeof(*b));
 }
@@ -302,6 +339,7 @@ balance_carry(struct balance *to, const struct balance *from)
 		for (size_t j = 0; j < from->n; j++)
 			if (from->shared[j] == to->shared[i]) {
 				to->current[i] = from->current[j];
+				to->weight[i] = from->weight[j];
 				break;
 			}
 	to->turn = to->n > 0 ? from->turn % to->n : 0;

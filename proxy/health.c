@@ -15,7 +15,14 @@
  * a host-name server has one per address it resolves to. health_update()
  * keeps the probe of every address still there (its streaks, its
  * rhythm), starts one for each new address (a spread start, like the
- * first ones) and stops those of addresses that went away. */
+ * first ones) and stops those of addresses that went away.
+ *
+ * A server in maint (backend.h) is not checked: its timer still fires
+ * every interval, and start_cb() lets the turn go by, so checks resume
+ * within an interval of the server being ready (or drained) again; a
+ * check in flight when maint was set counts for nothing. Its streaks
+ * start over then: what they counted before is old news. A drained
+ * server is checked as usual. */
 #include "spliced/health.h"
 
 #include <errno.h>
@@ -42,6 +49,7 @@ struct probe {
 	unsigned passed, failed;    /* in a row */
 	bool seen_up;               /* the state this probe last knew */
 	bool unwatched;             /* the last check could not watch its socket */
+	bool skipped;               /* the last turn was skipped: maint */
 };
 
 struct health {
@@ -80,6 +88,9 @@ result(struct probe *p, bool ok, const char *why)
 	bool up = atomic_load(&p->st->up);
 
 	p->h->done++;
+	if (!ok)
+		atomic_fetch_add_explicit(&p->st->check_failures, 1,
+		    memory_order_relaxed);
 	if (up != p->seen_up) {
 		/* Traffic took it down (or a reload changed it): streaks
 		 * counted for the old state mean nothing now. */
@@ -120,6 +131,12 @@ next_probe(struct probe *p)
 		    "timer", server_text(p, name, sizeof(name)));
 }
 
+static bool
+in_maint(const struct probe *p)
+{
+	return atomic_load(&p->st->admin) == BACKEND_ADMIN_MAINT;
+}
+
 static void
 finish(struct probe *p, bool ok, const char *why)
 {
@@ -127,7 +144,8 @@ finish(struct probe *p, bool ok, const char *why)
 	event_del(p->timer);
 	close(p->fd);
 	p->fd = -1;
-	result(p, ok, why);
+	if (!in_maint(p))
+		result(p, ok, why);
 	next_probe(p);
 }
 
@@ -156,6 +174,15 @@ start_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd, (void)what;
 	p->started_ms = clock_coarse_ms();
+	if (in_maint(p)) {
+		if (!p->skipped) {
+			p->skipped = true;
+			p->passed = p->failed = 0;
+		}
+		next_probe(p);
+		return;
+	}
+	p->skipped = false;
 	if ((p->fd = backend_connect(&p->st->addr)) == -1) {
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 		    errno == ENOMEM) {

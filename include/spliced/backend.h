@@ -23,13 +23,28 @@
  *    random generator) and the worker's per-server counters, over one
  *    generation's addresses. Not thread-safe.
  *
- * A server is picked among those that are eligible: up (or, with checks
- * off, down by traffic but due for its trial connect), below its own
- * max_connections, and not the server that just failed unless it is the
- * only one left. Picking reserves a connection slot on the server; every
+ * A server is picked among those that are eligible: ready (see below), up
+ * (or, with checks off, down by traffic but due for its trial connect),
+ * below its own max_connections, and not the server that just failed
+ * unless it is the only one left. Picking reserves a connection slot on the server; every
  * pick is followed by exactly one backend_lb_connected() or
  * backend_lb_failed(), and every connected server by one
- * backend_lb_release(). */
+ * backend_lb_release().
+ *
+ * Runtime state, set by an operator (the admin endpoint) per server line,
+ * so for every address of a host-name server at once:
+ *  - admin: ready (the default), drain (no new connections: not eligible
+ *    for picks; connections already on it go on, and so do its health
+ *    checks), or maint (drain, and no health checks: its up/down state
+ *    stays what it was until it is ready or drained again).
+ *  - weight: 1..256 instead of the config line's, for every algorithm,
+ *    from the next pick on (balance.c reads it at pick time: no new
+ *    generation is needed).
+ * Both live in every address's server_state (what picks read) and in the
+ * backend_shared's per-line record (what a new address takes). A new
+ * generation keeps them by backend name and server name, whatever the
+ * server's address or host name became: an address carried over keeps
+ * its state, a new one takes the line's. */
 #ifndef SPLICED_BACKEND_H
 #define SPLICED_BACKEND_H
 
@@ -59,7 +74,26 @@ struct server_state {
 	 * and the back-off after that one. */
 	_Atomic uint64_t trial_ms;
 	atomic_uint backoff_ms;
+	/* Runtime state (above): as the server line's record says. */
+	atomic_uint admin;          /* enum backend_admin */
+	atomic_uint weight;         /* 1..256; 0: the config line's */
+	_Atomic uint64_t check_failures;   /* health checks failed, ever */
 	struct addr addr;           /* what the state was about (carry-over) */
+};
+
+enum backend_admin {
+	BACKEND_ADMIN_READY,
+	BACKEND_ADMIN_DRAIN,
+	BACKEND_ADMIN_MAINT,
+	BACKEND_ADMIN_MAX_
+};
+
+/* The runtime state of one server line, shared by the generations that
+ * have the line (by backend and server name). */
+struct server_line {
+	atomic_uint refs;
+	atomic_uint admin;          /* enum backend_admin */
+	atomic_uint weight;         /* 1..256; 0: the config line's */
 };
 
 struct backend_shared {         /* one per config backend */
@@ -69,6 +103,7 @@ struct backend_shared {         /* one per config backend */
 	struct server_state **servers;     /* [n] */
 	const struct config_server **entry; /* [n]: the server line of each */
 	size_t n;
+	struct server_line **lines; /* [cfg->nservers]: of cfg->servers[j] */
 };
 
 struct backend_set {
@@ -82,13 +117,15 @@ struct backend_set {
  * the state it had in prev (same backend name, server name and address);
  * a server given by host name keeps the addresses (and their state) it had
  * in prev under the same backend name, server name, host and port, or has
- * none. Others start up, idle. prev may be NULL. refs is 1. NULL with
- * errno (ENOMEM). */
+ * none. Others start up, idle. Every server line keeps its runtime state
+ * (admin, weight) by backend name and server name alone, and a new address
+ * takes it. prev may be NULL. refs is 1. NULL with errno (ENOMEM). */
 struct backend_set *backend_set_new(struct config *, const struct backend_set *prev);
 /* A new generation of bs in which server s of backend b has the addresses
  * a[0..n) (n may be 0), in that order: one it had keeps its state (up or
- * down, connections), a new one starts up and idle. Every other server
- * keeps its addresses and state. refs is 1; NULL with errno (ENOMEM). */
+ * down, connections), a new one starts up and idle, with the server's
+ * runtime state (admin, weight). Every other server keeps its addresses
+ * and state. refs is 1; NULL with errno (ENOMEM). */
 struct backend_set *backend_set_update(const struct backend_set *bs, size_t b,
     size_t s, const struct addr *a, size_t n);
 struct backend_set *backend_set_ref(struct backend_set *);
@@ -99,8 +136,55 @@ void backend_set_unref(struct backend_set *);   /* NULL is fine */
  * up also resets the back-off. Thread-safe. */
 bool backend_server_set_up(struct server_state *, bool up);
 
+const char *backend_admin_name(enum backend_admin);  /* "ready" "drain" "maint" */
+/* One of those names: 0 and *out set, or -1. */
+int backend_admin_parse(const char *, enum backend_admin *out);
+
+/* Set the runtime state (admin < 0: keep) and/or weight (0: keep; else
+ * 1..256) of server `server` of backend `backend` in bs: its line's record
+ * and every address it has in bs (none, for a host name not resolved yet:
+ * its addresses will take it). The change is logged (info) when it is one.
+ * Thread-safe against picks and checks. A new generation built from bs at
+ * the same time on another thread may miss it for its new addresses: call
+ * it on the thread that builds generations (the main thread). 0, or -1
+ * with errno ENOENT (no such backend, or no such server in it) or EINVAL
+ * (admin or weight out of range; nothing set). */
+int backend_server_set_admin(struct backend_set *, const char *backend,
+    const char *server, int admin, unsigned weight);
+
+/* The weight balancing uses for an address of server line e: its runtime
+ * weight, or else the line's. A relaxed load: cheap enough per candidate. */
+static inline unsigned
+backend_weight_of(const struct server_state *st, const struct config_server *e)
+{
+	unsigned w = atomic_load_explicit(&st->weight, memory_order_relaxed);
+
+	return w != 0 ? w : e->weight;
+}
+
+/* The effective weight of address i of sh. */
+unsigned backend_weight(const struct backend_shared *, size_t i);
+/* The effective weight of server line j of sh (cfg->servers[j]). */
+unsigned backend_line_weight(const struct backend_shared *, size_t j);
+
+/* What a server shows as its state (metrics, /status): maint if in maint,
+ * else drain if draining, else up or down by health. */
+enum backend_status {
+	BACKEND_STATUS_UP,
+	BACKEND_STATUS_DOWN,
+	BACKEND_STATUS_DRAIN,
+	BACKEND_STATUS_MAINT,
+	BACKEND_STATUS_MAX_
+};
+const char *backend_status_name(enum backend_status); /* "up" "down" "drain" "maint" */
+/* Of address i of sh. */
+enum backend_status backend_status(const struct backend_shared *, size_t i);
+/* Of server line j of sh: up when one of its addresses is up (down with
+ * none, a host name not resolved yet). */
+enum backend_status backend_line_status(const struct backend_shared *, size_t j);
+
 enum backend_none {             /* why backend_lb_pick() found no server */
-	BACKEND_NONE_UP,            /* every server is down */
+	BACKEND_NONE_UP,            /* every server is down, drained or in maint */
 	BACKEND_NONE_FREE,          /* every server up is at its max_connections */
 };
 

@@ -1,8 +1,10 @@
 /* include/spliced/balance.h: the four balancing algorithms.
  *
  * Each chooses one server among the candidates the caller has not marked
- * in skip[] (backend.c marks the down, the full, and the one a retry
- * avoids), by the servers' weights (config_server.weight) and, where the
+ * in skip[] (backend.c marks the drained, the down, the full, and the one
+ * a retry avoids), by the servers' weights (backend_weight_of(): the
+ * runtime weight if one was set, else config_server.weight, read at every
+ * pick, so a change applies from the next one on) and, where the
  * algorithm says so, their load: the shared count of connections in all
  * workers (server_state.active). Choosing is all they do: backend.c then
  * makes the choice binding by reserving a slot, and asks again when
@@ -12,7 +14,10 @@
  *    candidates stay the same, every cycle of as many picks as their
  *    weights add up to picks each its weight's number of times, spread
  *    out rather than bunched; a skipped server earns no credit while it
- *    sits out, so it does not come back to a run of picks.
+ *    sits out, so it does not come back to a run of picks. When a
+ *    candidate's weight changes, the credits start over: the cycle from
+ *    then on has the new shares, with no run of picks (or none) to even
+ *    out what was earned under the old weights.
  *  - leastconn: the fewest connections per weight; ties go round in turn.
  *  - random: the power of two random choices: two servers drawn by
  *    weight, the one with fewer connections per weight wins (the first on
@@ -44,6 +49,7 @@ struct balance {
 	struct server_state *const *shared;       /* [n], borrowed: load */
 	const struct config_server *const *entry; /* [n], borrowed: weight */
 	int64_t *current;           /* roundrobin: each server's credit */
+	unsigned *weight;           /* roundrobin: the weights it was earned by */
 	uint64_t *name_hash;        /* source: per address, of its name */
 	size_t turn;                /* leastconn: where ties start */
 	uint64_t rng;               /* random: xorshift64* state, never 0 */
@@ -64,7 +70,8 @@ size_t balance_pick(struct balance *, const bool *skip,
 
 /* A balancer over a new generation of addresses takes over what `from`
  * knew of the same addresses (the same struct server_state): their
- * round-robin credit; and leastconn's turn and the generator. */
+ * round-robin credit (and the weights it was earned by); and leastconn's
+ * turn and the generator. */
 void balance_carry(struct balance *to, const struct balance *from);
 
 /* What source hashes of a client: its address without its port, an

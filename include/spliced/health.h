@@ -17,6 +17,11 @@
  * then on. Checks start a random fraction of an interval after
  * health_new(), so servers are not all probed at the same moment.
  *
+ * Every failed check adds one to the address's check_failures. A server
+ * an operator put in maint is not checked (its state stays what it was);
+ * its checks resume within an interval of it being ready or drained
+ * again, with fresh streaks. A drained server is checked as usual.
+ *
  * Not thread-safe: everything runs on the given base's thread. */
 #ifndef SPLICED_HEALTH_H
 #define SPLICED_HEALTH_H
@@ -40,7 +45,8 @@ int health_update(struct health *, struct backend_set *bs);
 /* Stop every check (sockets of checks in flight are closed). NULL is fine. */
 void health_free(struct health *);
 
-/* For tests: how many checks have finished (passed or failed). */
+/* For tests: how many checks have finished (passed or failed; not those
+ * of a server in maint, which are skipped). */
 unsigned long health_checks_done(const struct health *);
 
 #endif
