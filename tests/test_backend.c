@@ -1,8 +1,10 @@
-/* tests/test_backend.c: what every algorithm must respect (full and down
- * servers, a retry avoiding the server that failed), passive health and its
- * back-off, the shared state's carry-over across reloads and re-resolution,
- * a balancer over generations, and the non-blocking connect (over 127.0.0.1
- * only). The algorithms themselves are test_balance.c's. */
+/* tests/test_backend.c: what every algorithm must respect (full, down,
+ * drained and maint servers, a retry avoiding the server that failed),
+ * passive health and its back-off, the shared state's carry-over across
+ * reloads and re-resolution, runtime server state (setting it, and keeping
+ * it by name over generations), a balancer over generations, and the
+ * non-blocking connect (over 127.0.0.1 only). The algorithms themselves
+ * are test_balance.c's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -130,6 +132,101 @@ test_retry_avoids_last(void **state)
 		backend_server_set_up(&fb->st[2], false);
 		assert_int_equal(pick(fb, 0), 0);
 	}
+}
+
+/* ---- runtime state: drain and maint ---- */
+
+/* Hold connections until one is on server s (bounded); returns how many
+ * were held in all, their servers in held[]. */
+static size_t
+hold_until(struct fx_backend *fb, size_t s, size_t *held, size_t max)
+{
+	size_t n = 0;
+
+	while (n < max) {
+		struct sockaddr_in sin = client4((unsigned)n, 1);
+
+		held[n] = hold(fb, (struct sockaddr *)&sin, -1);
+		if (held[n++] == s)
+			return n;
+	}
+	fail_msg("server %zu never picked in %zu picks", s, max);
+	return n;
+}
+
+/* A server in drain or maint gets no new connection under any algorithm,
+ * from any client; the connections it has keep their slots and give them
+ * back as usual; with every server out, the pick says none is up; ready
+ * again, it is picked again. */
+static void
+test_drain_excludes(void **state)
+{
+	static const unsigned w[] = { 1, 3, 1 };
+	static const enum backend_admin out[] = { BACKEND_ADMIN_DRAIN,
+	    BACKEND_ADMIN_MAINT };
+	struct fx_backend *fb = *state;
+
+	for (size_t a = 0; a < 4; a++)
+		for (size_t o = 0; o < 2; o++) {
+			size_t held[64], n, before;
+			enum backend_none why;
+			bool trial;
+
+			fx_make(fb, all_algos[a], w, 3);
+			n = hold_until(fb, 1, held, 64);
+			before = active(fb, 1);
+			assert_true(before >= 1);
+			atomic_store(&fb->st[1].admin, out[o]);
+			for (unsigned c = 0; c < 1000; c++) {
+				struct sockaddr_in sin = client4(c, 2);
+				size_t s = hold(fb, (struct sockaddr *)&sin, -1);
+
+				assert_int_not_equal(s, 1);
+				release(fb, s);
+			}
+			/* A retry avoiding the other eligible one still
+			 * does not fall back on it. */
+			assert_int_equal(pick(fb, 0), 2);
+			assert_int_equal(active(fb, 1), before);
+			while (n > 0)
+				release(fb, held[--n]);
+			assert_int_equal(active(fb, 1), 0);
+			assert_int_equal(fb->lb.users, 0);
+			atomic_store(&fb->st[0].admin, out[o]);
+			atomic_store(&fb->st[2].admin, BACKEND_ADMIN_DRAIN);
+			assert_int_equal(backend_lb_pick(&fb->lb, NULL, -1,
+			    fb->now, &why, &trial), -1);
+			assert_int_equal(why, BACKEND_NONE_UP);
+			atomic_store(&fb->st[1].admin, BACKEND_ADMIN_READY);
+			assert_int_equal(pick(fb, -1), 1);
+		}
+}
+
+/* Drained, a server down by traffic gets no trial connect either (checks
+ * off): it waits until it is ready. */
+static void
+test_drain_no_trial(void **state)
+{
+	static const unsigned w[] = { 1, 1 };
+	struct fx_backend *fb = *state;
+	enum backend_none why;
+	bool trial;
+
+	fx_make(fb, CONFIG_BALANCE_ROUNDROBIN, w, 2);
+	fb->b.fall = 1;
+	assert_int_equal(backend_lb_pick(&fb->lb, NULL, 1, fb->now, &why,
+	    &trial), 0);
+	assert_true(backend_lb_failed(&fb->lb, 0, trial, fb->now));
+	atomic_store(&fb->st[0].admin, BACKEND_ADMIN_DRAIN);
+	fb->now += BACKEND_BACKOFF_MAX_MS;
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(pick(fb, -1), 1);
+	atomic_store(&fb->st[0].admin, BACKEND_ADMIN_READY);
+	assert_int_equal(backend_lb_pick(&fb->lb, NULL, 1, fb->now, &why,
+	    &trial), 0);
+	assert_true(trial);
+	assert_true(backend_lb_connected(&fb->lb, 0));
+	release(fb, 0);
 }
 
 /* ---- passive health ---- */
@@ -504,6 +601,262 @@ test_lb_over_generations(void **state)
 	config_unref(cfg);
 }
 
+/* ---- runtime state: setting it, and keeping it ---- */
+
+static const char admin_text[] = "[listener l]\nbind = 127.0.0.1:1\n"
+    "backend = app\n[backend app]\nserver = a 127.0.0.1:9001 weight=2\n"
+    "server = b 127.0.0.1:9002\n[backend other]\n"
+    "server = c 127.0.0.1:9003\n";
+
+static void
+test_admin_names(void **state)
+{
+	enum backend_admin a = BACKEND_ADMIN_MAX_;
+
+	(void)state;
+	for (unsigned i = 0; i < BACKEND_ADMIN_MAX_; i++) {
+		assert_int_equal(backend_admin_parse(backend_admin_name(i), &a), 0);
+		assert_int_equal(a, i);
+	}
+	assert_string_equal(backend_admin_name(BACKEND_ADMIN_READY), "ready");
+	assert_string_equal(backend_admin_name(BACKEND_ADMIN_DRAIN), "drain");
+	assert_string_equal(backend_admin_name(BACKEND_ADMIN_MAINT), "maint");
+	assert_int_equal(backend_admin_parse("up", &a), -1);
+	assert_int_equal(backend_admin_parse("", &a), -1);
+	assert_int_equal(backend_admin_parse("drain ", &a), -1);
+	assert_string_equal(backend_status_name(BACKEND_STATUS_UP), "up");
+	assert_string_equal(backend_status_name(BACKEND_STATUS_DOWN), "down");
+	assert_string_equal(backend_status_name(BACKEND_STATUS_DRAIN), "drain");
+	assert_string_equal(backend_status_name(BACKEND_STATUS_MAINT), "maint");
+}
+
+static void
+set_fails(struct backend_set *bs, const char *backend, const char *server,
+    int admin, unsigned weight, int err)
+{
+	errno = 0;
+	assert_int_equal(backend_server_set_admin(bs, backend, server, admin,
+	    weight), -1);
+	assert_int_equal(errno, err);
+}
+
+static void
+test_set_admin(void **state)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg = config_load_string(admin_text, "t", err, sizeof(err));
+	struct backend_set *bs;
+	struct server_state *a, *b;
+	const struct backend_shared *app;
+
+	(void)state;
+	assert_non_null(cfg);
+	bs = backend_set_new(cfg, NULL);
+	assert_non_null(bs);
+	app = &bs->b[0];
+	a = app->servers[0];
+	b = app->servers[1];
+	assert_int_equal(atomic_load(&a->admin), BACKEND_ADMIN_READY);
+	assert_int_equal(backend_weight(app, 0), 2);
+	assert_int_equal(backend_status(app, 0), BACKEND_STATUS_UP);
+
+	/* Unknown names: ENOENT, whatever else is asked. */
+	set_fails(bs, "nope", "a", BACKEND_ADMIN_DRAIN, 0, ENOENT);
+	set_fails(bs, "app", "c", BACKEND_ADMIN_DRAIN, 0, ENOENT);
+	/* Out of range: EINVAL, and nothing changes. */
+	set_fails(bs, "app", "a", BACKEND_ADMIN_DRAIN, 257, EINVAL);
+	set_fails(bs, "app", "a", BACKEND_ADMIN_MAX_, 3, EINVAL);
+	assert_int_equal(atomic_load(&a->admin), BACKEND_ADMIN_READY);
+	assert_int_equal(backend_weight(app, 0), 2);
+
+	/* Weight alone (admin < 0 keeps it), then state alone (0 keeps). */
+	assert_int_equal(backend_server_set_admin(bs, "app", "a", -1, 256), 0);
+	assert_int_equal(backend_weight(app, 0), 256);
+	assert_int_equal(backend_line_weight(app, 0), 256);
+	assert_int_equal(atomic_load(&a->admin), BACKEND_ADMIN_READY);
+	assert_int_equal(backend_server_set_admin(bs, "app", "a",
+	    BACKEND_ADMIN_DRAIN, 0), 0);
+	assert_int_equal(backend_weight(app, 0), 256);
+	assert_int_equal(atomic_load(&a->admin), BACKEND_ADMIN_DRAIN);
+	assert_int_equal(backend_status(app, 0), BACKEND_STATUS_DRAIN);
+	assert_int_equal(backend_line_status(app, 0), BACKEND_STATUS_DRAIN);
+	/* The other server is left alone. */
+	assert_int_equal(atomic_load(&b->admin), BACKEND_ADMIN_READY);
+	assert_int_equal(backend_weight(app, 1), 1);
+	/* maint shows over down, down shows when ready. */
+	assert_int_equal(backend_server_set_admin(bs, "app", "b",
+	    BACKEND_ADMIN_MAINT, 1), 0);
+	backend_server_set_up(b, false);
+	assert_int_equal(backend_status(app, 1), BACKEND_STATUS_MAINT);
+	assert_int_equal(backend_server_set_admin(bs, "app", "b",
+	    BACKEND_ADMIN_READY, 0), 0);
+	assert_int_equal(backend_status(app, 1), BACKEND_STATUS_DOWN);
+	assert_int_equal(backend_line_status(app, 1), BACKEND_STATUS_DOWN);
+	/* weight=1 was set: the runtime weight, even equal to the line's. */
+	assert_int_equal(atomic_load(&b->weight), 1);
+	/* A server named like one of another backend is that backend's. */
+	assert_int_equal(backend_server_set_admin(bs, "other", "c",
+	    BACKEND_ADMIN_MAINT, 0), 0);
+	assert_int_equal(backend_status(&bs->b[1], 0), BACKEND_STATUS_MAINT);
+	backend_set_unref(bs);
+	config_unref(cfg);
+}
+
+/* A reload keeps each server's runtime state by name: a has a new address
+ * (a new state, up and idle, but still drained with its weight), b moved
+ * in the list and keeps its state object; a server gone and back starts
+ * ready. */
+static void
+test_admin_survives_reload(void **state)
+{
+	static const char moved[] = "[listener l]\nbind = 127.0.0.1:1\n"
+	    "backend = app\n[backend other]\nserver = c 127.0.0.1:9003\n"
+	    "[backend app]\nserver = b 127.0.0.1:9002\n"
+	    "server = a 127.0.0.1:9005 weight=3\n";
+	static const char gone[] = "[listener l]\nbind = 127.0.0.1:1\n"
+	    "backend = app\n[backend app]\nserver = b 127.0.0.1:9002\n"
+	    "[backend other]\nserver = c 127.0.0.1:9003\n";
+	char err[CONFIG_ERR_MAX];
+	struct config *c1 = config_load_string(admin_text, "t", err, sizeof(err));
+	struct config *c2 = config_load_string(moved, "t", err, sizeof(err));
+	struct config *c3 = config_load_string(gone, "t", err, sizeof(err));
+	struct config *c4 = config_load_string(admin_text, "t", err, sizeof(err));
+	struct backend_set *s1, *s2, *s3, *s4;
+	const struct backend_shared *app;
+
+	(void)state;
+	assert_non_null(c1);
+	assert_non_null(c2);
+	assert_non_null(c3);
+	assert_non_null(c4);
+	s1 = backend_set_new(c1, NULL);
+	assert_non_null(s1);
+	assert_int_equal(backend_server_set_admin(s1, "app", "a",
+	    BACKEND_ADMIN_DRAIN, 5), 0);
+	assert_int_equal(backend_server_set_admin(s1, "app", "b",
+	    BACKEND_ADMIN_MAINT, 0), 0);
+	s2 = backend_set_new(c2, s1);
+	assert_non_null(s2);
+	app = &s2->b[1];
+	assert_string_equal(app->cfg->name, "app");
+	/* b: the same state, moved. */
+	assert_ptr_equal(app->servers[0], s1->b[0].servers[1]);
+	assert_int_equal(backend_status(app, 0), BACKEND_STATUS_MAINT);
+	/* a: another address, so a new state, with a's runtime state. */
+	assert_ptr_not_equal(app->servers[1], s1->b[0].servers[0]);
+	assert_int_equal(atomic_load(&app->servers[1]->admin),
+	    BACKEND_ADMIN_DRAIN);
+	assert_int_equal(backend_weight(app, 1), 5);
+	assert_int_equal(backend_line_weight(app, 1), 5);
+	assert_int_equal(backend_line_status(app, 1), BACKEND_STATUS_DRAIN);
+	/* A runtime weight outlives a change of the config's. */
+	assert_int_equal(app->cfg->servers[1].weight, 3);
+	/* other/c untouched. */
+	assert_int_equal(backend_status(&s2->b[0], 0), BACKEND_STATUS_UP);
+
+	/* a leaves the config, then comes back: it starts over, ready. */
+	s3 = backend_set_new(c3, s2);
+	assert_non_null(s3);
+	s4 = backend_set_new(c4, s3);
+	assert_non_null(s4);
+	assert_int_equal(backend_status(&s4->b[0], 0), BACKEND_STATUS_UP);
+	assert_int_equal(backend_weight(&s4->b[0], 0), 2);
+	assert_int_equal(backend_status(&s4->b[0], 1), BACKEND_STATUS_MAINT);
+	backend_set_unref(s1);
+	backend_set_unref(s2);
+	backend_set_unref(s3);
+	backend_set_unref(s4);
+	config_unref(c1);
+	config_unref(c2);
+	config_unref(c3);
+	config_unref(c4);
+}
+
+/* A host-name server set before it resolves, or between two answers: every
+ * address it gets takes its state and weight. A reload that changes its
+ * host (no address kept) keeps its state too. A change made on an older
+ * generation is the server's in the newer ones: they share its line. */
+static void
+test_admin_survives_resolve(void **state)
+{
+	static const char rehost[] = "[listener l]\nbind = 127.0.0.1:1\n"
+	    "backend = app\n[backend app]\nserver = a 127.0.0.1:9001\n"
+	    "server = b app2.example.test:9002\n"
+	    "[backend other]\nserver = c 127.0.0.1:9003\n";
+	char err[CONFIG_ERR_MAX];
+	struct config *cfg = config_load_string(dns_text, "t", err, sizeof(err));
+	struct config *c2 = config_load_string(rehost, "t", err, sizeof(err));
+	struct addr x = v4("127.0.0.2", 9002), y = v4("127.0.0.3", 9002),
+	    z = v4("127.0.0.4", 9002), xy[2], yz[2];
+	struct backend_set *s0, *s1, *s2, *s3, *s4;
+	ssize_t i;
+
+	(void)state;
+	assert_non_null(cfg);
+	assert_non_null(c2);
+	xy[0] = x, xy[1] = y, yz[0] = y, yz[1] = z;
+	s0 = backend_set_new(cfg, NULL);
+	assert_non_null(s0);
+	assert_int_equal(s0->b[0].n, 1);
+	/* Not resolved: the server is there, with no address. */
+	assert_int_equal(backend_server_set_admin(s0, "app", "b",
+	    BACKEND_ADMIN_MAINT, 7), 0);
+	assert_int_equal(backend_line_status(&s0->b[0], 1), BACKEND_STATUS_MAINT);
+	assert_int_equal(backend_line_weight(&s0->b[0], 1), 7);
+	s1 = backend_set_update(s0, 0, 1, xy, 2);
+	assert_non_null(s1);
+	assert_int_equal(s1->b[0].n, 3);
+	for (size_t k = 1; k < 3; k++) {
+		assert_int_equal(atomic_load(&s1->b[0].servers[k]->admin),
+		    BACKEND_ADMIN_MAINT);
+		assert_int_equal(backend_weight(&s1->b[0], k), 7);
+		assert_int_equal(backend_status(&s1->b[0], k),
+		    BACKEND_STATUS_MAINT);
+	}
+	assert_int_equal(backend_status(&s1->b[0], 0), BACKEND_STATUS_UP);
+
+	/* Ready again, its weight kept; then a new answer brings z. */
+	assert_int_equal(backend_server_set_admin(s1, "app", "b",
+	    BACKEND_ADMIN_READY, 0), 0);
+	s2 = backend_set_update(s1, 0, 1, yz, 2);
+	assert_non_null(s2);
+	assert_true((i = member(s2, 0, &z)) >= 0);
+	assert_int_equal(backend_status(&s2->b[0], (size_t)i), BACKEND_STATUS_UP);
+	assert_int_equal(backend_weight(&s2->b[0], (size_t)i), 7);
+	assert_int_equal(backend_line_status(&s2->b[0], 1), BACKEND_STATUS_UP);
+
+	/* Drained through the older generation: y (shared) shows it, and so
+	 * does the line that the newest generation's new addresses take. */
+	assert_int_equal(backend_server_set_admin(s1, "app", "b",
+	    BACKEND_ADMIN_DRAIN, 0), 0);
+	assert_true((i = member(s2, 0, &y)) >= 0);
+	assert_int_equal(backend_status(&s2->b[0], (size_t)i),
+	    BACKEND_STATUS_DRAIN);
+	s3 = backend_set_update(s2, 0, 1, &x, 1);
+	assert_non_null(s3);
+	assert_int_equal(backend_status(&s3->b[0], 1), BACKEND_STATUS_DRAIN);
+	assert_int_equal(backend_weight(&s3->b[0], 1), 7);
+
+	/* A reload to another host name: no address kept, the state is. */
+	s4 = backend_set_new(c2, s3);
+	assert_non_null(s4);
+	assert_int_equal(s4->b[0].n, 1);
+	assert_int_equal(backend_line_status(&s4->b[0], 1), BACKEND_STATUS_DRAIN);
+	assert_int_equal(backend_line_weight(&s4->b[0], 1), 7);
+	backend_set_unref(s0);
+	backend_set_unref(s1);
+	backend_set_unref(s2);
+	backend_set_unref(s3);
+	s0 = backend_set_update(s4, 0, 1, &z, 1);
+	assert_non_null(s0);
+	assert_int_equal(backend_status(&s0->b[0], 1), BACKEND_STATUS_DRAIN);
+	assert_int_equal(backend_weight(&s0->b[0], 1), 7);
+	backend_set_unref(s0);
+	backend_set_unref(s4);
+	config_unref(cfg);
+	config_unref(c2);
+}
+
 /* ---- connect ------------------------------------------------------------ */
 
 /* A TCP socket bound to 127.0.0.1 on a port of the kernel's choice, its
@@ -595,12 +948,18 @@ main(void)
 		LB_TEST(test_full_servers_skipped),
 		LB_TEST(test_down_servers_skipped),
 		LB_TEST(test_retry_avoids_last),
+		LB_TEST(test_drain_excludes),
+		LB_TEST(test_drain_no_trial),
 		LB_TEST(test_passive_fall_with_checks),
 		LB_TEST(test_passive_backoff),
 		cmocka_unit_test(test_set_carries_state_by_name),
 		cmocka_unit_test(test_set_update_carries_by_address),
 		cmocka_unit_test(test_set_new_keeps_resolved),
 		cmocka_unit_test(test_lb_over_generations),
+		cmocka_unit_test(test_admin_names),
+		cmocka_unit_test(test_set_admin),
+		cmocka_unit_test(test_admin_survives_reload),
+		cmocka_unit_test(test_admin_survives_resolve),
 		cmocka_unit_test(test_connect_ok),
 		cmocka_unit_test(test_connect_refused),
 	};
