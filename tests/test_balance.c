@@ -1,7 +1,8 @@
 /* tests/test_balance.c: the four balancing algorithms: shares by weight,
  * smooth round robin, leastconn under uneven connection lengths, random's
- * two choices, source's stickiness and its hash of the client, and retries
- * that avoid the server that just failed. Full and down servers, slots and
+ * two choices, source's stickiness and its hash of the client, retries
+ * that avoid the server that just failed, and runtime weights (set by an
+ * operator) taking effect at the next pick. Full and down servers, slots and
  * passive health are test_backend.c's. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -373,6 +374,110 @@ test_source_shares(void **state)
 	expect_shares("source 3,1,1 (10000 clients)", count, w, 3);
 }
 
+/* ---- runtime weights ---- */
+
+/* Weights 1:1, then server 1's runtime weight set to 3 half-way through a
+ * cycle: the next 300 picks are exactly 75/225, spread out (server 0 never
+ * twice in a row, server 1 never four times), with no new balancer. */
+static void
+test_rr_weight_change(void **state)
+{
+	static const unsigned w[] = { 1, 1 };
+	struct fx_backend *fb = *state;
+	unsigned count[2] = { 0 }, run = 0;
+	size_t prev = SIZE_MAX;
+
+	fx_make(fb, CONFIG_BALANCE_ROUNDROBIN, w, 2);
+	for (int i = 0; i < 5; i++)
+		(void)pick(fb, -1);
+	atomic_store(&fb->st[1].weight, 3);
+	for (int i = 0; i < 300; i++) {
+		size_t s = pick(fb, -1);
+
+		count[s]++;
+		run = s == prev ? run + 1 : 1;
+		assert_true(run <= (s == 0 ? 1u : 3u));
+		prev = s;
+	}
+	assert_int_equal(count[0], 75);
+	assert_int_equal(count[1], 225);
+	/* And back to the config's (0), mid-cycle again: strict turns. */
+	(void)pick(fb, -1);
+	atomic_store(&fb->st[1].weight, 0);
+	prev = pick(fb, -1);
+	for (int i = 0; i < 200; i++) {
+		size_t s = pick(fb, -1);
+
+		assert_int_not_equal(s, prev);
+		prev = s;
+	}
+}
+
+/* A large change leaves no run behind: server 0 at 256 against 1 earns
+ * credits of hundreds; set to 1, the two take turns at once, where the
+ * old credits would have given one of them a run of ~128 picks. */
+static void
+test_rr_weight_change_no_run(void **state)
+{
+	static const unsigned w[] = { 256, 1 };
+	struct fx_backend *fb = *state;
+	size_t prev;
+
+	fx_make(fb, CONFIG_BALANCE_ROUNDROBIN, w, 2);
+	for (int i = 0; i < 200; i++)
+		(void)pick(fb, -1);
+	atomic_store(&fb->st[0].weight, 1);
+	prev = pick(fb, -1);
+	for (int i = 0; i < 100; i++) {
+		size_t s = pick(fb, -1);
+
+		assert_int_not_equal(s, prev);
+		prev = s;
+	}
+}
+
+/* The other algorithms follow a runtime weight from the next pick on:
+ * random and source by their shares, leastconn by the connections held. */
+static void
+test_weight_change_others(void **state)
+{
+	static const unsigned w[] = { 1, 1 };
+	static const unsigned want[] = { 3, 1 };
+	struct fx_backend *fb = *state;
+	unsigned count[2] = { 0 };
+
+	fx_make(fb, CONFIG_BALANCE_RANDOM, w, 2);
+	(void)pick(fb, -1);
+	atomic_store(&fb->st[0].weight, 3);
+	for (int i = 0; i < PICKS; i++)
+		count[pick(fb, -1)]++;
+	expect_shares("random 1,1 set to 3,1", count, want, 2);
+
+	fx_make(fb, CONFIG_BALANCE_SOURCE, w, 2);
+	atomic_store(&fb->st[0].weight, 3);
+	count[0] = count[1] = 0;
+	for (unsigned c = 0; c < PICKS; c++) {
+		struct sockaddr_in sin = client4(c, 1);
+		size_t s = hold(fb, (struct sockaddr *)&sin, -1);
+
+		release(fb, s);
+		count[s]++;
+	}
+	expect_shares("source 1,1 set to 3,1", count, want, 2);
+
+	fx_make(fb, CONFIG_BALANCE_LEASTCONN, w, 2);
+	for (int i = 0; i < 10; i++)
+		(void)hold(fb, NULL, -1);
+	atomic_store(&fb->st[0].weight, 3);
+	for (int i = 0; i < 390; i++)
+		(void)hold(fb, NULL, -1);
+	assert_int_equal(active(fb, 0), 300);
+	assert_int_equal(active(fb, 1), 100);
+	for (size_t i = 0; i < 2; i++)
+		while (active(fb, i) > 0)
+			release(fb, i);
+}
+
 int
 main(void)
 {
@@ -392,6 +497,9 @@ main(void)
 		cmocka_unit_test(test_source_mapped_is_ipv4),
 		LB_TEST(test_source_add_server),
 		LB_TEST(test_source_shares),
+		LB_TEST(test_rr_weight_change),
+		LB_TEST(test_rr_weight_change_no_run),
+		LB_TEST(test_weight_change_others),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
