@@ -376,6 +376,20 @@ test_source_shares(void **state)
 
 /* ---- runtime weights ---- */
 
+/* n picks over two servers that take strict turns. */
+static void
+expect_turns(struct fx_backend *fb, int n)
+{
+	size_t prev = pick(fb, -1);
+
+	for (int i = 0; i < n; i++) {
+		size_t s = pick(fb, -1);
+
+		assert_int_not_equal(s, prev);
+		prev = s;
+	}
+}
+
 /* Weights 1:1, then server 1's runtime weight set to 3 half-way through a
  * cycle: the next 300 picks are exactly 75/225, spread out (server 0 never
  * twice in a row, server 1 never four times), with no new balancer. */
@@ -404,13 +418,7 @@ test_rr_weight_change(void **state)
 	/* And back to the config's (0), mid-cycle again: strict turns. */
 	(void)pick(fb, -1);
 	atomic_store(&fb->st[1].weight, 0);
-	prev = pick(fb, -1);
-	for (int i = 0; i < 200; i++) {
-		size_t s = pick(fb, -1);
-
-		assert_int_not_equal(s, prev);
-		prev = s;
-	}
+	expect_turns(fb, 200);
 }
 
 /* A large change leaves no run behind: server 0 at 256 against 1 earns
@@ -421,19 +429,12 @@ test_rr_weight_change_no_run(void **state)
 {
 	static const unsigned w[] = { 256, 1 };
 	struct fx_backend *fb = *state;
-	size_t prev;
 
 	fx_make(fb, CONFIG_BALANCE_ROUNDROBIN, w, 2);
 	for (int i = 0; i < 200; i++)
 		(void)pick(fb, -1);
 	atomic_store(&fb->st[0].weight, 1);
-	prev = pick(fb, -1);
-	for (int i = 0; i < 100; i++) {
-		size_t s = pick(fb, -1);
-
-		assert_int_not_equal(s, prev);
-		prev = s;
-	}
+	expect_turns(fb, 100);
 }
 
 /* The other algorithms follow a runtime weight from the next pick on:
