@@ -1,7 +1,8 @@
 /* tests/test_health.c: active TCP checks on a real event loop, over
  * 127.0.0.1: fall failed checks take a server down, rise passed ones bring
  * it back, a server taken down by traffic needs rise passed checks from
- * then on, and a backend with checks off is never probed. event_add() is
+ * then on, failed checks are counted, a server in maint is not checked
+ * (a drained one is), and a backend with checks off is never probed. event_add() is
  * wrapped to try its failure: checks that cannot be armed fail
  * health_new(); a check whose socket cannot be watched is not run, and
  * leaks nothing. */
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +192,108 @@ test_down_by_traffic(void **state)
 	assert_true(up(f));
 }
 
+static uint64_t
+check_failures(struct fx *f)
+{
+	return atomic_load(&f->bs->b[0].servers[0]->check_failures);
+}
+
+static void
+set_admin(struct fx *f, enum backend_admin a)
+{
+	assert_int_equal(backend_server_set_admin(f->bs, "app", "a", (int)a, 0), 0);
+}
+
+/* n turns of the loop, each waiting for the next timer (20 ms apart): a
+ * server checked would see about n checks. */
+static void
+run_turns(struct fx *f, int n)
+{
+	for (int i = 0; i < n; i++)
+		event_base_loop(f->base, EVLOOP_ONCE);
+}
+
+/* Every failed check counts, passed ones do not; a check that fails at
+ * once (refused) counts as much as one that waits. */
+static void
+test_check_failures_count(void **state)
+{
+	struct fx *f = *state;
+
+	start(f, "tcp");
+	run_checks(f, 3);
+	assert_int_equal(check_failures(f), 0);
+	server_set(f, false);
+	run_checks(f, 5);
+	assert_false(up(f));
+	assert_int_equal(check_failures(f), 5);
+	server_set(f, true);
+	run_checks(f, 2);
+	assert_true(up(f));
+	assert_int_equal(check_failures(f), 5);
+}
+
+/* maint: no checks at all (none done, none failed) while the server stops
+ * answering, so it stays up; ready again, its checks resume and take it
+ * down. The other way round too: down, in maint while it comes back, it
+ * stays down until it is ready and passes rise checks. */
+static void
+test_maint_stops_checks(void **state)
+{
+	struct fx *f = *state;
+	struct pollfd pfd = { .events = POLLIN };
+	unsigned long done;
+
+	start(f, "tcp");
+	run_checks(f, 2);
+	set_admin(f, BACKEND_ADMIN_MAINT);
+	done = health_checks_done(f->h);
+	server_set(f, false);
+	run_turns(f, 20);
+	assert_int_equal(health_checks_done(f->h), done);
+	assert_int_equal(check_failures(f), 0);
+	assert_true(up(f));
+	set_admin(f, BACKEND_ADMIN_READY);
+	run_checks(f, 3);
+	assert_false(up(f));
+	assert_int_equal(check_failures(f), 3);
+
+	set_admin(f, BACKEND_ADMIN_MAINT);
+	done = health_checks_done(f->h);
+	server_set(f, true);                /* a new socket: an empty backlog */
+	run_turns(f, 20);
+	assert_int_equal(health_checks_done(f->h), done);
+	assert_false(up(f));
+	/* Not made and dropped: not made. No connect reached the server. */
+	pfd.fd = f->lfd;
+	assert_int_equal(poll(&pfd, 1, 0), 0);
+	set_admin(f, BACKEND_ADMIN_READY);
+	run_checks(f, 1);
+	assert_false(up(f));
+	run_checks(f, 1);
+	assert_true(up(f));
+	assert_int_equal(check_failures(f), 3);
+}
+
+/* drain keeps the checks: a drained server that stops answering goes down,
+ * and comes back up, as a ready one would. */
+static void
+test_drain_keeps_checks(void **state)
+{
+	struct fx *f = *state;
+
+	start(f, "tcp");
+	set_admin(f, BACKEND_ADMIN_DRAIN);
+	run_checks(f, 2);
+	server_set(f, false);
+	run_checks(f, 3);
+	assert_false(up(f));
+	assert_int_equal(check_failures(f), 3);
+	server_set(f, true);
+	run_checks(f, 2);
+	assert_true(up(f));
+}
+
 /* Nothing more happens: a few turns of the loop finish no check, and the
  * descriptors open are fds, as before. */
 static void
@@ -245,8 +349,7 @@ test_io_refused(void **state)
 	start(f, "tcp");
 	fds = count_fds();
 	refuse_io = true;
-	for (int i = 0; i < 20; i++)
-		event_base_loop(f->base, EVLOOP_ONCE);     /* 20 ms apart */
+	run_turns(f, 20);
 	assert_int_equal(health_checks_done(f->h), 0);
 	assert_true(up(f));
 	assert_int_equal(count_fds(), fds);
@@ -278,6 +381,12 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fall_and_rise, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_down_by_traffic, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_check_failures_count, fx_setup,
+		    fx_teardown),
+		cmocka_unit_test_setup_teardown(test_maint_stops_checks, fx_setup,
+		    fx_teardown),
+		cmocka_unit_test_setup_teardown(test_drain_keeps_checks, fx_setup,
+		    fx_teardown),
 		cmocka_unit_test_setup_teardown(test_checks_off, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_timer_refused, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_io_refused, fx_setup, fx_teardown),
