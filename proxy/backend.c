@@ -207,7 +207,8 @@ set_alloc(struct config *cfg)
 	bs->n = cfg->nbackends;
 	for (size_t i = 0; i < bs->n; i++)
 		bs->b[i].cfg = &cfg->backends[i];
-	/* Each backend's line records, after this: a partial set frees. */
+	/* Room for each backend's line records, which build() fills;
+	 * backend_set_unref() frees a set left half-built. */
 	for (size_t i = 0; i < bs->n; i++)
 		if ((bs->b[i].lines = calloc(cfg->backends[i].nservers ?
 		    cfg->backends[i].nservers : 1, sizeof(*bs->b[i].lines))) ==

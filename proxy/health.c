@@ -49,7 +49,6 @@ struct probe {
 	unsigned passed, failed;    /* in a row */
 	bool seen_up;               /* the state this probe last knew */
 	bool unwatched;             /* the last check could not watch its socket */
-	bool skipped;               /* the last turn was skipped: maint */
 };
 
 struct health {
@@ -175,14 +174,10 @@ start_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	p->started_ms = clock_coarse_ms();
 	if (in_maint(p)) {
-		if (!p->skipped) {
-			p->skipped = true;
-			p->passed = p->failed = 0;
-		}
+		p->passed = p->failed = 0;
 		next_probe(p);
 		return;
 	}
-	p->skipped = false;
 	if ((p->fd = backend_connect(&p->st->addr)) == -1) {
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 		    errno == ENOMEM) {

@@ -74,7 +74,7 @@ struct server_state {
 	 * and the back-off after that one. */
 	_Atomic uint64_t trial_ms;
 	atomic_uint backoff_ms;
-	/* Runtime state (above): as the server line's record says. */
+	/* Runtime state (top of this file), as its line's record says. */
 	atomic_uint admin;          /* enum backend_admin */
 	atomic_uint weight;         /* 1..256; 0: the config line's */
 	_Atomic uint64_t check_failures;   /* health checks failed, ever */
