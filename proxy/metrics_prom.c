@@ -218,30 +218,31 @@ prom_admission(struct prom *pr, const struct stats_sample *s,
  * host-name server's addresses) and what the workers counted. */
 struct prom_server {
 	char backend[256], name[256];      /* as label values */
-	bool up;                    /* any address up */
 	unsigned active, weight;
 	uint64_t check_failures;
-	const char *state;          /* up | down | drain | maint */
+	enum backend_status status;
 	const struct stats_server *counted;     /* NULL: nothing yet */
 };
 
 static void
-prom_server_of(const struct backend_shared *b, const struct config_server *cs,
+prom_server_of(const struct backend_shared *b, size_t j,
     const struct stats_sample *s, struct prom_server *ps)
 {
+	const struct config_server *cs = &b->cfg->servers[j];
+
 	memset(ps, 0, sizeof(*ps));
 	prom_label(b->cfg->name, ps->backend, sizeof(ps->backend));
 	prom_label(cs->name, ps->name, sizeof(ps->name));
-	ps->weight = cs->weight;
+	ps->weight = backend_line_weight(b, j);
+	ps->status = backend_line_status(b, j);
 	for (size_t k = 0; k < b->n; k++) {
 		const struct server_state *st = b->servers[k];
 
 		if (b->entry[k] != cs)
 			continue;
-		ps->up |= atomic_load(&st->up);
 		ps->active += atomic_load(&st->active);
+		ps->check_failures += atomic_load(&st->check_failures);
 	}
-	ps->state = ps->up ? "up" : "down";
 	ps->counted = stats_sample_server(s, b->cfg->name, cs->name);
 }
 
@@ -263,8 +264,7 @@ prom_servers_of(const struct backend_set *bs, const struct stats_sample *s,
 	}
 	for (size_t i = 0; i < bs->n; i++)
 		for (size_t j = 0; j < bs->b[i].cfg->nservers; j++)
-			prom_server_of(&bs->b[i], &bs->b[i].cfg->servers[j], s,
-			    &v[k++]);
+			prom_server_of(&bs->b[i], j, s, &v[k++]);
 	return v;
 }
 
@@ -272,7 +272,6 @@ static void
 prom_servers(struct prom *pr, const struct stats_sample *s,
     const struct metrics_process *p)
 {
-	static const char *const states[] = { "up", "down", "drain", "maint" };
 	const struct backend_set *bs = p->bs;
 	struct prom_server *v;
 	size_t n;
@@ -284,10 +283,11 @@ prom_servers(struct prom *pr, const struct stats_sample *s,
 	    "The server's state, one-hot: up or down by health, drain or maint "
 	    "as set at run time.");
 	for (size_t i = 0; i < n; i++)
-		for (size_t k = 0; k < sizeof(states) / sizeof(*states); k++)
+		for (int k = 0; k < BACKEND_STATUS_MAX_; k++)
 			prom_add(pr, "spliced_server_state{backend=\"%s\","
 			    "server=\"%s\",state=\"%s\"} %d\n", v[i].backend,
-			    v[i].name, states[k], strcmp(v[i].state, states[k]) == 0);
+			    v[i].name, backend_status_name((enum backend_status)k),
+			    v[i].status == (enum backend_status)k);
 	prom_head(pr, "spliced_server_weight", "gauge",
 	    "The weight balancing gives the server now.");
 	for (size_t i = 0; i < n; i++)

@@ -139,6 +139,7 @@ test_prometheus(void **state)
 	assert_non_null(w);
 	assert_non_null(out);
 	atomic_store(&bs->b[0].servers[1]->up, false);
+	atomic_store(&bs->b[0].servers[1]->check_failures, 4);
 	assert_non_null(l = stats_worker_listener(w, "web"));
 	l->connections = 3;
 	l->active = 2;
@@ -196,7 +197,22 @@ test_prometheus(void **state)
 	    "server=\"a\"} 5\n"));
 	assert_non_null(strstr(text, "spliced_server_connect_failures_total{backend=\"app\","
 	    "server=\"b\"} 6\n"));
+	assert_non_null(strstr(text, "spliced_server_check_failures_total{backend=\"app\","
+	    "server=\"b\"} 4\n"));
 	assert_non_null(strstr(text, "process_start_time_seconds 1.500\n"));
+
+	/* Drained at run time, with a weight of its own. */
+	assert_int_equal(backend_server_set_admin(bs, "app", "a",
+	    BACKEND_ADMIN_DRAIN, 7), 0);
+	evbuffer_drain(out, evbuffer_get_length(out));
+	assert_int_equal(metrics_prometheus(out, &sm, &mp), 0);
+	evbuffer_add(out, "", 1);
+	text = (char *)evbuffer_pullup(out, -1);
+	assert_non_null(strstr(text, "spliced_server_state{backend=\"app\",server=\"a\","
+	    "state=\"drain\"} 1\n"));
+	assert_non_null(strstr(text, "spliced_server_state{backend=\"app\",server=\"a\","
+	    "state=\"up\"} 0\n"));
+	assert_non_null(strstr(text, "spliced_server_weight{backend=\"app\",server=\"a\"} 7\n"));
 
 	stats_sample_cleanup(&sm);
 	evbuffer_free(out);
