@@ -41,6 +41,9 @@ cli_usage(FILE *f)
 	    "       spliced --listen ADDR:PORT [--listen ...]\n"
 	    "               --backend ADDR:PORT [--backend ...]\n"
 	    "               [--splice auto|always|never] [--splice-threshold SIZE] [--workers N]\n"
+	    "               [--admin ADDR:PORT|unix:PATH]\n"
+	    "       spliced ctl [--admin ADDR:PORT|unix:PATH] [--token-file FILE] COMMAND ...\n"
+	    "                                    talk to a running spliced (spliced ctl --help)\n"
 	    "       spliced --version\n"
 	    "ADDR:PORT is 127.0.0.1:8080, [::1]:8080, *:8080 or host.name:8080.\n");
 }
@@ -123,14 +126,14 @@ static int
 cli_check_mix(const struct cli_opts *o, char *err, size_t errlen)
 {
 	bool oneoff = o->nlistens > 0 || o->nbackends > 0;
-	bool tuning = o->splice || o->threshold || o->workers;
+	bool tuning = o->splice || o->threshold || o->workers || o->admin;
 
 	if (o->config != NULL && oneoff)
 		return cli_usage_error(err, errlen,
 		    "-c and --listen/--backend do not mix");
 	if (o->config == NULL && !oneoff && tuning)
-		return cli_usage_error(err, errlen, "--splice, --splice-threshold "
-		    "and --workers go with --listen and --backend");
+		return cli_usage_error(err, errlen, "--splice, --splice-threshold, "
+		    "--workers and --admin go with --listen and --backend");
 	if (o->config == NULL && !oneoff)
 		return cli_usage_error(err, errlen,
 		    "nothing to do: give -c FILE, or --listen and --backend");
@@ -138,9 +141,9 @@ cli_check_mix(const struct cli_opts *o, char *err, size_t errlen)
 		return cli_usage_error(err, errlen,
 		    "--listen and at least one --backend go together");
 	if (o->config != NULL && tuning)
-		return cli_usage_error(err, errlen, "--splice, --splice-threshold "
-		    "and --workers go with --listen; use the config file's keys "
-		    "with -c");
+		return cli_usage_error(err, errlen, "--splice, --splice-threshold, "
+		    "--workers and --admin go with --listen; use the config "
+		    "file's keys with -c");
 	return 0;
 }
 
@@ -170,9 +173,7 @@ cli_parse(int argc, char **argv, struct cli_opts *o, char *err, size_t errlen)
 		case 'S': o->splice = optarg; break;
 		case 'T': o->threshold = optarg; break;
 		case 'W': o->workers = optarg; break;
-		case 'A':
-			return cli_usage_error(err, errlen,
-			    "--admin: not supported yet (%s)", optarg);
+		case 'A': o->admin = optarg; break;
 		case 'V':
 			o->action = CLI_VERSION;
 			return 0;
@@ -221,6 +222,7 @@ cli_set_keys(struct config *cfg, const struct cli_opts *o, char *err,
 		{ "--workers", "global", "workers", o->workers },
 		{ "--splice", "global", "splice", o->splice },
 		{ "--splice-threshold", "global", "splice_threshold", o->threshold },
+		{ "--admin", "global", "admin", o->admin },
 		{ "--backend", "listener cli", "backend", "cli" },
 	};
 
@@ -248,6 +250,9 @@ cli_set_keys(struct config *cfg, const struct cli_opts *o, char *err,
 			return cli_flag_error("--backend", err, errlen);
 	}
 	if (config_finish(cfg, err, errlen) == -1) {
+		/* The one cross-key check a flag can fail: name the flag. */
+		if (o->admin != NULL && strncmp(err, "[global] admin: ", 16) == 0)
+			return cli_flag_error("--admin", err, errlen);
 		errno = EINVAL;
 		return -1;
 	}

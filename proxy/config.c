@@ -418,6 +418,8 @@ config_unref(struct config *cfg)
 	free(cfg->backends);
 	free(cfg->user);
 	free(cfg->access_log_path);
+	free(cfg->admin.unix_path);
+	free(cfg->admin_token_file);
 	free(cfg->path);
 	free(config_priv(cfg)->marks);
 	free(config_priv(cfg));

@@ -81,6 +81,42 @@ finish_binds(struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* Whether a reaches this host only: 127.0.0.0/8, ::1, or ::ffff:127.x.
+ * "*" is every address, so never. */
+static bool
+addr_loopback(const struct addr *a)
+{
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+	const unsigned char *b = s6->sin6_addr.s6_addr;
+
+	if (a->wildcard)
+		return false;
+	if (a->ss.ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr)
+		    >> 24) == 127;
+	if (a->ss.ss_family != AF_INET6)
+		return false;
+	return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+	    (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && b[12] == 127);
+}
+
+/* An admin endpoint others can reach needs a token: anyone who reaches
+ * it could drain every server. */
+static int
+finish_admin(struct config *cfg, char *err, size_t errlen)
+{
+	char text[ADDR_TEXT_MAX], why[CONFIG_WHY_MAX];
+
+	if (cfg->admin.unix_path != NULL || cfg->admin.addr.len == 0 ||
+	    cfg->admin_token_file != NULL || addr_loopback(&cfg->admin.addr))
+		return 0;
+	snprintf(why, sizeof(why), "%s is not a loopback address: set "
+	    "admin_token_file too (a bearer token every request must carry)",
+	    addr_written(&cfg->admin.addr, text, sizeof(text)));
+	config_global_error(cfg, "admin", why, err, errlen);
+	return -1;
+}
+
 /* Every value was range-checked when it was set, on its line; what is left
  * needs all the sections. The first problem found is reported. */
 int
@@ -146,5 +182,7 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 		    "'server = NAME ADDRESS:PORT')");
 		return -1;
 	}
+	if (finish_admin(cfg, err, errlen) == -1)
+		return -1;
 	return finish_binds(cfg, err, errlen);
 }

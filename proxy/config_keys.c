@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #define KIB		1024ull
 #define MIB		(1024 * KIB)
@@ -52,7 +53,8 @@ static const struct config_key global_keys[] = {
 	    DURATION_MAX, "0..24h"),
 	KW("resolver", RESOLVER, G(resolver)),
 	KW("user", USER, G(user)),
-	LATER("admin"),
+	KW("admin", ADMIN, G(admin)),
+	KW("admin_token_file", PATH, G(admin_token_file)),
 	{ .name = NULL },
 };
 
@@ -530,6 +532,28 @@ keys_resolver_set(void *field, const char *value, char *why, size_t n)
 	return 0;
 }
 
+/* The admin endpoint: unix:PATH (what fits in sun_path), or an address
+ * with its port, resolved now as a bind is. */
+static int
+keys_admin_set(struct config_admin *a, const char *value, char *why, size_t n)
+{
+	struct sockaddr_un sun;
+
+	if (strncmp(value, "unix:", 5) == 0) {
+		if (value[5] == '\0' || strlen(value + 5) >= sizeof(sun.sun_path)) {
+			snprintf(why, n, "'%.64s': expected unix:PATH, the path "
+			    "shorter than %zu bytes", value, sizeof(sun.sun_path));
+			return -1;
+		}
+		if ((a->unix_path = strdup(value + 5)) == NULL) {
+			snprintf(why, n, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	return addr_parse(&a->addr, value, false, why, n);
+}
+
 /* A user name as the password database holds it. Only what no such name
  * can hold is refused here (a ':' separates passwd fields; a leading '-'
  * reads as an option to the tools): NSS modules (LDAP, sssd, systemd's
@@ -712,6 +736,14 @@ config_key_set(const struct config_key *k, void *base, const char *v,
 		return keys_resolver_set(field, v, why, n);
 	case CONFIG_KEY_USER:
 		return user_set((char **)field, v, why, n);
+	case CONFIG_KEY_ADMIN:
+		return keys_admin_set((struct config_admin *)field, v, why, n);
+	case CONFIG_KEY_PATH:
+		if ((*(char **)field = strdup(v)) == NULL) {
+			snprintf(why, n, "out of memory");
+			return -1;
+		}
+		return 0;
 	case CONFIG_KEY_KEEPALIVE:
 		return config_parse_keepalive(v, (struct config_keepalive *)field,
 		    why, n);

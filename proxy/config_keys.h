@@ -38,6 +38,8 @@ enum config_key_type {
 	CONFIG_KEY_KEEPALIVE,       /* struct config_keepalive */
 	CONFIG_KEY_ACCESS_LOG,      /* on | off | PATH: struct config's two fields */
 	CONFIG_KEY_LOG_FORMAT,
+	CONFIG_KEY_ADMIN,           /* ADDR:PORT or unix:PATH (struct config_admin) */
+	CONFIG_KEY_PATH,            /* a file's path (char *) */
 	CONFIG_KEY_LATER,           /* documented, belongs to later work */
 };
 

@@ -167,8 +167,6 @@ test_bad_options(void **state)
 	PARSE_BAD("option '--version' takes no value", "--version=3");
 	PARSE_BAD("option '--test' takes no value", "--test=1");
 	PARSE_BAD("ambiguous option '--s'", "--s", "always");
-	PARSE_BAD("--admin: not supported yet (127.0.0.1:9)", "--admin",
-	    "127.0.0.1:9");
 	PARSE_BAD("unexpected argument 'extra'", "-c", "a.ini", "extra");
 	PARSE_BAD("unexpected argument '--backend'", "--listen", "127.0.0.1:1",
 	    "--", "--backend", "127.0.0.1:2");
@@ -191,9 +189,11 @@ test_bad_mix(void **state)
 	    "--listen", "127.0.0.1:1");
 	PARSE_BAD("--listen and at least one --backend go together",
 	    "--backend", "127.0.0.1:1", "--workers", "2");
-	PARSE_BAD("--splice, --splice-threshold and --workers go with "
+	PARSE_BAD("--splice, --splice-threshold, --workers and --admin go with "
 	    "--listen and --backend", "--splice", "never");
-	PARSE_BAD("--splice, --splice-threshold and --workers go with "
+	PARSE_BAD("--splice, --splice-threshold, --workers and --admin go with "
+	    "--listen and --backend", "--admin", "127.0.0.1:9");
+	PARSE_BAD("--splice, --splice-threshold, --workers and --admin go with "
 	    "--listen; use the config file's keys with -c", "-c", "a.ini",
 	    "--workers", "2");
 }
@@ -272,6 +272,38 @@ test_config_bad_flags(void **state)
 	    "--backend", "bogus");
 	CONFIG_BAD("--listen 127.0.0.1:1: given twice", "--listen",
 	    "127.0.0.1:1");
+	CONFIG_BAD("--admin: missing port in 'bogus' (write HOST:PORT)",
+	    "--admin", "bogus");
+	CONFIG_BAD("--admin: *:9 is not a loopback address: set "
+	    "admin_token_file too (a bearer token every request must carry)",
+	    "--admin", "*:9");
+}
+
+/* --admin sets [global] admin: an address or a unix socket. */
+static void
+test_config_admin_flag(void **state)
+{
+	char *tcp[] = { "spliced", "--listen", "127.0.0.1:1", "--backend",
+	    "127.0.0.1:2", "--admin", "127.0.0.1:9", NULL };
+	char *unx[] = { "spliced", "--listen", "127.0.0.1:1", "--backend",
+	    "127.0.0.1:2", "--admin", "unix:/run/x.sock", NULL };
+	char err[CONFIG_ERR_MAX] = "";
+	struct cli_opts o;
+	struct config *cfg;
+
+	(void)state;
+	parse_ok(tcp, ARGC(tcp), &o);
+	assert_non_null(cfg = cli_config(&o, err, sizeof(err)));
+	cli_opts_cleanup(&o);
+	assert_int_equal(addr_port(&cfg->admin.addr), 9);
+	assert_null(cfg->admin.unix_path);
+	config_unref(cfg);
+	parse_ok(unx, ARGC(unx), &o);
+	assert_non_null(cfg = cli_config(&o, err, sizeof(err)));
+	cli_opts_cleanup(&o);
+	assert_string_equal(cfg->admin.unix_path, "/run/x.sock");
+	assert_int_equal(cfg->admin.addr.len, 0);
+	config_unref(cfg);
 }
 
 int
@@ -285,6 +317,7 @@ main(void)
 		cmocka_unit_test(test_bad_mix),
 		cmocka_unit_test(test_config_from_flags),
 		cmocka_unit_test(test_config_bad_flags),
+		cmocka_unit_test(test_config_admin_flag),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -290,9 +290,9 @@ test_builder(void **state)
 	assert_int_equal(config_set(cfg, "frontend x", "bind", "*:1", err,
 	    sizeof(err)), -1);
 	assert_non_null(strstr(err, "[frontend x]: unknown section"));
-	assert_int_equal(config_set(cfg, "global", "admin", "127.0.0.1:1",
+	assert_int_equal(config_set(cfg, "listener cli", "accept_proxy", "on",
 	    err, sizeof(err)), -1);
-	assert_string_equal(err, "[global] admin: not supported yet");
+	assert_string_equal(err, "[listener cli] accept_proxy: not supported yet");
 
 	assert_int_equal(config_finish(cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg->nlisteners, 1);

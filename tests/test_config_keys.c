@@ -331,7 +331,6 @@ static void
 test_later_keys(void **state)
 {
 	static const char *const later[][2] = {
-		{ "global", "admin = 127.0.0.1:9090" },
 		{ "listener", "proxy_protocol = v2" },
 		{ "listener", "accept_proxy = on" },
 	};

@@ -8,9 +8,8 @@
  * argument as the user wrote it, which the caller prints as
  * "spliced: MESSAGE" followed by cli_usage() on stderr, and exits 2.
  *
- * `spliced ctl COMMAND` (the admin endpoint's client) is to be another
- * action of this module, told apart by argv[1] before the daemon's options
- * are parsed. */
+ * `spliced ctl COMMAND` (the admin endpoint's client, ctl.h) is told
+ * apart by argv[1] in main() before these options are parsed. */
 #ifndef SPLICED_CLI_H
 #define SPLICED_CLI_H
 
@@ -35,6 +34,7 @@ struct cli_opts {
 	const char **backends;      /* --backend, in order: servers s1, s2, ... */
 	size_t nbackends;
 	const char *splice, *threshold, *workers;   /* NULL: not given */
+	const char *admin;          /* --admin: [global] admin; NULL: not given */
 };
 
 /* Parse argv with getopt_long (which may permute argv, as GNU getopt does).
@@ -49,8 +49,8 @@ void cli_opts_cleanup(struct cli_opts *);    /* a zeroed one is fine */
 
 /* The one-off relay of o (o->config NULL, after cli_parse() returned 0):
  * [listener cli] binds every --listen and serves [backend cli], whose
- * servers s1, s2, ... are the --backend addresses; --workers, --splice and
- * --splice-threshold set [global]'s keys. Validated (config_finish()); refs
+ * servers s1, s2, ... are the --backend addresses; --workers, --splice,
+ * --splice-threshold and --admin set [global]'s keys. Validated (config_finish()); refs
  * is 1. NULL with errno: EINVAL, err names the flag rather than the
  * section the user never wrote ("--workers: 'x' is not a number or auto",
  * "--listen 127.0.0.1:80: given twice"); ENOMEM. */

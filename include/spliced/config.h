@@ -102,6 +102,12 @@ struct config_backend {
 	int line;                   /* of the section header; 0: config_set() */
 };
 
+/* admin: where the admin endpoint (admin.h) listens, if anywhere. */
+struct config_admin {
+	char *unix_path;            /* unix:PATH; NULL: addr, or no endpoint */
+	struct addr addr;           /* ADDR:PORT; len 0 with no unix_path: off */
+};
+
 struct config_listener {
 	char *name;
 	struct addr *binds;
@@ -145,6 +151,11 @@ struct config {
 	/* The name server for host-name servers; len 0 (default): the
 	 * system's, from /etc/resolv.conf. */
 	struct addr resolver;
+	/* The admin endpoint: off unless admin is set. admin_token_file is
+	 * read at start and by spliced -t (admin_token_load()), not while
+	 * parsing; without it, admin must be loopback or a unix socket. */
+	struct config_admin admin;
+	char *admin_token_file;     /* NULL: no token */
 
 	struct config_listener *listeners;
 	size_t nlisteners;

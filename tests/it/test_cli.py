@@ -103,8 +103,12 @@ BAD = [
     ("bad boolean", "[global]\naccess_log = maybe\n", 2, ["access_log"]),
     ("unknown section", "[global]\nworkers = 1\n[frontend x]\nbind = 127.0.0.1:{p1}\n", 3,
      ["frontend"]),
-    ("not supported yet", "[global]\nworkers = 1\nadmin = 127.0.0.1:{p2}\n", 3,
-     ["admin", "not supported"]),
+    ("not supported yet", "[global]\nworkers = 1\n[listener web]\n"
+     "accept_proxy = on\n", 4, ["accept_proxy", "not supported"]),
+    ("admin on every address without a token", "[global]\nworkers = 1\n"
+     "admin = *:{p2}\n[listener web]\nbind = 127.0.0.1:{p1}\nbackend = app\n"
+     "[backend app]\nserver = a 127.0.0.1:{b1}\n", 3,
+     ["[global] admin", "admin_token_file"]),
     ("missing backend", "[listener web]\nbind = 127.0.0.1:{p1}\nbackend = nope\n", None,
      ["nope"]),
     ("backend without server", "[listener web]\nbind = 127.0.0.1:{p1}\nbackend = app\n"
