@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "spliced/admin.h"
 #include "spliced/backend.h"
 #include "spliced/log.h"
 #include "spliced/privs.h"
@@ -68,6 +69,27 @@ out:
 	if (base != NULL)
 		event_base_free(base);
 	return rc;
+}
+
+/* The admin token must be readable where spliced starts (as root, before
+ * it drops privileges: so run -t as the service starts). 0 or -1
+ * (printed). */
+static int
+check_admin_token(const struct config *cfg)
+{
+	char why[CONFIG_ERR_MAX], err[CONFIG_ERR_MAX];
+	char *token;
+
+	if (cfg->admin_token_file == NULL)
+		return 0;
+	if (admin_token_load(cfg->admin_token_file, &token, why,
+	    sizeof(why)) == -1) {
+		config_global_error(cfg, "admin_token_file", why, err, sizeof(err));
+		fprintf(stderr, "spliced: %s\n", err);
+		return -1;
+	}
+	free(token);
+	return 0;
 }
 
 /* A number from a /proc/sys file. 0, or -1 with why ("cannot read
@@ -199,6 +221,11 @@ check_run(struct config *cfg, const char *path)
 	}
 	if (log_access_check(cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "spliced: %s\n", err);
+		privs_user_cleanup(&u);
+		return 1;
+	}
+	if (check_admin_token(cfg) == -1) {
+		privs_user_cleanup(&u);
 		return 1;
 	}
 	printf("configuration %s is valid: %zu listener(s), %zu backend(s)\n",

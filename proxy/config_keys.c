@@ -346,6 +346,12 @@ config_splice_name(enum config_splice s)
 	return (unsigned)s < 3 ? splice_names[s] : "?";
 }
 
+const char *
+config_balance_name(enum config_balance b)
+{
+	return (unsigned)b < 4 ? balance_names[b] : "?";
+}
+
 bool
 config_name_ok(const char *s)
 {

@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 
 #include "proc.h"
+#include "spliced/admin.h"
 #include "spliced/backend.h"
 #include "spliced/check.h"
 #include "spliced/cli.h"
@@ -159,6 +160,7 @@ main_serve(struct proc *p)
 {
 	char err[CONFIG_ERR_MAX], st[128];
 	struct supervise *sv = NULL;
+	struct admin *admin = NULL;
 	sigset_t block, old;
 	struct privs_user user = { 0 };
 	unsigned per_worker;
@@ -184,6 +186,11 @@ main_serve(struct proc *p)
 	listener_proc_report_unused(p->lp);
 	/* As who started spliced: SIGUSR1 reopens it as [global] user. */
 	if (log_access_start(p->cfg, err, sizeof(err)) == -1) {
+		log_error("%s", err);
+		goto out;
+	}
+	/* Bound as the listeners are: before privileges drop. */
+	if (admin_bind(p->cfg, &admin, err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		goto out;
 	}
@@ -237,6 +244,12 @@ main_serve(struct proc *p)
 		log_error("cannot start health checks: %s", strerror(errno));
 		goto out;
 	}
+	/* Before READY=1: a deploy script may ask it right after. On this
+	 * loop until the loop ends, so it answers while connections drain. */
+	if (admin != NULL && admin_start(admin, p, sv) == -1) {
+		log_error("cannot start the admin endpoint: %s", strerror(errno));
+		goto out;
+	}
 	log_info("ready: %zu listener%s, %u worker%s, zero-copy %s, splice %s",
 	    p->cfg->nlisteners, p->cfg->nlisteners == 1 ? "" : "s", p->nw,
 	    p->nw == 1 ? "" : "s", zc_backend_name(),
@@ -245,6 +258,8 @@ main_serve(struct proc *p)
 	event_base_dispatch(p->base);
 	rc = supervise_failed(sv) ? 1 : 0;
 out:
+	/* First: its requests may be waiting on the workers. */
+	admin_free(admin);
 	/* On a failed start, the workers that run are stopped the same way. */
 	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
 		if (p->w[i] != NULL)

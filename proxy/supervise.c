@@ -265,6 +265,12 @@ supervise_exited_event(struct supervise *sv)
 }
 
 bool
+supervise_draining(const struct supervise *sv)
+{
+	return sv->draining;
+}
+
+bool
 supervise_failed(const struct supervise *sv)
 {
 	return sv->failed;

@@ -223,5 +223,6 @@ int config_parse_splice(const char *, enum config_splice *);
 int config_parse_keepalive(const char *, struct config_keepalive *,
     char *why, size_t whylen);
 const char *config_splice_name(enum config_splice);
+const char *config_balance_name(enum config_balance);
 
 #endif

@@ -42,6 +42,9 @@ void supervise_sigset(sigset_t *);
 struct event *supervise_exited_event(struct supervise *);
 /* The status line, into buf; returns buf. */
 const char *supervise_status(const struct supervise *, char *buf, size_t n);
+/* Whether a drain began (SIGTERM, SIGINT, or a worker that failed): what
+ * the admin endpoint's /healthz reports as 503 "draining". */
+bool supervise_draining(const struct supervise *);
 /* Whether the main loop ended because a worker failed: exit 1. */
 bool supervise_failed(const struct supervise *);
 
