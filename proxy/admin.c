@@ -51,6 +51,7 @@ struct admin_client {
 	struct evhttp_request *req;        /* waiting on g */
 	struct metrics_gather *g;
 	enum admin_route route;
+	bool text;                  /* /status?format=text */
 	char b[ADMIN_NAME_MAX], s[ADMIN_NAME_MAX];
 };
 
@@ -378,7 +379,11 @@ admin_gathered_cb(struct stats_sample *s, void *arg)
 		v = (struct admin_view){ a->p->cfg, a->p->bs, a->p->nw,
 		    (double)(clock_coarse_ms() - a->start_ms) / 1000,
 		    a->sv != NULL && supervise_draining(a->sv), admin_health(a) };
-		r = admin_json_status(body, &v, s);
+		if (c->text) {
+			type = "text/plain; charset=utf-8";
+			r = admin_text_status(body, &v, s);
+		} else
+			r = admin_json_status(body, &v, s);
 		break;
 	case ADMIN_ROUTE_CONNECTIONS:
 		r = admin_json_connections(body, s);
@@ -547,6 +552,13 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		 * once h-page merges. */
 		admin_text(req, 404, "Not Found", "no status page in this build");
 		return;
+	case ADMIN_ROUTE_STATUS:
+		if (admin_format_parse(evhttp_uri_get_query(uri), &c->text, why,
+		    sizeof(why)) == -1) {
+			admin_text(req, 400, "Bad Request", why);
+			return;
+		}
+		break;
 	case ADMIN_ROUTE_CONNECTIONS:
 		if (admin_limit_parse(evhttp_uri_get_query(uri), &limit, why,
 		    sizeof(why)) == -1) {

@@ -26,6 +26,9 @@ void admin_json_str(struct evbuffer *, const char *s);
 /* The status document (CONTRACT.md). 0, or -1 (out of memory). */
 int admin_json_status(struct evbuffer *, const struct admin_view *,
     const struct stats_sample *);
+/* The same as a table for people (spliced ctl status). 0 or -1. */
+int admin_text_status(struct evbuffer *, const struct admin_view *,
+    const struct stats_sample *);
 /* Server `server` of backend `backend` of bs: 0, -1 out of memory, or 1
  * when there is no such backend or server. */
 int admin_json_server(struct evbuffer *, const struct backend_set *,

@@ -1,6 +1,7 @@
-/* proxy/admin_json.c: the admin endpoint's JSON (the shapes of
- * CONTRACT.md: /status, a server, /connections), from the config, the
- * servers' shared state (atomics, read now) and a gathered sample.
+/* proxy/admin_json.c: the admin endpoint's documents: JSON (the shapes
+ * of CONTRACT.md: /status, a server, /connections) and the text table of
+ * /status?format=text (spliced ctl status), from the config, the servers'
+ * shared state (atomics, read now) and a gathered sample.
  *
  * Written straight into an evbuffer; a failed write (out of memory) marks
  * the document failed, and the caller answers 500 instead. */
@@ -79,20 +80,25 @@ jw_bytes(struct jw *w, const uint64_t b[STATS_DIR_MAX_][RELAY_MODE_MAX_])
 	    (unsigned long long)b[STATS_DOWN][RELAY_MODE_COPY]);
 }
 
-/* One server line j of backend sh: its addresses in sh, summed. */
+/* What is said of server line j of backend sh: its addresses, summed. */
+struct admin_fig {
+	const struct config_server *cs;
+	const char *state, *admin;
+	bool up;
+	unsigned weight, active;
+	unsigned long long checks, connections, connect_failures;
+};
+
 static void
-jw_server(struct jw *w, const struct backend_shared *sh, size_t j,
-    const struct stats_sample *s)
+admin_fig(const struct backend_shared *sh, size_t j,
+    const struct stats_sample *s, struct admin_fig *f)
 {
 	const struct config_server *cs = &sh->cfg->servers[j];
 	const struct stats_server *ss = stats_sample_server(s, sh->cfg->name,
 	    cs->name);
-	unsigned admin = BACKEND_ADMIN_READY, weight = 0, active = 0;
-	unsigned long long checks = 0;
-	bool up = false, first = true;
-	char text[ADDR_TEXT_MAX];
-	const char *state;
+	unsigned admin = BACKEND_ADMIN_READY, weight = 0;
 
+	*f = (struct admin_fig){ .cs = cs };
 	for (size_t i = 0; i < sh->n; i++) {
 		const struct server_state *st = sh->servers[i];
 
@@ -101,30 +107,43 @@ jw_server(struct jw *w, const struct backend_shared *sh, size_t j,
 		/* Every address of a server has the server's runtime state. */
 		admin = atomic_load(&st->admin);
 		weight = atomic_load(&st->weight);
-		active += atomic_load(&st->active);
-		checks += atomic_load(&st->check_failures);
-		up |= atomic_load(&st->up);
+		f->active += atomic_load(&st->active);
+		f->checks += atomic_load(&st->check_failures);
+		f->up |= atomic_load(&st->up);
 	}
 	if (admin >= BACKEND_ADMIN_MAX_)
 		admin = BACKEND_ADMIN_READY;
-	state = admin == BACKEND_ADMIN_MAINT ? "maint" :
-	    admin == BACKEND_ADMIN_DRAIN ? "drain" : up ? "up" : "down";
+	f->admin = backend_admin_name((enum backend_admin)admin);
+	f->state = admin == BACKEND_ADMIN_MAINT ? "maint" :
+	    admin == BACKEND_ADMIN_DRAIN ? "drain" : f->up ? "up" : "down";
+	f->weight = weight != 0 ? weight : cs->weight;
+	f->connections = ss ? ss->connections : 0;
+	f->connect_failures = ss ? ss->connect_failures : 0;
+}
+
+/* One server line j of backend sh. */
+static void
+jw_server(struct jw *w, const struct backend_shared *sh, size_t j,
+    const struct stats_sample *s)
+{
+	struct admin_fig f;
+	char text[ADDR_TEXT_MAX];
+	bool first = true;
+
+	admin_fig(sh, j, s, &f);
 	jw_printf(w, "{\"backend\": ");
 	jw_str(w, sh->cfg->name);
 	jw_printf(w, ", \"name\": ");
-	jw_str(w, cs->name);
+	jw_str(w, f.cs->name);
 	jw_printf(w, ", \"state\": \"%s\", \"admin\": \"%s\", \"health\": "
 	    "\"%s\", \"weight\": %u, \"active\": %u, \"connections\": %llu, "
 	    "\"connect_failures\": %llu, \"check_failures\": %llu, "
-	    "\"addresses\": [", state,
-	    backend_admin_name((enum backend_admin)admin), up ? "up" : "down",
-	    weight != 0 ? weight : cs->weight, active,
-	    ss ? (unsigned long long)ss->connections : 0ull,
-	    ss ? (unsigned long long)ss->connect_failures : 0ull, checks);
+	    "\"addresses\": [", f.state, f.admin, f.up ? "up" : "down", f.weight,
+	    f.active, f.connections, f.connect_failures, f.checks);
 	for (size_t i = 0; i < sh->n; i++) {
 		const struct server_state *st = sh->servers[i];
 
-		if (sh->entry[i] != cs)
+		if (sh->entry[i] != f.cs)
 			continue;
 		jw_printf(w, "%s{\"address\": ", first ? "" : ", ");
 		jw_str(w, addr_format((const struct sockaddr *)&st->addr.ss,
@@ -182,23 +201,18 @@ jw_listener(struct jw *w, const struct config_listener *l,
 	jw_printf(w, "}");
 }
 
+static void admin_totals(const struct stats_sample *, unsigned long long *,
+    unsigned long long *, uint64_t[STATS_DIR_MAX_][RELAY_MODE_MAX_]);
+
 int
 admin_json_status(struct evbuffer *out, const struct admin_view *v,
     const struct stats_sample *s)
 {
-	uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_] = { { 0 } };
-	unsigned long long active = 0, total = 0;
+	uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_];
+	unsigned long long active, total;
 	struct jw w = { out, false };
 
-	/* The process's figures are its listeners' (every listener that
-	 * counted, including one a reload removed). */
-	for (size_t i = 0; i < s->nl; i++) {
-		active += s->l[i].active;
-		total += s->l[i].connections;
-		for (int d = 0; d < STATS_DIR_MAX_; d++)
-			for (int m = 0; m < RELAY_MODE_MAX_; m++)
-				bytes[d][m] += s->l[i].bytes[d][m];
-	}
+	admin_totals(s, &active, &total, bytes);
 	jw_printf(&w, "{\"version\": \"%s\", \"zero_copy\": ", SPLICED_VERSION);
 	jw_str(&w, zc_backend_name());
 	jw_printf(&w, ", \"uptime_s\": %.1f, \"workers\": %u, \"draining\": %s, "
@@ -263,5 +277,71 @@ admin_json_connections(struct evbuffer *out, const struct stats_sample *s)
 		    c->mode[STATS_DOWN] == RELAY_MODE_SPLICE ? "splice" : "copy");
 	}
 	jw_printf(&w, "]}\n");
+	return w.failed ? -1 : 0;
+}
+
+/* The process's figures are its listeners' (every listener that counted,
+ * including one a reload removed). */
+static void
+admin_totals(const struct stats_sample *s, unsigned long long *active,
+    unsigned long long *total, uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_])
+{
+	*active = *total = 0;
+	memset(bytes, 0, sizeof(uint64_t) * STATS_DIR_MAX_ * RELAY_MODE_MAX_);
+	for (size_t i = 0; i < s->nl; i++) {
+		*active += s->l[i].active;
+		*total += s->l[i].connections;
+		for (int d = 0; d < STATS_DIR_MAX_; d++)
+			for (int m = 0; m < RELAY_MODE_MAX_; m++)
+				bytes[d][m] += s->l[i].bytes[d][m];
+	}
+}
+
+int
+admin_text_status(struct evbuffer *out, const struct admin_view *v,
+    const struct stats_sample *s)
+{
+	uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_];
+	unsigned long long active, total;
+	struct jw w = { out, false };
+	char text[ADDR_TEXT_MAX], name[160];
+
+	admin_totals(s, &active, &total, bytes);
+	jw_printf(&w, "spliced %s (zero-copy %s), up %.0f s, %u worker%s, "
+	    "health %s%s\nconnections: %llu active, %llu total\n\n",
+	    SPLICED_VERSION, zc_backend_name(), v->uptime_s, v->workers,
+	    v->workers == 1 ? "" : "s", v->health,
+	    v->draining ? ", draining" : "", active, total);
+	jw_printf(&w, "%-16s %-8s %8s %10s  %s\n", "LISTENER", "BACKEND",
+	    "ACTIVE", "TOTAL", "BINDS");
+	for (size_t i = 0; i < v->cfg->nlisteners; i++) {
+		const struct config_listener *l = &v->cfg->listeners[i];
+		const struct stats_listener *sl = stats_sample_listener(s, l->name);
+
+		jw_printf(&w, "%-16s %-8s %8llu %10llu ", l->name,
+		    l->backend_name, sl ? (unsigned long long)sl->active : 0ull,
+		    sl ? (unsigned long long)sl->connections : 0ull);
+		for (size_t k = 0; k < l->nbinds; k++)
+			jw_printf(&w, " %s", addr_written(&l->binds[k], text,
+			    sizeof(text)));
+		jw_printf(&w, "\n");
+	}
+	jw_printf(&w, "\n%-24s %-6s %-6s %-6s %6s %8s %11s %8s\n",
+	    "BACKEND/SERVER", "STATE", "ADMIN", "HEALTH", "WEIGHT", "ACTIVE",
+	    "CONNECTIONS", "FAILURES");
+	for (size_t b = 0; b < v->bs->n; b++) {
+		const struct backend_shared *sh = &v->bs->b[b];
+
+		for (size_t j = 0; j < sh->cfg->nservers; j++) {
+			struct admin_fig f;
+
+			admin_fig(sh, j, s, &f);
+			snprintf(name, sizeof(name), "%s/%s", sh->cfg->name,
+			    f.cs->name);
+			jw_printf(&w, "%-24s %-6s %-6s %-6s %6u %8u %11llu %8llu\n",
+			    name, f.state, f.admin, f.up ? "up" : "down", f.weight,
+			    f.active, f.connections, f.connect_failures);
+		}
+	}
 	return w.failed ? -1 : 0;
 }

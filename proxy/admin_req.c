@@ -185,6 +185,20 @@ admin_limit_parse(const char *query, size_t *limit, char *why, size_t n)
 	return rc;
 }
 
+int
+admin_format_parse(const char *query, bool *text, char *why, size_t n)
+{
+	*text = false;
+	if (query == NULL || *query == '\0' || strcmp(query, "format=json") == 0)
+		return 0;
+	if (strcmp(query, "format=text") == 0) {
+		*text = true;
+		return 0;
+	}
+	snprintf(why, n, "bad query '%.64s' (format=json or format=text)", query);
+	return -1;
+}
+
 /* ---- the body ---- */
 
 /* One more parameter. 0, or -1 with why. */

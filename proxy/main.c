@@ -29,6 +29,7 @@
 #include "spliced/check.h"
 #include "spliced/cli.h"
 #include "spliced/config.h"
+#include "spliced/ctl.h"
 #include "spliced/health.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
@@ -328,6 +329,9 @@ main(int argc, char **argv)
 	struct proc p = { 0 };
 	int rc = 0;
 
+	/* The admin endpoint's client: its own options and exit codes. */
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return ctl_main(argc - 1, argv + 1);
 	log_init();
 	if (cli_parse(argc, argv, &o, err, sizeof(err)) == -1) {
 		rc = main_usage_error(errno, err);

@@ -134,6 +134,28 @@ test_limit(void **state)
 			fail_msg("'%s' taken", bad[i]);
 }
 
+static void
+test_format(void **state)
+{
+	char why[200];
+	bool text = true;
+
+	(void)state;
+	assert_int_equal(admin_format_parse(NULL, &text, why, sizeof(why)), 0);
+	assert_false(text);
+	assert_int_equal(admin_format_parse("format=json", &text, why,
+	    sizeof(why)), 0);
+	assert_false(text);
+	assert_int_equal(admin_format_parse("format=text", &text, why,
+	    sizeof(why)), 0);
+	assert_true(text);
+	assert_int_equal(admin_format_parse("format=xml", &text, why,
+	    sizeof(why)), -1);
+	assert_non_null(strstr(why, "format=json or format=text"));
+	assert_int_equal(admin_format_parse("limit=1", &text, why,
+	    sizeof(why)), -1);
+}
+
 /* Parse text; expect it taken, with name=value pairs as given. */
 static void
 params_ok(const char *text, ...)
@@ -428,6 +450,7 @@ main(void)
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_token_file),
 		cmocka_unit_test(test_limit),
+		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_params_form),
 		cmocka_unit_test(test_params_json),
 		cmocka_unit_test(test_server_request),

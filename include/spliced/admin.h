@@ -7,7 +7,7 @@
  * ADMIN_TIMEOUT_S for a request to arrive and its answer to leave.
  *
  *   GET  /metrics                Prometheus text (metrics_prometheus())
- *   GET  /status                 JSON, CONTRACT.md's shape
+ *   GET  /status                 JSON, CONTRACT.md's shape (?format=text: a table)
  *   GET  /connections?limit=N    JSON, open connections, newest first
  *   GET  /servers/B/S            JSON, one server
  *   POST /servers/B/S            state=ready|drain|maint and/or weight=N
@@ -90,6 +90,10 @@ bool admin_route_posts(enum admin_route);
  * limit=N, 1..ADMIN_CONN_LIMIT_MAX; ADMIN_CONN_LIMIT_DEFAULT without it.
  * 0, or -1 with why. */
 int admin_limit_parse(const char *query, size_t *limit, char *why, size_t n);
+
+/* /status's query (may be NULL): nothing or format=json (*text false),
+ * format=text (the table spliced ctl status prints). 0, or -1 with why. */
+int admin_format_parse(const char *query, bool *text, char *why, size_t n);
 
 /* The parameters of a POST body: at most ADMIN_PARAMS_MAX, names and
  * values of at most ADMIN_PARAM_LEN - 1 bytes. */
