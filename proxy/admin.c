@@ -58,6 +58,7 @@ struct admin_client {
 struct admin {
 	int fd;                     /* until admin_start hands it to lev */
 	char *unix_path;            /* to remove at the end */
+	char where[ADDR_TEXT_MAX + 120];   /* "127.0.0.1:9090", "unix:PATH" */
 	char *token;                /* NULL: none required */
 	struct proc *p;
 	struct supervise *sv;
@@ -189,8 +190,11 @@ admin_bind(const struct config *cfg, struct admin **out, char *err,
 		if (a->fd != -1 &&
 		    (a->unix_path = strdup(cfg->admin.unix_path)) == NULL)
 			snprintf(why, sizeof(why), "out of memory");
-	} else
+		snprintf(a->where, sizeof(a->where), "unix:%s", cfg->admin.unix_path);
+	} else {
 		a->fd = admin_socket_tcp(&cfg->admin.addr, why, sizeof(why));
+		addr_written(&cfg->admin.addr, a->where, sizeof(a->where));
+	}
 	if (a->fd == -1 || (cfg->admin.unix_path != NULL && a->unix_path == NULL)) {
 		config_global_error(cfg, "admin", why, err, errlen);
 		goto fail;
@@ -605,6 +609,8 @@ admin_start(struct admin *a, struct proc *p, struct supervise *sv)
 		a->lev = NULL;
 		return -1;
 	}
+	log_info("admin: serving on %s%s", a->where, a->token != NULL ?
+	    " (a bearer token is required)" : "");
 	return 0;
 }
 

@@ -78,6 +78,28 @@ reload_raise_nofile(struct proc *p, const struct config *cfg)
 		log_info("%s", line);
 }
 
+static bool
+reload_str_differ(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/* The admin endpoint keeps its socket and token until a restart (its
+ * socket may need the privileges the process dropped). */
+static void
+reload_admin_changed(const struct config *cfg, const struct config *cur)
+{
+	if (reload_str_differ(cfg->admin.unix_path, cur->admin.unix_path) ||
+	    cfg->admin.addr.len != cur->admin.addr.len ||
+	    (cfg->admin.addr.len > 0 &&
+	    !addr_equal(&cfg->admin.addr, &cur->admin.addr)))
+		log_warn("reload: [global] admin changed: it takes effect at "
+		    "the next restart; the admin endpoint stays where it is");
+	if (reload_str_differ(cfg->admin_token_file, cur->admin_token_file))
+		log_warn("reload: [global] admin_token_file changed: it takes "
+		    "effect at the next restart; the token stays as it was");
+}
+
 /* Keys that size what the workers and pools were built with, or who the
  * process is: a reload keeps the running values and says so. -1: out of
  * memory. */
@@ -117,6 +139,7 @@ reload_keep_restart_keys(struct config *cfg, const struct config *cur)
 		if (cur->user != NULL && (cfg->user = strdup(cur->user)) == NULL)
 			return -1;
 	}
+	reload_admin_changed(cfg, cur);
 	return 0;
 }
 
