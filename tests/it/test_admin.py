@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The admin endpoint and spliced ctl (DESIGN.md sections 3 and 6).
 
+client cap: 40 idle connections: accepting pauses at 32 (warned), a 41st
+  client is answered only once the idle ones time out (10 s).
 errors: 400 (a bad form, bad JSON, a bad state, weight or limit), 404 (a
   path, a backend, a server), 405 with Allow, 413 for a body over 64 KiB,
   each with a one-line reason; HEAD answers as GET without a body.
@@ -157,6 +159,40 @@ def test_errors(ctx):
     H.check_eq(rc, 0, "spliced ctl status exit status")
     H.check("app/a" in out and "app/b" in out and "web" in out, "ctl status table",
             "listener web, servers app/a and app/b", out)
+    p.finish()
+
+
+def test_client_cap(ctx):
+    p, admin, a, b = two_servers(ctx)
+    p.allow(r"^admin: 32 clients at once")
+    idle = [socket.create_connection((H.LOCAL, admin), timeout=10) for _ in range(40)]
+    H.check(p.wait_line(r"warn: admin: 32 clients at once", 10),
+            "40 idle admin connections", "accepting pauses at 32 (a warning)", "no warning")
+    t0 = time.monotonic()
+    late = socket.create_connection((H.LOCAL, admin), timeout=30)
+    late.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    late.settimeout(1.5)
+    try:
+        first = late.recv(100)
+    except socket.timeout:
+        first = None
+    H.check(first is None, "a request past the limit", "not answered while 32 are held",
+            repr(first))
+    # The idle ones are dropped by the admin's timeout (10 s); then it is served.
+    late.settimeout(30)
+    text = b""
+    while True:
+        chunk = late.recv(4096)
+        if not chunk:
+            break
+        text += chunk
+    late.close()
+    H.check(text.startswith(b"HTTP/1.1 200") and text.endswith(b"ok\n"),
+            "the request past the limit, once the idle ones timed out", "200 ok",
+            repr(text[:80]))
+    H.log("served %.1fs after the limit was reached" % (time.monotonic() - t0))
+    for s in idle:
+        s.close()
     p.finish()
 
 
@@ -357,6 +393,6 @@ def test_sighup(ctx):
 
 
 if __name__ == "__main__":
-    H.main([test_errors, test_unreachable, test_token, test_check, test_unix,
+    H.main([test_errors, test_client_cap, test_unreachable, test_token, test_check, test_unix,
             test_healthz_sigterm, test_health_down, test_drain, test_maint, test_sighup],
            deadline=300, doc=__doc__)
