@@ -36,6 +36,7 @@
 #include "spliced/config.h"
 #include "spliced/log.h"
 #include "spliced/metrics.h"
+#include "spliced/statuspage.h"
 #include "spliced/supervise.h"
 
 #define ADMIN_NAME_MAX 64
@@ -474,6 +475,23 @@ admin_post_health(struct admin *a, struct evhttp_request *req,
 	admin_text(req, 200, "OK", up ? "up" : "down");
 }
 
+/* GET /: the status page, built into the binary. */
+static void
+admin_page(struct evhttp_request *req)
+{
+	struct evbuffer *body = evbuffer_new();
+
+	if (body == NULL || evbuffer_add_reference(body, statuspage_html,
+	    statuspage_html_len, NULL, NULL) == -1) {
+		if (body != NULL)
+			evbuffer_free(body);
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	admin_reply(req, 200, "OK", "text/html; charset=utf-8", body);
+	evbuffer_free(body);
+}
+
 static void
 admin_healthz(struct admin *a, struct evhttp_request *req)
 {
@@ -552,9 +570,7 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		admin_healthz(a, req);
 		return;
 	case ADMIN_ROUTE_PAGE:
-		/* TODO(lead): serve statuspage_html (spliced/statuspage.h)
-		 * once h-page merges. */
-		admin_text(req, 404, "Not Found", "no status page in this build");
+		admin_page(req);
 		return;
 	case ADMIN_ROUTE_STATUS:
 		if (admin_format_parse(evhttp_uri_get_query(uri), &c->text, why,
