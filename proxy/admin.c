@@ -538,7 +538,13 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, 503, NULL);
 		return;
 	}
-	if (a->token != NULL && !admin_auth_ok(a->token,
+	c->route = admin_route(evhttp_uri_get_path(uri), c->b, c->s,
+	    sizeof(c->b));
+	/* The page itself holds no data (it asks /status with the token the
+	 * user gives it), so it loads without one, to ask for it. */
+	if (a->token != NULL && !(c->route == ADMIN_ROUTE_PAGE &&
+	    (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) &&
+	    !admin_auth_ok(a->token,
 	    evhttp_find_header(evhttp_request_get_input_headers(req),
 	    "Authorization"))) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
@@ -547,8 +553,6 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 		    "a bearer token is required (Authorization: Bearer TOKEN)");
 		return;
 	}
-	c->route = admin_route(evhttp_uri_get_path(uri), c->b, c->s,
-	    sizeof(c->b));
 	if (c->route == ADMIN_ROUTE_NONE) {
 		admin_text(req, 404, "Not Found", "no such path (see /status, "
 		    "/metrics, /connections, /servers/BACKEND/SERVER, /healthz)");

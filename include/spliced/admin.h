@@ -18,8 +18,9 @@
  * (application/x-www-form-urlencoded) or a flat JSON object of strings and
  * numbers. Errors: 400 with a one-line reason, 404 unknown path, backend
  * or server, 405 with an Allow header, 401 when admin_token_file is set
- * and the request lacks "Authorization: Bearer TOKEN", 413 for a body too
- * large. Figures come from metrics_gather() (metrics.h), answered when
+ * and the request lacks "Authorization: Bearer TOKEN" (all but GET /, the
+ * page, which holds no data and asks the user for the token), 413 for a
+ * body too large. Figures come from metrics_gather() (metrics.h), answered when
  * the workers have; a client that leaves first cancels its gather.
  *
  * The pure parts (routing, the token, the query and the body) are exposed

@@ -215,6 +215,10 @@ def test_token(ctx):
     st, _, _ = hreq(admin, "GET", "/healthz",
                     headers={"Authorization": "Bearer s3cret-T0ken"})
     H.check_eq(st, 200, "GET /healthz with the token")
+    # The page holds no data: it loads without the token, to ask for it.
+    st, hd, _ = hreq(admin, "GET", "/")
+    H.check_eq((st, hd.get("content-type")), (200, "text/html; charset=utf-8"),
+               "GET / without the token")
     rc, _, err = ctl(ctx, admin, "status")
     H.check_eq(rc, 1, "spliced ctl status without the token")
     H.check("401" in err, "its message", "401 ...", err)
