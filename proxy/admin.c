@@ -451,10 +451,7 @@ admin_post_server(struct admin_client *c, struct evhttp_request *req,
 		}
 		return;
 	}
-	log_info("admin: server %s/%s:%s%s%s%.0u", c->b, c->s,
-	    state >= 0 ? " state " : "",
-	    state >= 0 ? backend_admin_name((enum backend_admin)state) : "",
-	    weight > 0 ? " weight " : "", weight);
+	/* backend_server_set_admin() logged what changed. */
 	admin_gather(c, req, 0);
 }
 

@@ -96,7 +96,7 @@ admin_fig(const struct backend_shared *sh, size_t j,
 	const struct config_server *cs = &sh->cfg->servers[j];
 	const struct stats_server *ss = stats_sample_server(s, sh->cfg->name,
 	    cs->name);
-	unsigned admin = BACKEND_ADMIN_READY, weight = 0;
+	unsigned admin = atomic_load(&sh->lines[j]->admin);
 
 	*f = (struct admin_fig){ .cs = cs };
 	for (size_t i = 0; i < sh->n; i++) {
@@ -104,19 +104,13 @@ admin_fig(const struct backend_shared *sh, size_t j,
 
 		if (sh->entry[i] != cs)
 			continue;
-		/* Every address of a server has the server's runtime state. */
-		admin = atomic_load(&st->admin);
-		weight = atomic_load(&st->weight);
 		f->active += atomic_load(&st->active);
 		f->checks += atomic_load(&st->check_failures);
 		f->up |= atomic_load(&st->up);
 	}
-	if (admin >= BACKEND_ADMIN_MAX_)
-		admin = BACKEND_ADMIN_READY;
 	f->admin = backend_admin_name((enum backend_admin)admin);
-	f->state = admin == BACKEND_ADMIN_MAINT ? "maint" :
-	    admin == BACKEND_ADMIN_DRAIN ? "drain" : f->up ? "up" : "down";
-	f->weight = weight != 0 ? weight : cs->weight;
+	f->state = backend_status_name(backend_line_status(sh, j));
+	f->weight = backend_line_weight(sh, j);
 	f->connections = ss ? ss->connections : 0;
 	f->connect_failures = ss ? ss->connect_failures : 0;
 }
