@@ -193,6 +193,7 @@ def test_metrics_under_load(ctx):
     hc.close()
     nconn = NBIG + NSMALL + NUP + 1
     p.wait_access_count(nconn)
+    H.wait_until(lambda: len(snk.results) == NUP and len(held_be.results) == 1, 30)
     got_ups = sorted(r.get("sha") for r in snk.results)
     H.check_eq(got_ups, sorted(ups), "uploads at the backend (sha256)")
     H.check_eq(held_be.results[0].get("sha") if held_be.results else None,
