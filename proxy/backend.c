@@ -39,6 +39,8 @@ line_new(void)
 	atomic_init(&ln->refs, 1);
 	atomic_init(&ln->admin, BACKEND_ADMIN_READY);
 	atomic_init(&ln->weight, 0);
+	atomic_init(&ln->active, 0);
+	atomic_init(&ln->check_failures, 0);
 	return ln;
 }
 
@@ -51,7 +53,7 @@ line_unref(struct server_line *ln)
 
 /* A new address of line ln: up, idle, with the line's runtime state. */
 static struct server_state *
-state_new(const struct addr *a, const struct server_line *ln)
+state_new(const struct addr *a, struct server_line *ln)
 {
 	struct server_state *st = calloc(1, sizeof(*st));
 
@@ -66,6 +68,8 @@ state_new(const struct addr *a, const struct server_line *ln)
 	atomic_init(&st->admin, atomic_load(&ln->admin));
 	atomic_init(&st->weight, atomic_load(&ln->weight));
 	atomic_init(&st->check_failures, 0);
+	atomic_fetch_add(&ln->refs, 1);
+	st->line = ln;
 	st->addr = *a;
 	return st;
 }
@@ -80,8 +84,10 @@ state_ref(struct server_state *st)
 static void
 state_unref(struct server_state *st)
 {
-	if (st != NULL && atomic_fetch_sub(&st->refs, 1) == 1)
+	if (st != NULL && atomic_fetch_sub(&st->refs, 1) == 1) {
+		line_unref(st->line);
 		free(st);
+	}
 }
 
 /* Append one address (its state already referenced) to sh. */
@@ -158,7 +164,7 @@ line_carried(const struct backend_shared *pb, const struct config_server *e)
 static int
 push_addrs(struct backend_shared *sh, size_t *cap,
     const struct backend_shared *pb, const struct config_server *e,
-    const struct server_line *ln, const struct addr *a, size_t n)
+    struct server_line *ln, const struct addr *a, size_t n)
 {
 	for (size_t k = 0; k < n; k++) {
 		struct server_state *st = state_carried(pb, e, &a[k]);
@@ -560,6 +566,7 @@ reserve(struct backend_lb *lb, size_t i, uint64_t now_ms, bool *trial)
 		if (max > 0 && n >= max)
 			return false;
 	while (!atomic_compare_exchange_weak(&st->active, &n, n + 1));
+	atomic_fetch_add_explicit(&st->line->active, 1, memory_order_relaxed);
 	lb->stats[i].active++;
 	lb->users++;
 	return true;
@@ -603,6 +610,8 @@ static void
 slot_free(struct backend_lb *lb, size_t i)
 {
 	atomic_fetch_sub(&lb->shared[i]->active, 1);
+	atomic_fetch_sub_explicit(&lb->shared[i]->line->active, 1,
+	    memory_order_relaxed);
 	lb->stats[i].active--;
 	lb->users--;
 }

@@ -39,7 +39,7 @@ struct conn_home {
 	struct stats_worker *stats; /* per listener, backend and server */
 	uint64_t id_base, seq;      /* connection ids: id_base | seq */
 	unsigned n;
-	TAILQ_HEAD(, conn) conns;
+	TAILQ_HEAD(conn_list, conn) conns;   /* oldest first */
 	/* Connections whose backend socket found no fd: they wait, in
 	 * arrival order, and are served before accepting resumes. */
 	TAILQ_HEAD(, conn) fdwait;
@@ -722,14 +722,15 @@ conn_home_sample(const struct conn_home *h, struct stats_sample *s)
 {
 	const struct conn *c;
 
-	TAILQ_FOREACH(c, &h->conns, link) {
+	/* Newest first: the connections kept are the newest. */
+	TAILQ_FOREACH_REVERSE(c, &h->conns, conn_list, link) {
 		struct stats_conn sc = { .id = c->id };
 
 		conn_bytes(c, sc.bytes);
 		if (c->relaying && stats_sample_add_bytes(s, c->l->cfg->name,
 		    sc.bytes) == -1)
 			return -1;
-		if (s->conn_limit == 0)
+		if (s->nc >= s->conn_limit)
 			continue;
 		snprintf(sc.listener, sizeof(sc.listener), "%s", c->l->cfg->name);
 		addr_format((const struct sockaddr *)&c->peer, sc.client,

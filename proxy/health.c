@@ -87,9 +87,12 @@ result(struct probe *p, bool ok, const char *why)
 	bool up = atomic_load(&p->st->up);
 
 	p->h->done++;
-	if (!ok)
+	if (!ok) {
 		atomic_fetch_add_explicit(&p->st->check_failures, 1,
 		    memory_order_relaxed);
+		atomic_fetch_add_explicit(&p->st->line->check_failures, 1,
+		    memory_order_relaxed);
+	}
 	if (up != p->seen_up) {
 		/* Traffic took it down (or a reload changed it): streaks
 		 * counted for the old state mean nothing now. */

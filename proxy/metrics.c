@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -116,12 +115,12 @@ metrics_log_totals(struct worker *const *w, unsigned nw,
 	metrics_log_servers(w, nw, bs);
 }
 
-/* One gather: a question per worker, and the sum the answers build. The
- * workers add into one sample under `lock`, each from its own thread. */
+/* One gather: a question per worker, each answered into a sample of its
+ * own on the worker's thread (no lock, no worker waits for another), and
+ * the sum the main loop builds from the answers as they come. */
 struct metrics_gather {
-	pthread_mutex_t lock;
 	struct stats_sample s;
-	bool failed;                /* a worker ran out of memory adding */
+	bool failed;                /* out of memory adding or summing */
 	struct worker **w;          /* [nw] */
 	unsigned nw, pending;
 	struct metrics_slot *slot;  /* [nw] */
@@ -132,41 +131,64 @@ struct metrics_gather {
 
 struct metrics_slot {
 	struct metrics_gather *g;
-	unsigned i;
-	bool answered;
+	bool answered;              /* its sample is in g->s */
+	bool failed;                /* written by the worker, read after done */
+	struct stats_sample s;
 	struct worker_query q;
 };
 
 static void
 metrics_gather_free(struct metrics_gather *g)
 {
-	for (unsigned i = 0; i < g->nw; i++)
+	for (unsigned i = 0; g->slot != NULL && i < g->nw; i++) {
 		if (g->slot[i].q.done != NULL)
 			event_free(g->slot[i].q.done);
+		stats_sample_cleanup(&g->slot[i].s);
+	}
 	if (g->timeout != NULL)
 		event_free(g->timeout);
 	stats_sample_cleanup(&g->s);
-	pthread_mutex_destroy(&g->lock);
 	free(g->slot);
 	free(g->w);
 	free(g);
 }
 
-/* Take back the questions not answered yet. One that ran meanwhile is
- * finished once worker_query_cancel() says so (it runs under the
- * worker's lock), so nothing touches g after this. */
+/* The worker's answer is complete (its done event fired, or a cancel
+ * found it had run): add it to the sum. */
 static void
-metrics_gather_withdraw(struct metrics_gather *g)
+metrics_slot_add(struct metrics_gather *g, struct metrics_slot *sl)
 {
-	for (unsigned i = 0; i < g->nw; i++)
-		if (g->slot[i].q.done != NULL && !g->slot[i].answered)
-			(void)worker_query_cancel(g->w[i], &g->slot[i].q);
+	sl->answered = true;
+	if (sl->failed || stats_sample_merge(&g->s, &sl->s) == -1)
+		g->failed = true;
+	stats_sample_cleanup(&sl->s);
+}
+
+/* Take back the questions not answered yet. One that ran meanwhile is
+ * complete once worker_query_cancel() says so (fn and the activation of
+ * done happen under the worker's lock, which cancel takes): its answer
+ * still counts. Nothing touches g after this. */
+static void
+metrics_gather_withdraw(struct metrics_gather *g, bool add)
+{
+	for (unsigned i = 0; i < g->nw; i++) {
+		struct metrics_slot *sl = &g->slot[i];
+
+		if (sl->q.done == NULL || sl->answered)
+			continue;
+		if (!worker_query_cancel(g->w[i], &sl->q) && add)
+			metrics_slot_add(g, sl);
+	}
 }
 
 static void
 metrics_gather_end(struct metrics_gather *g)
 {
-	metrics_gather_withdraw(g);
+	metrics_gather_withdraw(g, true);
+	for (unsigned i = 0; i < g->nw; i++)
+		if (!g->slot[i].answered)
+			log_warn("metrics: worker %u did not answer within %u ms; "
+			    "its figures are left out", i, METRICS_GATHER_WAIT_MS);
 	if (g->failed)
 		log_warn("metrics: out of memory gathering the workers' figures; "
 		    "the answer is incomplete");
@@ -179,23 +201,20 @@ metrics_gather_end(struct metrics_gather *g)
 static void
 metrics_gather_fn(struct worker *w, void *arg)
 {
-	struct metrics_slot *slot = arg;
-	struct metrics_gather *g = slot->g;
+	struct metrics_slot *sl = arg;
 
-	pthread_mutex_lock(&g->lock);
-	if (worker_sample(w, &g->s) == -1)
-		g->failed = true;
-	pthread_mutex_unlock(&g->lock);
+	if (worker_sample(w, &sl->s) == -1)
+		sl->failed = true;
 }
 
 static void
 metrics_answered_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct metrics_slot *slot = arg;
-	struct metrics_gather *g = slot->g;
+	struct metrics_slot *sl = arg;
+	struct metrics_gather *g = sl->g;
 
 	(void)fd, (void)what;
-	slot->answered = true;
+	metrics_slot_add(g, sl);
 	if (--g->pending == 0)
 		metrics_gather_end(g);
 }
@@ -203,14 +222,8 @@ metrics_answered_cb(evutil_socket_t fd, short what, void *arg)
 static void
 metrics_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct metrics_gather *g = arg;
-
 	(void)fd, (void)what;
-	for (unsigned i = 0; i < g->nw; i++)
-		if (!g->slot[i].answered)
-			log_warn("metrics: worker %u did not answer within %u ms; "
-			    "its figures are left out", i, METRICS_GATHER_WAIT_MS);
-	metrics_gather_end(g);
+	metrics_gather_end(arg);
 }
 
 struct metrics_gather *
@@ -223,11 +236,6 @@ metrics_gather(struct worker *const *w, unsigned nw, struct event_base *base,
 
 	if ((g = calloc(1, sizeof(*g))) == NULL)
 		return NULL;
-	if (pthread_mutex_init(&g->lock, NULL) != 0) {
-		free(g);
-		errno = ENOMEM;
-		return NULL;
-	}
 	g->nw = nw;
 	g->cb = cb;
 	g->arg = arg;
@@ -241,10 +249,10 @@ metrics_gather(struct worker *const *w, unsigned nw, struct event_base *base,
 
 		g->w[i] = w[i];
 		sl->g = g;
-		sl->i = i;
 		sl->q.fn = metrics_gather_fn;
 		sl->q.arg = sl;
-		if ((sl->q.done = event_new(base, -1, 0, metrics_answered_cb,
+		if (stats_sample_init(&sl->s, conn_limit) == -1 ||
+		    (sl->q.done = event_new(base, -1, 0, metrics_answered_cb,
 		    sl)) == NULL)
 			goto fail;
 	}
@@ -270,6 +278,6 @@ metrics_gather_cancel(struct metrics_gather *g)
 {
 	if (g == NULL)
 		return;
-	metrics_gather_withdraw(g);
+	metrics_gather_withdraw(g, false);
 	metrics_gather_free(g);
 }

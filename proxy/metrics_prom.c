@@ -214,8 +214,8 @@ prom_admission(struct prom *pr, const struct stats_sample *s,
 	    "PROXY headers and TLS ClientHellos read, by result.");
 }
 
-/* A server line's figures: its addresses' shared state (summed over a
- * host-name server's addresses) and what the workers counted. */
+/* A server line's figures: its record's shared state (struct
+ * server_line: over every address it had) and what the workers counted. */
 struct prom_server {
 	char backend[256], name[256];      /* as label values */
 	unsigned active, weight;
@@ -235,14 +235,10 @@ prom_server_of(const struct backend_shared *b, size_t j,
 	prom_label(cs->name, ps->name, sizeof(ps->name));
 	ps->weight = backend_line_weight(b, j);
 	ps->status = backend_line_status(b, j);
-	for (size_t k = 0; k < b->n; k++) {
-		const struct server_state *st = b->servers[k];
-
-		if (b->entry[k] != cs)
-			continue;
-		ps->active += atomic_load(&st->active);
-		ps->check_failures += atomic_load(&st->check_failures);
-	}
+	/* The line's counts: addresses a reload or DNS dropped still hold
+	 * their connections, and checks failed on them still count. */
+	ps->active = atomic_load(&b->lines[j]->active);
+	ps->check_failures = atomic_load(&b->lines[j]->check_failures);
 	ps->counted = stats_sample_server(s, b->cfg->name, cs->name);
 }
 

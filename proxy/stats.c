@@ -229,38 +229,58 @@ sample_server(struct stats_sample *s, const char *backend, const char *name)
 	return &v[s->ns++];
 }
 
+/* Add one block into the sample's block of the same name. 0 / -1. */
+static int
+sample_add_listener(struct stats_sample *s, const struct stats_listener *f)
+{
+	struct stats_listener *t = sample_listener(s, f->name);
+
+	if (t == NULL)
+		return -1;
+	t->connections += f->connections;
+	t->active += f->active;
+	for (int r = 0; r < CONN_REASON_MAX_; r++)
+		t->closed[r] += f->closed[r];
+	stats_bytes_add(t->bytes, f->bytes);
+	stats_hist_sum(&t->duration, &f->duration);
+	return 0;
+}
+
+static int
+sample_add_backend(struct stats_sample *s, const struct stats_backend *f)
+{
+	struct stats_backend *t = sample_backend(s, f->name);
+
+	if (t == NULL)
+		return -1;
+	stats_hist_sum(&t->connect, &f->connect);
+	return 0;
+}
+
+static int
+sample_add_server(struct stats_sample *s, const struct stats_server *f)
+{
+	struct stats_server *t = sample_server(s, f->backend, f->name);
+
+	if (t == NULL)
+		return -1;
+	t->connections += f->connections;
+	t->connect_failures += f->connect_failures;
+	return 0;
+}
+
 int
 stats_sample_add_worker(struct stats_sample *s, const struct stats_worker *w)
 {
-	for (size_t i = 0; i < w->nl; i++) {
-		const struct stats_listener *from = w->l[i];
-		struct stats_listener *to = sample_listener(s, from->name);
-
-		if (to == NULL)
+	for (size_t i = 0; i < w->nl; i++)
+		if (sample_add_listener(s, w->l[i]) == -1)
 			goto fail;
-		to->connections += from->connections;
-		to->active += from->active;
-		for (int r = 0; r < CONN_REASON_MAX_; r++)
-			to->closed[r] += from->closed[r];
-		stats_bytes_add(to->bytes, from->bytes);
-		stats_hist_sum(&to->duration, &from->duration);
-	}
-	for (size_t i = 0; i < w->nb; i++) {
-		struct stats_backend *to = sample_backend(s, w->b[i]->name);
-
-		if (to == NULL)
+	for (size_t i = 0; i < w->nb; i++)
+		if (sample_add_backend(s, w->b[i]) == -1)
 			goto fail;
-		stats_hist_sum(&to->connect, &w->b[i]->connect);
-	}
-	for (size_t i = 0; i < w->ns; i++) {
-		const struct stats_server *from = w->s[i];
-		struct stats_server *to = sample_server(s, from->backend, from->name);
-
-		if (to == NULL)
+	for (size_t i = 0; i < w->ns; i++)
+		if (sample_add_server(s, w->s[i]) == -1)
 			goto fail;
-		to->connections += from->connections;
-		to->connect_failures += from->connect_failures;
-	}
 	return 0;
 fail:
 	errno = ENOMEM;
@@ -281,24 +301,51 @@ stats_sample_add_bytes(struct stats_sample *s, const char *listener,
 	return 0;
 }
 
-/* Connections are kept in a bounded array; once it is full a newer one
- * replaces the oldest kept. Sorting waits for the end. */
 void
 stats_sample_add_conn(struct stats_sample *s, const struct stats_conn *c)
 {
-	size_t oldest = 0;
-
-	if (s->conn_limit == 0)
-		return;
-	if (s->nc < s->conn_limit) {
+	if (s->nc < s->conn_limit && s->nc < s->conn_room)
 		s->c[s->nc++] = *c;
-		return;
+}
+
+int
+stats_sample_merge(struct stats_sample *to, const struct stats_sample *from)
+{
+	for (size_t i = 0; i < from->nl; i++)
+		if (sample_add_listener(to, &from->l[i]) == -1)
+			goto fail;
+	for (size_t i = 0; i < from->nb; i++)
+		if (sample_add_backend(to, &from->b[i]) == -1)
+			goto fail;
+	for (size_t i = 0; i < from->ns; i++)
+		if (sample_add_server(to, &from->s[i]) == -1)
+			goto fail;
+	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
+		to->fallbacks[f] += from->fallbacks[f];
+	to->pipes.in_use += from->pipes.in_use;
+	to->pipes.pooled += from->pipes.pooled;
+	to->pipes.held += from->pipes.held;
+	to->pipes.created += from->pipes.created;
+	to->pipes.reused += from->pipes.reused;
+	to->pipes.closed_dirty += from->pipes.closed_dirty;
+	for (int f = 0; f < PIPEPOOL_FAIL_MAX_; f++)
+		to->pipes.fails[f] += from->pipes.fails[f];
+	if (from->nc > 0) {
+		struct stats_conn *v = realloc(to->c,
+		    (to->nc + from->nc) * sizeof(*v));
+
+		if (v == NULL)
+			goto fail;
+		memcpy(v + to->nc, from->c, from->nc * sizeof(*v));
+		to->c = v;
+		to->nc += from->nc;
+		to->conn_room = to->nc;
 	}
-	for (size_t i = 1; i < s->nc; i++)
-		if (s->c[i].age_ms > s->c[oldest].age_ms)
-			oldest = i;
-	if (c->age_ms < s->c[oldest].age_ms)
-		s->c[oldest] = *c;
+	to->workers += from->workers;
+	return 0;
+fail:
+	errno = ENOMEM;
+	return -1;
 }
 
 static int
@@ -316,6 +363,8 @@ stats_sample_sort_conns(struct stats_sample *s)
 {
 	if (s->nc > 1)
 		qsort(s->c, s->nc, sizeof(*s->c), stats_conn_newer);
+	if (s->nc > s->conn_limit)
+		s->nc = s->conn_limit;
 }
 
 int
@@ -325,6 +374,7 @@ stats_sample_init(struct stats_sample *s, size_t conn_limit)
 	s->conn_limit = conn_limit;
 	if (conn_limit > 0 && (s->c = calloc(conn_limit, sizeof(*s->c))) == NULL)
 		return -1;
+	s->conn_room = conn_limit;
 	return 0;
 }
 

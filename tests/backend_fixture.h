@@ -26,6 +26,8 @@ struct fx_backend {
 	char names[MAX_SERVERS][24];
 	struct server_state st[MAX_SERVERS];
 	struct server_state *stp[MAX_SERVERS];
+	struct server_line line[MAX_SERVERS];   /* one per server: its record */
+	struct server_line *lnp[MAX_SERVERS];
 	const struct config_server *ent[MAX_SERVERS];
 	struct config_backend b;
 	struct backend_shared sh;
@@ -70,6 +72,8 @@ fx_make(struct fx_backend *fb, enum config_balance balance,
 		fb->servers[i].weight = weights[i];
 		atomic_init(&fb->st[i].up, true);
 		atomic_init(&fb->st[i].backoff_ms, BACKEND_BACKOFF_MIN_MS);
+		fb->st[i].line = &fb->line[i];
+		fb->lnp[i] = &fb->line[i];
 		fb->stp[i] = &fb->st[i];
 		fb->ent[i] = &fb->servers[i];
 	}
@@ -82,6 +86,7 @@ fx_make(struct fx_backend *fb, enum config_balance balance,
 	fb->sh.cfg = &fb->b;
 	fb->sh.servers = fb->stp;
 	fb->sh.entry = fb->ent;
+	fb->sh.lines = fb->lnp;
 	fb->sh.n = n;
 	fb->now = 1000000;
 	assert_int_equal(backend_lb_init(&fb->lb, &fb->sh, 42), 0);

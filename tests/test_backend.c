@@ -772,6 +772,55 @@ test_admin_survives_reload(void **state)
 	config_unref(c4);
 }
 
+/* A connection to a's old address outlives a reload that moved a: the
+ * line (what /servers and the metrics report) still counts it, and gives
+ * it back when it ends; a failed check counts on the line too. */
+static void
+test_line_counts_over_reload(void **state)
+{
+	static const char moved[] = "[listener l]\nbind = 127.0.0.1:1\n"
+	    "backend = app\n[backend app]\nserver = a 127.0.0.1:9005\n"
+	    "server = b 127.0.0.1:9002\n";
+	char err[CONFIG_ERR_MAX];
+	struct config *c1 = config_load_string(admin_text, "t", err, sizeof(err));
+	struct config *c2 = config_load_string(moved, "t", err, sizeof(err));
+	struct backend_set *s1, *s2;
+	struct backend_lb lb;
+	enum backend_none why;
+	bool trial;
+	ssize_t i;
+	size_t k;
+
+	(void)state;
+	assert_non_null(c1);
+	assert_non_null(c2);
+	assert_non_null(s1 = backend_set_new(c1, NULL));
+	assert_int_equal(backend_lb_init(&lb, &s1->b[0], 1), 0);
+	/* b drained: the pick goes to a. */
+	assert_int_equal(backend_server_set_admin(s1, "app", "b",
+	    BACKEND_ADMIN_DRAIN, 0), 0);
+	i = backend_lb_pick(&lb, NULL, -1, 1000, &why, &trial);
+	assert_int_equal(i, 0);
+	assert_true(backend_lb_connected(&lb, 0) == false);
+	assert_int_equal(atomic_load(&s1->b[0].lines[0]->active), 1);
+
+	assert_non_null(s2 = backend_set_new(c2, s1));
+	for (k = 0; k < s2->b[0].cfg->nservers; k++)
+		if (strcmp(s2->b[0].cfg->servers[k].name, "a") == 0)
+			break;
+	assert_true(k < s2->b[0].cfg->nservers);
+	assert_int_equal(atomic_load(&s2->b[0].servers[k]->active), 0);
+	assert_int_equal(atomic_load(&s2->b[0].lines[k]->active), 1);
+	backend_lb_release(&lb, 0);
+	assert_int_equal(atomic_load(&s2->b[0].lines[k]->active), 0);
+
+	backend_lb_cleanup(&lb);
+	backend_set_unref(s1);
+	backend_set_unref(s2);
+	config_unref(c1);
+	config_unref(c2);
+}
+
 /* A host-name server set before it resolves, or between two answers: every
  * address it gets takes its state and weight. A reload that changes its
  * host (no address kept) keeps its state too. A change made on an older
@@ -959,6 +1008,7 @@ main(void)
 		cmocka_unit_test(test_admin_names),
 		cmocka_unit_test(test_set_admin),
 		cmocka_unit_test(test_admin_survives_reload),
+		cmocka_unit_test(test_line_counts_over_reload),
 		cmocka_unit_test(test_admin_survives_resolve),
 		cmocka_unit_test(test_connect_ok),
 		cmocka_unit_test(test_connect_refused),

@@ -195,7 +195,11 @@ test_down_by_traffic(void **state)
 static uint64_t
 check_failures(struct fx *f)
 {
-	return atomic_load(&f->bs->b[0].servers[0]->check_failures);
+	uint64_t n = atomic_load(&f->bs->b[0].servers[0]->check_failures);
+
+	/* The server's line counts them too (what the metrics report). */
+	assert_int_equal(atomic_load(&f->bs->b[0].lines[0]->check_failures), n);
+	return n;
 }
 
 static void

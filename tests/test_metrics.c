@@ -139,7 +139,7 @@ test_prometheus(void **state)
 	assert_non_null(w);
 	assert_non_null(out);
 	atomic_store(&bs->b[0].servers[1]->up, false);
-	atomic_store(&bs->b[0].servers[1]->check_failures, 4);
+	atomic_store(&bs->b[0].lines[1]->check_failures, 4);
 	assert_non_null(l = stats_worker_listener(w, "web"));
 	l->connections = 3;
 	l->active = 2;
@@ -251,6 +251,51 @@ test_label_escaping(void **state)
 	config_unref(cfg);
 }
 
+/* Two workers' samples summed: counters by name, and of their open
+ * connections the conn_limit newest, newest first. */
+static void
+test_sample_merge(void **state)
+{
+	struct stats_sample a, b, sum;
+	struct stats_worker *w = stats_worker_new();
+	struct stats_conn c = { 0 };
+
+	(void)state;
+	assert_non_null(w);
+	stats_worker_listener(w, "web")->connections = 2;
+	stats_worker_server(w, "app", "a")->connect_failures = 3;
+	assert_int_equal(stats_sample_init(&a, 3), 0);
+	assert_int_equal(stats_sample_init(&b, 3), 0);
+	assert_int_equal(stats_sample_init(&sum, 3), 0);
+	assert_int_equal(stats_sample_add_worker(&a, w), 0);
+	assert_int_equal(stats_sample_add_worker(&b, w), 0);
+	a.workers = b.workers = 1;
+	for (uint64_t i = 0; i < 5; i++) {     /* ages 0, 10, ... 40 ms */
+		c.id = i;
+		c.age_ms = 10 * i;
+		stats_sample_add_conn(i % 2 ? &a : &b, &c);
+	}
+	assert_int_equal(a.nc, 2);              /* ids 1, 3 */
+	assert_int_equal(b.nc, 3);              /* ids 0, 2, 4 */
+	c.id = 9;
+	stats_sample_add_conn(&b, &c);          /* b is full */
+	assert_int_equal(b.nc, 3);
+	assert_int_equal(stats_sample_merge(&sum, &a), 0);
+	assert_int_equal(stats_sample_merge(&sum, &b), 0);
+	stats_sample_sort_conns(&sum);
+	assert_int_equal(sum.workers, 2);
+	assert_int_equal(stats_sample_listener(&sum, "web")->connections, 4);
+	assert_int_equal(stats_sample_server(&sum, "app", "a")->connect_failures, 6);
+	assert_int_equal(sum.nc, 3);
+	assert_int_equal(sum.c[0].id, 0);
+	assert_int_equal(sum.c[1].id, 1);
+	assert_int_equal(sum.c[2].id, 2);
+	stats_sample_cleanup(&a);
+	stats_sample_cleanup(&b);
+	stats_sample_cleanup(&sum);
+	stats_worker_free(w);
+}
+
 int
 main(void)
 {
@@ -260,6 +305,7 @@ main(void)
 		cmocka_unit_test(test_server_lines),
 		cmocka_unit_test(test_prometheus),
 		cmocka_unit_test(test_label_escaping),
+		cmocka_unit_test(test_sample_merge),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -74,6 +74,9 @@ struct server_state {
 	 * and the back-off after that one. */
 	_Atomic uint64_t trial_ms;
 	atomic_uint backoff_ms;
+	/* The record of its server line (a reference): what is counted per
+	 * server rather than per address lives there. */
+	struct server_line *line;
 	/* Runtime state (top of this file), as its line's record says. */
 	atomic_uint admin;          /* enum backend_admin */
 	atomic_uint weight;         /* 1..256; 0: the config line's */
@@ -94,6 +97,11 @@ struct server_line {
 	atomic_uint refs;
 	atomic_uint admin;          /* enum backend_admin */
 	atomic_uint weight;         /* 1..256; 0: the config line's */
+	/* Counted over every address the line ever had, so that they hold
+	 * across generations: connections to it now (an address a reload or
+	 * DNS dropped still holds its open ones), checks failed ever. */
+	atomic_uint active;
+	_Atomic uint64_t check_failures;
 };
 
 struct backend_shared {         /* one per config backend */

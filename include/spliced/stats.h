@@ -86,6 +86,7 @@ struct stats_sample {
 	/* Open connections, newest first, at most conn_limit of them. */
 	struct stats_conn *c;
 	size_t nc, conn_limit;
+	size_t conn_room;           /* allocated in c */
 	unsigned workers;           /* how many workers' figures are in */
 };
 
@@ -113,9 +114,14 @@ int stats_sample_add_worker(struct stats_sample *, const struct stats_worker *);
 /* Add bytes moved by a connection still open, to listener `name`. */
 int stats_sample_add_bytes(struct stats_sample *, const char *listener,
     const uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_]);
-/* Keep c if it is among the newest conn_limit (by age). */
+/* Keep c while fewer than conn_limit are kept: add the newest first. */
 void stats_sample_add_conn(struct stats_sample *, const struct stats_conn *);
-/* Sort the connections newest first (after every worker added its own). */
+/* Add every figure of `from` (another worker's sample) into `to`, its
+ * connections appended (to may then hold more than conn_limit of them
+ * until stats_sample_sort_conns()). 0, or -1 with ENOMEM. */
+int stats_sample_merge(struct stats_sample *to, const struct stats_sample *from);
+/* Sort the connections newest first and keep the conn_limit newest
+ * (after every worker's sample was merged). */
 void stats_sample_sort_conns(struct stats_sample *);
 /* A zeroed sample that keeps at most conn_limit connections. 0 / -1 ENOMEM. */
 int stats_sample_init(struct stats_sample *, size_t conn_limit);

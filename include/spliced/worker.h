@@ -139,7 +139,8 @@ void worker_query(struct worker *, struct worker_query *);
  * not fire); false when it ran already (done fired or is about to). */
 bool worker_query_cancel(struct worker *, struct worker_query *);
 /* From a query's fn only: add the worker's figures to s, with its open
- * connections (those among the newest s->conn_limit). 0, or -1 ENOMEM. */
+ * connections, newest first, while s keeps fewer than s->conn_limit. 0,
+ * or -1 ENOMEM. */
 int worker_sample(struct worker *, struct stats_sample *);
 
 /* After worker_join: add what the worker counted, in total and for

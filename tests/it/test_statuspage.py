@@ -280,8 +280,11 @@ class Cdp:
         return r.get("result", {}).get("value")
 
     def wait(self, expr, what, timeout=WAIT):
-        """Evaluate expr in the page until it is truthy; its value."""
-        v = H.wait_until(lambda: self.eval(expr), timeout, 0.2)
+        """Evaluate expr in the page until it is truthy; its value. Until
+        the page has drawn what expr reads, expr may throw (an element not
+        there yet): that counts as not yet."""
+        guarded = "(() => { try { return (%s); } catch (e) { return null; } })()" % expr
+        v = H.wait_until(lambda: self.eval(guarded), timeout, 0.2)
         H.check(v, "the page: %s" % what, "within %.0f s (%s)" % (timeout, expr),
                 "not; the page says: %r" % self.eval(
                     "document.body.getAttribute('data-conn') + ' ' + "
