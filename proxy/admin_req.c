@@ -4,6 +4,7 @@
 #include "spliced/admin.h"
 #include "spliced/backend.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <sys/queue.h>
@@ -84,6 +85,152 @@ admin_auth_ok(const char *token, const char *header)
 		diff |= (unsigned char)token[i] ^
 		    (unsigned char)(i < hlen ? header[i] : 0);
 	return diff == 0 && hlen == tlen;
+}
+
+/* ---- who may ask ---- */
+
+int
+admin_origin_ok(const char *origin, const char *host, char *why, size_t n)
+{
+	if (origin == NULL)
+		return 0;
+	if (host != NULL && strncasecmp(origin, "http://", 7) == 0 &&
+	    strcasecmp(origin + 7, host) == 0)
+		return 0;
+	snprintf(why, n, "Origin '%.64s' is not this endpoint's (http://%.64s): "
+	    "a page of another site may not ask", origin, host ? host : "");
+	return -1;
+}
+
+/* A port: 1 to 5 digits, at most 65535, the whole string. */
+static bool
+host_port_ok(const char *p)
+{
+	size_t len = strspn(p, "0123456789");
+
+	return len > 0 && len <= 5 && p[len] == '\0' &&
+	    strtoul(p, NULL, 10) <= 65535;
+}
+
+int
+admin_host_ok(const char *host, char *why, size_t n)
+{
+	char name[64];
+	const char *colon;
+	struct in_addr in;
+	size_t len;
+
+	if (host == NULL || *host == '\0') {
+		snprintf(why, n, "a Host header is required (127.0.0.1, [::1] or "
+		    "localhost)");
+		return -1;
+	}
+	if (host[0] == '[') {
+		colon = strchr(host, ']');
+		if (colon != NULL && (size_t)(colon - host) == 4 &&
+		    strncmp(host + 1, "::1", 3) == 0 &&
+		    (colon[1] == '\0' || (colon[1] == ':' && host_port_ok(colon + 2))))
+			return 0;
+		goto refuse;
+	}
+	colon = strchr(host, ':');
+	len = colon != NULL ? (size_t)(colon - host) : strlen(host);
+	if (len >= sizeof(name) || (colon != NULL && !host_port_ok(colon + 1)))
+		goto refuse;
+	memcpy(name, host, len);
+	name[len] = '\0';
+	if (strcasecmp(name, "localhost") == 0 ||
+	    (inet_pton(AF_INET, name, &in) == 1 &&
+	    (ntohl(in.s_addr) >> 24) == 127))
+		return 0;
+refuse:
+	snprintf(why, n, "Host '%.64s' is not 127.0.0.1, [::1] or localhost "
+	    "(a name that resolves here may be another site's: set "
+	    "admin_token_file to be asked by name)", host);
+	return -1;
+}
+
+int
+admin_type_ok(const char *type, char *why, size_t n)
+{
+	static const char *const known[] = { "application/x-www-form-urlencoded",
+	    "application/json" };
+	const char *p = type, *end;
+
+	if (type == NULL)
+		goto refuse;
+	p += strspn(p, " \t");
+	end = p + strcspn(p, ";");
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if ((size_t)(end - p) == strlen(known[i]) &&
+		    strncasecmp(p, known[i], (size_t)(end - p)) == 0)
+			goto params;
+	goto refuse;
+params:
+	/* Only charset=...: nothing else is meant for these types. */
+	for (p = strchr(p, ';'); p != NULL; p = strchr(p + 1, ';')) {
+		const char *q = p + 1 + strspn(p + 1, " \t");
+
+		if (strncasecmp(q, "charset=", 8) != 0)
+			goto refuse;
+	}
+	return 0;
+refuse:
+	snprintf(why, n, "Content-Type '%.64s': a POST is "
+	    "application/x-www-form-urlencoded or application/json",
+	    type ? type : "");
+	return -1;
+}
+
+/* ---- what the workers answered ---- */
+
+int
+admin_gather_whole(unsigned answered, unsigned nw, char *why, size_t n)
+{
+	if (answered >= nw)
+		return 0;
+	snprintf(why, n, "only %u of %u workers answered in time: the sums "
+	    "would go backwards, ask again", answered, nw);
+	return -1;
+}
+
+int
+admin_proc_start(const char *self_stat, const char *stat, long hz,
+    double *start)
+{
+	const char *p = strrchr(self_stat, ')'), *bt;
+	unsigned long long ticks, btime;
+	char *end;
+
+	if (p == NULL || hz <= 0)
+		return -1;
+	/* After "pid (comm)": field 3 (state) on; starttime is field 22. */
+	p++;
+	for (int field = 3; field < 22; field++) {
+		p += strspn(p, " ");
+		p += strcspn(p, " ");
+		if (*p == '\0')
+			return -1;
+	}
+	p += strspn(p, " ");
+	if (*p < '0' || *p > '9')
+		return -1;
+	ticks = strtoull(p, &end, 10);
+	if (*end != ' ' && *end != '\0' && *end != '\n')
+		return -1;
+	if (strncmp(stat, "btime ", 6) == 0)
+		bt = stat + 6;
+	else if ((bt = strstr(stat, "\nbtime ")) != NULL)
+		bt += 7;
+	else
+		return -1;
+	if (*bt < '0' || *bt > '9')
+		return -1;
+	btime = strtoull(bt, NULL, 10);
+	*start = (double)btime + (double)ticks / (double)hz;
+	return 0;
 }
 
 /* ---- routes ---- */

@@ -315,6 +315,118 @@ test_server_request(void **state)
 	assert_int_equal(admin_health_request(&ps, &up, why, sizeof(why)), -1);
 }
 
+/* Expect f's verdict on its arguments: ok, or refused naming want, in one
+ * line. */
+#define WHO_OK(call) do {						\
+	char why_[300] = "";						\
+	if ((call) != 0)						\
+		fail_msg("%s refused: %s", #call, why_);		\
+} while (0)
+#define WHO_BAD(call, want) do {					\
+	char why_[300] = "";						\
+	if ((call) != -1)						\
+		fail_msg("%s taken", #call);				\
+	if (strstr(why_, (want)) == NULL || strchr(why_, '\n') != NULL)	\
+		fail_msg("%s: '%s' lacks '%s'", #call, why_, (want));	\
+} while (0)
+#define W why_, sizeof(why_)
+
+static void
+test_origin(void **state)
+{
+	(void)state;
+	WHO_OK(admin_origin_ok(NULL, "127.0.0.1:9090", W));
+	WHO_OK(admin_origin_ok(NULL, NULL, W));
+	WHO_OK(admin_origin_ok("http://127.0.0.1:9090", "127.0.0.1:9090", W));
+	WHO_OK(admin_origin_ok("HTTP://LocalHost:9", "localhost:9", W));
+	WHO_OK(admin_origin_ok("http://[::1]:9", "[::1]:9", W));
+	WHO_BAD(admin_origin_ok("https://evil.example", "127.0.0.1:9090", W),
+	    "Origin 'https://evil.example' is not this endpoint's");
+	WHO_BAD(admin_origin_ok("http://evil.example", "evil.example:9090", W),
+	    "not this endpoint's");
+	WHO_BAD(admin_origin_ok("null", "127.0.0.1:9090", W), "'null'");
+	WHO_BAD(admin_origin_ok("https://127.0.0.1:9090", "127.0.0.1:9090", W),
+	    "not this endpoint's");
+	WHO_BAD(admin_origin_ok("http://127.0.0.1:9091", "127.0.0.1:9090", W),
+	    "not this endpoint's");
+	WHO_BAD(admin_origin_ok("http://127.0.0.1:9090", NULL, W),
+	    "not this endpoint's");
+	WHO_BAD(admin_origin_ok("http://127.0.0.1:9090/", "127.0.0.1:9090", W),
+	    "not this endpoint's");
+}
+
+static void
+test_host(void **state)
+{
+	static const char *const ok[] = { "127.0.0.1", "127.0.0.1:9090",
+	    "127.1.2.3:1", "localhost", "LOCALHOST:65535", "[::1]", "[::1]:9090",
+	    NULL };
+	static const char *const bad[] = { "evil.example", "evil.example:9090",
+	    "128.0.0.1", "10.0.0.1:9090", "127.0.0.1:", "127.0.0.1:65536",
+	    "127.0.0.1:x", "127.1", "0x7f.0.0.1", "127.0.0.1.evil.example",
+	    "localhost.evil.example", "[::2]:9", "[::1]x", "[::1", "::1",
+	    "[::ffff:127.0.0.1]", "localhost:9:9", NULL };
+
+	(void)state;
+	for (size_t i = 0; ok[i] != NULL; i++)
+		WHO_OK(admin_host_ok(ok[i], W));
+	for (size_t i = 0; bad[i] != NULL; i++)
+		WHO_BAD(admin_host_ok(bad[i], W), "is not 127.0.0.1, [::1] or "
+		    "localhost");
+	WHO_BAD(admin_host_ok(NULL, W), "a Host header is required");
+	WHO_BAD(admin_host_ok("", W), "a Host header is required");
+}
+
+static void
+test_type(void **state)
+{
+	(void)state;
+	WHO_OK(admin_type_ok("application/x-www-form-urlencoded", W));
+	WHO_OK(admin_type_ok("Application/JSON", W));
+	WHO_OK(admin_type_ok("application/json; charset=utf-8", W));
+	WHO_OK(admin_type_ok(" application/x-www-form-urlencoded ;charset=UTF-8",
+	    W));
+	WHO_BAD(admin_type_ok("text/plain", W), "Content-Type 'text/plain': a "
+	    "POST is application/x-www-form-urlencoded or application/json");
+	WHO_BAD(admin_type_ok("text/plain; charset=utf-8", W), "text/plain");
+	WHO_BAD(admin_type_ok(NULL, W), "Content-Type ''");
+	WHO_BAD(admin_type_ok("", W), "a POST is");
+	WHO_BAD(admin_type_ok("multipart/form-data; boundary=x", W), "a POST is");
+	WHO_BAD(admin_type_ok("application/jsonx", W), "a POST is");
+	WHO_BAD(admin_type_ok("application/json; boundary=x", W), "a POST is");
+}
+
+static void
+test_gather_whole(void **state)
+{
+	(void)state;
+	WHO_OK(admin_gather_whole(4, 4, W));
+	WHO_OK(admin_gather_whole(0, 0, W));
+	WHO_BAD(admin_gather_whole(3, 4, W), "only 3 of 4 workers answered in "
+	    "time");
+}
+
+static void
+test_proc_start(void **state)
+{
+	const char *self = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 "
+	    "0 1 2 0 0 20 0 1 0 12345 1000 100 18446744073709551615\n";
+	const char *stat = "cpu  1 2 3\nintr 5\nctxt 9\nbtime 1700000000\n"
+	    "processes 77\n";
+	double start = 0;
+
+	(void)state;
+	assert_int_equal(admin_proc_start(self, stat, 100, &start), 0);
+	assert_true(start > 1700000123.44 && start < 1700000123.46);
+	assert_int_equal(admin_proc_start(self, "btime 10\n", 100, &start), 0);
+	assert_true(start > 133.44 && start < 133.46);
+	assert_int_equal(admin_proc_start(self, "cpu 1\n", 100, &start), -1);
+	assert_int_equal(admin_proc_start("4242 (x) S 1 2 3\n", stat, 100,
+	    &start), -1);
+	assert_int_equal(admin_proc_start("garbage", stat, 100, &start), -1);
+	assert_int_equal(admin_proc_start(self, stat, 0, &start), -1);
+}
+
 static void
 test_json_str(void **state)
 {
@@ -454,6 +566,11 @@ main(void)
 		cmocka_unit_test(test_params_form),
 		cmocka_unit_test(test_params_json),
 		cmocka_unit_test(test_server_request),
+		cmocka_unit_test(test_origin),
+		cmocka_unit_test(test_host),
+		cmocka_unit_test(test_type),
+		cmocka_unit_test(test_gather_whole),
+		cmocka_unit_test(test_proc_start),
 		cmocka_unit_test(test_json_str),
 		cmocka_unit_test(test_config_keys),
 		cmocka_unit_test(test_bind),

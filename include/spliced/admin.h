@@ -87,6 +87,36 @@ enum admin_route admin_route(const char *path, char *b, char *s, size_t n);
 /* Whether the route takes POST (every route takes GET and HEAD). */
 bool admin_route_posts(enum admin_route);
 
+/* Who may ask (DESIGN.md section 6, and the browser's attacks on a
+ * loopback endpoint: a cross-site form, DNS rebinding). Each is 0, or -1
+ * with why (one line) for a 403 or a 415. */
+
+/* An Origin header (may be NULL: no Origin, nothing to check) must be the
+ * request's own: "http://" and the Host header (host may be NULL),
+ * compared without regard to case. A page of another site, "null", or
+ * https (the endpoint serves only http) is refused. */
+int admin_origin_ok(const char *origin, const char *host, char *why, size_t n);
+/* The Host header (may be NULL) of a request to a TCP address without a
+ * token: a loopback literal (127.x.x.x, [::1]) or localhost, each with or
+ * without :PORT. Another name may be an attacker's, resolving to
+ * 127.0.0.1 (DNS rebinding); a unix socket has no such problem. */
+int admin_host_ok(const char *host, char *why, size_t n);
+/* A POST's Content-Type (may be NULL): application/x-www-form-urlencoded
+ * or application/json, any case, with parameters (charset=...) or none.
+ * text/plain is what a cross-site form may send without asking. */
+int admin_type_ok(const char *type, char *why, size_t n);
+
+/* Whether a gather of answered workers of nw is whole. -1 with why when
+ * it is not: counters summed over fewer workers would go backwards. */
+int admin_gather_whole(unsigned answered, unsigned nw, char *why, size_t n);
+
+/* The process's start, in seconds since the epoch, from the text of
+ * /proc/self/stat (its 22nd field: clock ticks since boot) and of
+ * /proc/stat (its btime line), with hz ticks a second. 0, or -1 when
+ * either does not parse. */
+int admin_proc_start(const char *self_stat, const char *stat, long hz,
+    double *start);
+
 /* The limit of /connections from the query string (may be NULL):
  * limit=N, 1..ADMIN_CONN_LIMIT_MAX; ADMIN_CONN_LIMIT_DEFAULT without it.
  * 0, or -1 with why. */
