@@ -6,7 +6,10 @@
  * evhttp_connection_base_bufferevent_unix_new, which would replace it), so
  * evhttp talks to a loopback port of ours that accepts exactly that one
  * connection (its peer must be evhttp's own socket) and copies bytes both
- * ways to the unix socket. */
+ * ways to the unix socket. The server may answer and close at once (an
+ * error closes the connection): the relay passes each side's end on to
+ * the other as a shutdown of writing once what came before it is out, and
+ * lets the pair go only when both ended and nothing is left to send. */
 #include "spliced/ctl.h"
 
 #include <errno.h>
@@ -23,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -35,6 +39,8 @@
 
 #define CTL_EXIT_USAGE 2
 
+enum { CTL_NEAR, CTL_FAR };     /* evhttp's side of the relay, the unix side */
+
 struct ctl {
 	const struct ctl_opts *o;
 	struct event_base *base;
@@ -45,7 +51,9 @@ struct ctl {
 	/* The unix socket's relay. */
 	struct sockaddr_un sun;
 	struct evconnlistener *relay;
-	struct bufferevent *near, *far;    /* evhttp's side, the unix side */
+	struct bufferevent *side[2];       /* CTL_NEAR, CTL_FAR */
+	bool ended[2];              /* nothing more to read from it */
+	bool shut[2];               /* nothing more to write to it */
 	/* The answer of the request in flight. */
 	int code;                   /* 0: none came */
 	enum evhttp_request_error why;
@@ -226,29 +234,80 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, char *err, size_t errlen)
 static void
 ctl_relay_close(struct ctl *c)
 {
-	if (c->near != NULL)
-		bufferevent_free(c->near);
-	if (c->far != NULL)
-		bufferevent_free(c->far);
-	c->near = c->far = NULL;
+	for (int i = 0; i < 2; i++) {
+		if (c->side[i] != NULL)
+			bufferevent_free(c->side[i]);
+		c->side[i] = NULL;
+		c->ended[i] = c->shut[i] = false;
+	}
+}
+
+static int
+ctl_relay_index(const struct ctl *c, const struct bufferevent *bev)
+{
+	return bev == c->side[CTL_FAR] ? CTL_FAR : CTL_NEAR;
+}
+
+/* A side whose peer ended gets its writing shut once its output is out;
+ * the pair goes once neither can move another byte. */
+static void
+ctl_relay_settle(struct ctl *c)
+{
+	for (int i = 0; i < 2; i++) {
+		struct bufferevent *b = c->side[i];
+
+		if (b != NULL && c->ended[!i] && !c->shut[i] &&
+		    evbuffer_get_length(bufferevent_get_output(b)) == 0) {
+			shutdown(bufferevent_getfd(b), SHUT_WR);
+			c->shut[i] = true;
+		}
+	}
+	if (c->ended[CTL_NEAR] && c->ended[CTL_FAR] && c->shut[CTL_NEAR] &&
+	    c->shut[CTL_FAR])
+		ctl_relay_close(c);
 }
 
 static void
 ctl_relay_read_cb(struct bufferevent *from, void *arg)
 {
 	struct ctl *c = arg;
+	int i = ctl_relay_index(c, from);
+	struct evbuffer *in = bufferevent_get_input(from);
 
-	bufferevent_write_buffer(from == c->near ? c->far : c->near,
-	    bufferevent_get_input(from));
+	/* A side that failed takes nothing more. */
+	if (c->shut[!i])
+		evbuffer_drain(in, evbuffer_get_length(in));
+	else
+		bufferevent_write_buffer(c->side[!i], in);
 }
 
-/* Either side ended: so does the other (evhttp sees the server's close). */
+/* A side's output is out: its shutdown may be due. */
+static void
+ctl_relay_write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	ctl_relay_settle(arg);
+}
+
+/* EOF: that side sends no more, which its peer learns once the bytes
+ * before it are out. An error: nothing more moves on that side at all. */
 static void
 ctl_relay_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		ctl_relay_close(arg);
+	struct ctl *c = arg;
+	int i = ctl_relay_index(c, bev);
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	bufferevent_disable(bev, EV_READ);
+	c->ended[i] = true;
+	if (what & BEV_EVENT_ERROR) {
+		bufferevent_disable(bev, EV_WRITE);
+		evbuffer_drain(out, evbuffer_get_length(out));
+		c->shut[i] = true;
+	}
+	ctl_relay_settle(c);
 }
 
 /* Whether the peer is the socket evhttp connects from. */
@@ -272,10 +331,12 @@ ctl_relay_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	int ufd;
 
 	(void)l;
-	if (c->near != NULL || !ctl_relay_peer_ok(c, peer, (socklen_t)len)) {
+	if (!ctl_relay_peer_ok(c, peer, (socklen_t)len)) {
 		close(fd);
 		return;
 	}
+	/* evhttp connects again only once it is done with the last pair. */
+	ctl_relay_close(c);
 	if ((ufd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
 	    connect(ufd, (struct sockaddr *)&c->sun, sizeof(c->sun)) == -1) {
 		fprintf(stderr, "spliced ctl: cannot connect to %s: %s\n",
@@ -286,20 +347,23 @@ ctl_relay_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	evutil_make_socket_nonblocking(ufd);
-	c->near = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	c->far = bufferevent_socket_new(c->base, ufd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->near == NULL || c->far == NULL) {
-		if (c->near == NULL)
+	c->side[CTL_NEAR] = bufferevent_socket_new(c->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	c->side[CTL_FAR] = bufferevent_socket_new(c->base, ufd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (c->side[CTL_NEAR] == NULL || c->side[CTL_FAR] == NULL) {
+		if (c->side[CTL_NEAR] == NULL)
 			close(fd);
-		if (c->far == NULL)
+		if (c->side[CTL_FAR] == NULL)
 			close(ufd);
 		ctl_relay_close(c);
 		return;
 	}
-	bufferevent_setcb(c->near, ctl_relay_read_cb, NULL, ctl_relay_event_cb, c);
-	bufferevent_setcb(c->far, ctl_relay_read_cb, NULL, ctl_relay_event_cb, c);
-	bufferevent_enable(c->near, EV_READ | EV_WRITE);
-	bufferevent_enable(c->far, EV_READ | EV_WRITE);
+	for (int i = 0; i < 2; i++) {
+		bufferevent_setcb(c->side[i], ctl_relay_read_cb, ctl_relay_write_cb,
+		    ctl_relay_event_cb, c);
+		bufferevent_enable(c->side[i], EV_READ | EV_WRITE);
+	}
 }
 
 /* A loopback port for evhttp, relayed to the unix socket. 0 or -1. */
@@ -345,16 +409,15 @@ ctl_error_cb(enum evhttp_request_error why, void *arg)
 	c->why = why;
 }
 
-/* One request; its answer in c->code and c->body. 0 for a 2xx answer;
- * -1 after printing why not. */
+/* One request; its answer in c->code and c->body. 0 for an answer (of
+ * any status); -1 after printing that none came. */
 static int
 ctl_request(struct ctl *c, enum evhttp_cmd_type cmd, const char *path,
     const char *form)
 {
 	struct evhttp_request *req = evhttp_request_new(ctl_done_cb, c);
 	struct evkeyvalq *h;
-	char auth[ADMIN_TOKEN_MAX + 16], hostport[ADDR_TEXT_MAX + 8];
-	size_t len;
+	char auth[ADMIN_TOKEN_MAX + 16], hostport[ADDR_TEXT_MAX + 16];
 
 	c->code = 0;
 	c->failed = false;
@@ -365,7 +428,10 @@ ctl_request(struct ctl *c, enum evhttp_cmd_type cmd, const char *path,
 	}
 	evhttp_request_set_error_cb(req, ctl_error_cb);
 	h = evhttp_request_get_output_headers(req);
-	snprintf(hostport, sizeof(hostport), "%s", c->host);
+	/* The endpoint takes only a loopback literal without a token (DNS
+	 * rebinding), and an IPv6 one in brackets. */
+	snprintf(hostport, sizeof(hostport), strchr(c->host, ':') != NULL ?
+	    "[%s]:%u" : "%s:%u", c->host, c->port);
 	evhttp_add_header(h, "Host", hostport);
 	if (c->token != NULL) {
 		snprintf(auth, sizeof(auth), "Bearer %s", c->token);
@@ -390,36 +456,130 @@ ctl_request(struct ctl *c, enum evhttp_cmd_type cmd, const char *path,
 		    "connection refused or closed", c->o->admin);
 		return -1;
 	}
-	if (c->code / 100 == 2)
-		return 0;
-	/* The server's one-line reason, as it said it. */
-	len = evbuffer_get_length(c->body);
-	evbuffer_add(c->body, "", 1);
-	{
-		char *text = (char *)evbuffer_pullup(c->body, -1);
+	return 0;
+}
 
-		text[strcspn(text, "\n")] = '\0';
-		fprintf(stderr, "spliced ctl: %s %s: %d %s\n", cmd == EVHTTP_REQ_POST ?
-		    "POST" : "GET", path, c->code, len > 0 ? text : "");
-	}
+/* The answer was not 2xx: print the server's one-line reason, as it said
+ * it. -1. */
+static int
+ctl_refused(struct ctl *c, enum evhttp_cmd_type cmd, const char *path)
+{
+	size_t len = evbuffer_get_length(c->body);
+	char *text;
+
+	evbuffer_add(c->body, "", 1);
+	text = (char *)evbuffer_pullup(c->body, -1);
+	text[strcspn(text, "\n")] = '\0';
+	fprintf(stderr, "spliced ctl: %s %s: %d %s\n", cmd == EVHTTP_REQ_POST ?
+	    "POST" : "GET", path, c->code, len > 0 ? text : "");
 	return -1;
 }
 
-/* The first "key": N of a JSON document of admin_json.c, whose first
- * "active" is the server's (GET /servers/B/S) or the process's (GET
- * /status). -1 when absent. */
-static long long
-ctl_json_number(struct evbuffer *body, const char *key)
+/* A request that must be answered 2xx: 0, or -1 printed. */
+static int
+ctl_ask(struct ctl *c, enum evhttp_cmd_type cmd, const char *path,
+    const char *form)
 {
-	char pat[64];
-	const char *text, *at;
-
-	evbuffer_add(body, "", 1);
-	text = (const char *)evbuffer_pullup(body, -1);
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
-	if (text == NULL || (at = strstr(text, pat)) == NULL)
+	if (ctl_request(c, cmd, path, form) == -1)
 		return -1;
-	return strtoll(at + strlen(pat), NULL, 10);
+	return c->code / 100 == 2 ? 0 : ctl_refused(c, cmd, path);
+}
+
+/* ---- reading admin_json.c's documents ---- */
+
+static const char *
+ctl_json_ws(const char *p)
+{
+	return p + strspn(p, " \t\r\n");
+}
+
+/* Past the value at p (a string, an object or array whole, a number or a
+ * word); NULL when it does not end. */
+static const char *
+ctl_json_skip(const char *p)
+{
+	int depth = 0;
+
+	do {
+		if (*p == '"') {
+			for (p++; *p != '"'; p++)
+				if (*p == '\0' || (*p == '\\' && *++p == '\0'))
+					return NULL;
+			p++;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+			p++;
+		} else if (*p == '}' || *p == ']') {
+			if (--depth < 0)
+				return NULL;
+			p++;
+		} else if (depth == 0) {
+			size_t n = strcspn(p, ",}] \t\r\n");
+
+			if (n == 0)
+				return NULL;
+			p += n;
+		} else if (*p == '\0')
+			return NULL;
+		else
+			p++;
+	} while (depth > 0);
+	return p;
+}
+
+long long
+ctl_json_int(const char *json, const char *path)
+{
+	const char *p = ctl_json_ws(json), *key;
+	size_t klen;
+	long long v;
+	char *end;
+
+	for (;;) {
+		bool found = false;
+
+		if (*p != '{')
+			return -1;
+		klen = strcspn(path, ".");
+		for (p = ctl_json_ws(p + 1); !found;) {
+			if (*p != '"' || (key = p + 1,
+			    (p = ctl_json_skip(p)) == NULL))
+				return -1;
+			found = (size_t)(p - 1 - key) == klen &&
+			    memcmp(key, path, klen) == 0;
+			if (*(p = ctl_json_ws(p)) != ':')
+				return -1;
+			p = ctl_json_ws(p + 1);
+			if (found)
+				break;
+			if ((p = ctl_json_skip(p)) == NULL ||
+			    *(p = ctl_json_ws(p)) != ',')
+				return -1;
+			p = ctl_json_ws(p + 1);
+		}
+		if (path[klen] == '.') {
+			path += klen + 1;
+			continue;
+		}
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = strtoll(p, &end, 10);
+		return strchr(",} \t\r\n", *end) != NULL && *end != '\0' ? v : -1;
+	}
+}
+
+int
+ctl_wait_verdict(const char *json, bool all, long long *active)
+{
+	long long workers = ctl_json_int(json, "workers");
+	long long answered = ctl_json_int(json, "workers_answered");
+
+	*active = ctl_json_int(json, all ? "connections.active" : "active");
+	if (workers < 0 || answered < 0 || *active < 0)
+		return -1;
+	if (answered < workers)
+		return 0;
+	return *active == 0;
 }
 
 static void
@@ -430,6 +590,14 @@ ctl_print_body(struct ctl *c)
 	fwrite(evbuffer_pullup(c->body, -1), 1, len, stdout);
 }
 
+/* The body as a string (it stays in c->body). */
+static const char *
+ctl_body_text(struct ctl *c)
+{
+	evbuffer_add(c->body, "", 1);
+	return (const char *)evbuffer_pullup(c->body, -1);
+}
+
 static int
 ctl_wait_empty(struct ctl *c)
 {
@@ -437,26 +605,41 @@ ctl_wait_empty(struct ctl *c)
 	uint64_t deadline = clock_coarse_ms() + c->o->timeout_ms;
 	struct timespec nap = { 0, CTL_POLL_MS * 1000000L };
 	bool all = strcmp(c->o->target, "all") == 0;
-	long long active;
+	long long active = -1;
+	int v;
 
 	snprintf(path, sizeof(path), all ? "/status" : "/servers/%s",
 	    c->o->target);
 	for (;;) {
 		if (ctl_request(c, EVHTTP_REQ_GET, path, NULL) == -1)
 			return 1;
-		if ((active = ctl_json_number(c->body, "active")) < 0) {
-			fprintf(stderr, "spliced ctl: GET %s: no \"active\" in the "
-			    "answer\n", path);
+		/* 503: the endpoint cannot tell now (a worker late, too many
+		 * clients): not empty yet. */
+		if (c->code == 503)
+			v = 0;
+		else if (c->code / 100 != 2) {
+			ctl_refused(c, EVHTTP_REQ_GET, path);
+			return 1;
+		} else if ((v = ctl_wait_verdict(ctl_body_text(c), all,
+		    &active)) == -1) {
+			fprintf(stderr, "spliced ctl: GET %s: no \"active\", "
+			    "\"workers\" or \"workers_answered\" in the answer\n",
+			    path);
 			return 1;
 		}
-		if (active == 0) {
+		if (v == 1) {
 			printf("%s: no connection left\n", c->o->target);
 			return 0;
 		}
 		if (clock_coarse_ms() >= deadline) {
-			printf("%s: %lld connection%s still open after %u ms\n",
-			    c->o->target, active, active == 1 ? "" : "s",
-			    c->o->timeout_ms);
+			if (v == 0 && (c->code == 503 || active == 0))
+				printf("%s: not every worker answered; still not "
+				    "known empty after %u ms\n", c->o->target,
+				    c->o->timeout_ms);
+			else
+				printf("%s: %lld connection%s still open after %u ms\n",
+				    c->o->target, active, active == 1 ? "" : "s",
+				    c->o->timeout_ms);
 			return 1;
 		}
 		nanosleep(&nap, NULL);
@@ -471,7 +654,7 @@ ctl_run(struct ctl *c)
 
 	switch (o->cmd) {
 	case CTL_STATUS:
-		if (ctl_request(c, EVHTTP_REQ_GET, o->json ? "/status" :
+		if (ctl_ask(c, EVHTTP_REQ_GET, o->json ? "/status" :
 		    "/status?format=text", NULL) == -1)
 			return 1;
 		ctl_print_body(c);
@@ -483,18 +666,18 @@ ctl_run(struct ctl *c)
 			    o->weight);
 		else
 			snprintf(form, sizeof(form), "state=%s", o->state);
-		if (ctl_request(c, EVHTTP_REQ_POST, path, form) == -1)
+		if (ctl_ask(c, EVHTTP_REQ_POST, path, form) == -1)
 			return 1;
 		printf("%s: %s", o->target, o->state);
 		if (o->weight > 0)
 			printf(", weight %u", o->weight);
-		printf(" (%lld active)\n", ctl_json_number(c->body, "active"));
+		printf(" (%lld active)\n", ctl_json_int(ctl_body_text(c), "active"));
 		return 0;
 	case CTL_WAIT_EMPTY:
 		return ctl_wait_empty(c);
 	case CTL_HEALTH:
 		snprintf(form, sizeof(form), "state=%s", o->state);
-		if (ctl_request(c, EVHTTP_REQ_POST, "/healthz", form) == -1)
+		if (ctl_ask(c, EVHTTP_REQ_POST, "/healthz", form) == -1)
 			return 1;
 		printf("health: %s\n", o->state);
 		return 0;
@@ -557,6 +740,9 @@ ctl_main(int argc, char **argv)
 		ctl_usage(stdout);
 		return 0;
 	}
+	/* A side of the relay, or evhttp, may write to a socket whose peer
+	 * has gone: an error to handle, not a signal to die of. */
+	signal(SIGPIPE, SIG_IGN);
 	if (o.token_file != NULL &&
 	    admin_token_load(o.token_file, &c.token, err, sizeof(err)) == -1) {
 		fprintf(stderr, "spliced ctl: --token-file: %s\n", err);

@@ -1,5 +1,6 @@
 /* tests/test_ctl.c: spliced ctl's command line: what each command takes,
- * and usage errors naming the bad argument. */
+ * usage errors naming the bad argument, and what wait-empty reads in an
+ * answer. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -120,12 +121,75 @@ test_usage_errors(void **state)
 	    "sideways");
 }
 
+static void
+test_json_int(void **state)
+{
+	/* /status's shape: a listener's "active" comes later, and a name in
+	 * a string, nested deeper or in an array does not count. */
+	const char *status = "{\"version\": \"x \\\"active\\\": 9\", "
+	    "\"workers\": 4, \"workers_answered\": 3, \"listeners\": [{\"name\": "
+	    "\"active\", \"active\": 7}], \"connections\": {\"total\": 12, "
+	    "\"active\": 5}, \"z\": {\"connections\": {\"active\": 8}}}\n";
+	const char *server = "{\"backend\": \"app\", \"name\": \"a\", "
+	    "\"state\": \"drain\", \"addresses\": [{\"address\": "
+	    "\"127.0.0.1:1\", \"active\": 4}], \"active\": 2, \"workers\": 2, "
+	    "\"workers_answered\": 2}\n";
+
+	(void)state;
+	assert_int_equal(ctl_json_int(status, "connections.active"), 5);
+	assert_int_equal(ctl_json_int(status, "workers"), 4);
+	assert_int_equal(ctl_json_int(status, "workers_answered"), 3);
+	assert_int_equal(ctl_json_int(status, "active"), -1);
+	assert_int_equal(ctl_json_int(status, "connections.none"), -1);
+	assert_int_equal(ctl_json_int(status, "version"), -1);
+	assert_int_equal(ctl_json_int(server, "active"), 2);
+	assert_int_equal(ctl_json_int(server, "name"), -1);
+	assert_int_equal(ctl_json_int("{\"active\": -1}", "active"), -1);
+	assert_int_equal(ctl_json_int("{\"active\": 1.5}", "active"), -1);
+	assert_int_equal(ctl_json_int("{\"active\": 3", "active"), -1);
+	assert_int_equal(ctl_json_int("{\"a\": \"x", "active"), -1);
+	assert_int_equal(ctl_json_int("{\"a\": [1, {\"b\": 2}, \"]\"], "
+	    "\"active\": 0}", "active"), 0);
+	assert_int_equal(ctl_json_int("[1]", "active"), -1);
+	assert_int_equal(ctl_json_int("", "active"), -1);
+}
+
+static void
+test_wait_verdict(void **state)
+{
+	long long active;
+
+	(void)state;
+	assert_int_equal(ctl_wait_verdict("{\"workers\": 2, \"workers_answered\": "
+	    "2, \"connections\": {\"active\": 0}}", true, &active), 1);
+	assert_int_equal(active, 0);
+	assert_int_equal(ctl_wait_verdict("{\"workers\": 2, \"workers_answered\": "
+	    "2, \"connections\": {\"active\": 3}}", true, &active), 0);
+	assert_int_equal(active, 3);
+	/* A worker late: its connections are not in the sum. */
+	assert_int_equal(ctl_wait_verdict("{\"workers\": 2, \"workers_answered\": "
+	    "1, \"connections\": {\"active\": 0}}", true, &active), 0);
+	/* A server: its own "active", not an address's. */
+	assert_int_equal(ctl_wait_verdict("{\"addresses\": [{\"active\": 0}], "
+	    "\"active\": 1, \"workers\": 1, \"workers_answered\": 1}", false,
+	    &active), 0);
+	assert_int_equal(active, 1);
+	assert_int_equal(ctl_wait_verdict("{\"addresses\": [{\"active\": 1}], "
+	    "\"active\": 0, \"workers\": 1, \"workers_answered\": 1}", false,
+	    &active), 1);
+	assert_int_equal(ctl_wait_verdict("{\"active\": 0}", false, &active), -1);
+	assert_int_equal(ctl_wait_verdict("{\"workers\": 1, \"workers_answered\": "
+	    "1}", true, &active), -1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_commands),
 		cmocka_unit_test(test_usage_errors),
+		cmocka_unit_test(test_json_int),
+		cmocka_unit_test(test_wait_verdict),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

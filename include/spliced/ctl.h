@@ -20,6 +20,7 @@
 #ifndef SPLICED_CTL_H
 #define SPLICED_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define CTL_ADMIN_DEFAULT "127.0.0.1:9090"
@@ -51,6 +52,17 @@ struct ctl_opts {
  * in err. Not thread-safe (getopt). */
 int ctl_parse(int argc, char **argv, struct ctl_opts *, char *err,
     size_t errlen);
+/* The non-negative integer at path of a JSON object's text: a name
+ * ("active"), or names of nested objects joined by dots
+ * ("connections.active"), each looked up among its object's own members
+ * (not inside their values). -1 when absent or not such a number. */
+long long ctl_json_int(const char *json, const char *path);
+/* What wait-empty makes of an answer (/status for all, else
+ * /servers/B/S): 1 empty, 0 not yet (connections open, or fewer
+ * "workers_answered" than "workers"), -1 a field missing. *active: the
+ * count read (-1 when missing). */
+int ctl_wait_verdict(const char *json, bool all, long long *active);
+
 /* spliced ctl: parse, run, print; the exit status. */
 int ctl_main(int argc, char **argv);
 
