@@ -71,8 +71,8 @@ struct admin {
 	size_t npending;
 	bool paused, health_down;
 	bool closing;               /* in admin_free: the listener is gone */
-	uint64_t start_ms;          /* clock_coarse_ms() at start */
-	double start_wall;          /* the epoch's seconds at start */
+	uint64_t start_ms;          /* clock_coarse_ms() at the process's start */
+	double start_wall;          /* the process's start, epoch seconds */
 };
 
 /* ---- the socket ---- */
@@ -319,14 +319,26 @@ admin_client(struct admin *a, struct evhttp_request *req)
 
 /* ---- answers ---- */
 
+/* An answer. For HEAD, the headers of GET's with no body: libevent 2.1's
+ * evhttp_make_header() appends the body to a HEAD answer all the same and
+ * leaves out its Content-Length, so both are done here. An error closes
+ * the connection, as evhttp's own 400 and 413 do. */
 static void
 admin_reply(struct evhttp_request *req, int code, const char *reason,
     const char *type, struct evbuffer *body)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	char len[24];
 
 	evhttp_add_header(h, "Content-Type", type);
 	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (code >= 400)
+		evhttp_add_header(h, "Connection", "close");
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+		evhttp_add_header(h, "Content-Length", len);
+		body = NULL;
+	}
 	evhttp_send_reply(req, code, reason, body);
 }
 
@@ -376,6 +388,13 @@ admin_gathered_cb(struct stats_sample *s, void *arg)
 	}
 	switch (c->route) {
 	case ADMIN_ROUTE_METRICS:
+		/* A scraper takes a sum that went down for a counter reset. */
+		if (admin_gather_whole(s->workers, a->p->nw, line,
+		    sizeof(line)) == -1) {
+			admin_text(req, 503, "Service Unavailable", line);
+			evbuffer_free(body);
+			return;
+		}
 		mp = (struct metrics_process){ a->p->cfg, a->p->bs, a->start_wall };
 		type = "text/plain; version=0.0.4; charset=utf-8";
 		r = metrics_prometheus(body, s, &mp);
@@ -394,7 +413,8 @@ admin_gathered_cb(struct stats_sample *s, void *arg)
 		r = admin_json_connections(body, s);
 		break;
 	case ADMIN_ROUTE_SERVER:
-		if ((r = admin_json_server(body, a->p->bs, c->b, c->s, s)) == 1) {
+		if ((r = admin_json_server(body, a->p->bs, c->b, c->s, s,
+		    a->p->nw)) == 1) {
 			/* A reload removed it while the workers answered. */
 			snprintf(line, sizeof(line), "no server %s/%s", c->b, c->s);
 			admin_text(req, 404, "Not Found", line);
@@ -510,6 +530,11 @@ admin_post(struct admin_client *c, struct evhttp_request *req)
 	char why[200];
 	const char *body = len > 0 ? (const char *)evbuffer_pullup(in, -1) : "";
 
+	if (admin_type_ok(evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Content-Type"), why, sizeof(why)) == -1) {
+		admin_text(req, 415, "Unsupported Media Type", why);
+		return;
+	}
 	if (body == NULL ||
 	    admin_params_parse(body, len, &ps, why, sizeof(why)) == -1) {
 		admin_text(req, 400, "Bad Request", body ? why : "out of memory");
@@ -519,6 +544,25 @@ admin_post(struct admin_client *c, struct evhttp_request *req)
 		admin_post_health(c->a, req, &ps);
 	else
 		admin_post_server(c, req, &ps);
+}
+
+/* Whether a browser may have been made to ask (a page of another site,
+ * or one that got our address under its own name): 0, or -1 answered. */
+static int
+admin_who(struct admin *a, struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	const char *host = evhttp_find_header(in, "Host");
+	char why[300];
+
+	if (admin_origin_ok(evhttp_find_header(in, "Origin"), host, why,
+	    sizeof(why)) == -1 ||
+	    (a->unix_path == NULL && a->token == NULL &&
+	    admin_host_ok(host, why, sizeof(why)) == -1)) {
+		admin_text(req, 403, "Forbidden", why);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -532,9 +576,11 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 	size_t limit = 0;
 
 	if (c == NULL) {
-		evhttp_send_error(req, 503, NULL);
+		admin_text(req, 503, "Service Unavailable", "too many clients");
 		return;
 	}
+	if (admin_who(a, req) == -1)
+		return;
 	c->route = admin_route(evhttp_uri_get_path(uri), c->b, c->s,
 	    sizeof(c->b));
 	/* The page itself holds no data (it asks /status with the token the
@@ -593,17 +639,59 @@ admin_request_cb(struct evhttp_request *req, void *arg)
 	admin_gather(c, req, limit);
 }
 
+/* The first line of path that starts with prefix ("" for any) into buf.
+ * 0 or -1. (/proc/stat's interrupt line alone can be longer than buf.) */
+static int
+admin_read_line(const char *path, const char *prefix, char *buf, size_t n)
+{
+	FILE *f = fopen(path, "r");
+	int rc = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(buf, (int)n, f) != NULL)
+		if (strncmp(buf, prefix, strlen(prefix)) == 0) {
+			rc = 0;
+			break;
+		}
+	fclose(f);
+	return rc;
+}
+
+/* When the process started: Linux's /proc, else now (admin_start runs
+ * within a second of it). */
+static void
+admin_started(struct admin *a)
+{
+	char self[1024], btime[64];
+	struct timeval now;
+	double wall, age;
+
+	gettimeofday(&now, NULL);
+	wall = (double)now.tv_sec + (double)now.tv_usec / 1e6;
+	a->start_wall = wall;
+	a->start_ms = clock_coarse_ms();
+	if (admin_read_line("/proc/self/stat", "", self, sizeof(self)) == -1 ||
+	    admin_read_line("/proc/stat", "btime ", btime, sizeof(btime)) == -1 ||
+	    admin_proc_start(self, btime, sysconf(_SC_CLK_TCK),
+	    &a->start_wall) == -1 || a->start_wall > wall) {
+		a->start_wall = wall;
+		return;
+	}
+	/* uptime counts on the monotonic clock from the same moment. */
+	age = (wall - a->start_wall) * 1000;
+	a->start_ms = a->start_ms > (uint64_t)age ? a->start_ms - (uint64_t)age :
+	    0;
+}
+
 int
 admin_start(struct admin *a, struct proc *p, struct supervise *sv)
 {
 	struct timeval to = { ADMIN_TIMEOUT_S, 0 };
-	struct timeval now;
 
 	a->p = p;
 	a->sv = sv;
-	a->start_ms = clock_coarse_ms();
-	gettimeofday(&now, NULL);
-	a->start_wall = (double)now.tv_sec + (double)now.tv_usec / 1e6;
+	admin_started(a);
 	if ((a->http = evhttp_new(p->base)) == NULL ||
 	    (a->resume = evtimer_new(p->base, admin_resume_cb, a)) == NULL)
 		return -1;

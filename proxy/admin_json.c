@@ -115,10 +115,11 @@ admin_fig(const struct backend_shared *sh, size_t j,
 	f->connect_failures = ss ? ss->connect_failures : 0;
 }
 
-/* One server line j of backend sh. */
+/* One server line j of backend sh; a document of its own (nw > 0) says
+ * how many of the nw workers answered, as /status does. */
 static void
 jw_server(struct jw *w, const struct backend_shared *sh, size_t j,
-    const struct stats_sample *s)
+    const struct stats_sample *s, unsigned nw)
 {
 	struct admin_fig f;
 	char text[ADDR_TEXT_MAX];
@@ -147,12 +148,17 @@ jw_server(struct jw *w, const struct backend_shared *sh, size_t j,
 		    atomic_load(&st->active));
 		first = false;
 	}
-	jw_printf(w, "]}");
+	jw_printf(w, "]");
+	if (nw > 0)
+		jw_printf(w, ", \"workers\": %u, \"workers_answered\": %u", nw,
+		    s->workers);
+	jw_printf(w, "}");
 }
 
 int
 admin_json_server(struct evbuffer *out, const struct backend_set *bs,
-    const char *backend, const char *server, const struct stats_sample *s)
+    const char *backend, const char *server, const struct stats_sample *s,
+    unsigned nw)
 {
 	struct jw w = { out, false };
 
@@ -163,7 +169,7 @@ admin_json_server(struct evbuffer *out, const struct backend_set *bs,
 			continue;
 		for (size_t j = 0; j < sh->cfg->nservers; j++)
 			if (strcmp(sh->cfg->servers[j].name, server) == 0) {
-				jw_server(&w, sh, j, s);
+				jw_server(&w, sh, j, s, nw);
 				jw_printf(&w, "\n");
 				return w.failed ? -1 : 0;
 			}
@@ -209,9 +215,10 @@ admin_json_status(struct evbuffer *out, const struct admin_view *v,
 	admin_totals(s, &active, &total, bytes);
 	jw_printf(&w, "{\"version\": \"%s\", \"zero_copy\": ", SPLICED_VERSION);
 	jw_str(&w, zc_backend_name());
-	jw_printf(&w, ", \"uptime_s\": %.1f, \"workers\": %u, \"draining\": %s, "
-	    "\"health\": \"%s\", \"connections\": {\"active\": %llu, "
-	    "\"total\": %llu}, \"bytes\": ", v->uptime_s, v->workers,
+	jw_printf(&w, ", \"uptime_s\": %.1f, \"workers\": %u, "
+	    "\"workers_answered\": %u, \"draining\": %s, \"health\": \"%s\", "
+	    "\"connections\": {\"active\": %llu, \"total\": %llu}, "
+	    "\"bytes\": ", v->uptime_s, v->workers, s->workers,
 	    v->draining ? "true" : "false", v->health, active, total);
 	jw_bytes(&w, bytes);
 	jw_printf(&w, ",\n \"listeners\": [");
@@ -229,7 +236,7 @@ admin_json_status(struct evbuffer *out, const struct admin_view *v,
 		    config_balance_name(sh->cfg->balance));
 		for (size_t j = 0; j < sh->cfg->nservers; j++) {
 			jw_printf(&w, "%s", j > 0 ? ",\n   " : "\n   ");
-			jw_server(&w, sh, j, s);
+			jw_server(&w, sh, j, s, 0);
 		}
 		jw_printf(&w, "]}");
 	}
@@ -302,10 +309,13 @@ admin_text_status(struct evbuffer *out, const struct admin_view *v,
 
 	admin_totals(s, &active, &total, bytes);
 	jw_printf(&w, "spliced %s (zero-copy %s), up %.0f s, %u worker%s, "
-	    "health %s%s\nconnections: %llu active, %llu total\n\n",
-	    SPLICED_VERSION, zc_backend_name(), v->uptime_s, v->workers,
-	    v->workers == 1 ? "" : "s", v->health,
-	    v->draining ? ", draining" : "", active, total);
+	    "health %s%s\n", SPLICED_VERSION, zc_backend_name(), v->uptime_s,
+	    v->workers, v->workers == 1 ? "" : "s", v->health,
+	    v->draining ? ", draining" : "");
+	if (s->workers < v->workers)
+		jw_printf(&w, "only %u of %u workers answered in time: the "
+		    "figures below are short\n", s->workers, v->workers);
+	jw_printf(&w, "connections: %llu active, %llu total\n\n", active, total);
 	jw_printf(&w, "%-16s %-8s %8s %10s  %s\n", "LISTENER", "BACKEND",
 	    "ACTIVE", "TOTAL", "BINDS");
 	for (size_t i = 0; i < v->cfg->nlisteners; i++) {

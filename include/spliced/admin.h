@@ -14,14 +14,27 @@
  *   GET  /healthz                200 "ok", 503 "draining" or "down"
  *   POST /healthz                state=up|down
  *   GET  /                       the status page
- * HEAD goes wherever GET does. A POST body is a form
- * (application/x-www-form-urlencoded) or a flat JSON object of strings and
- * numbers. Errors: 400 with a one-line reason, 404 unknown path, backend
- * or server, 405 with an Allow header, 401 when admin_token_file is set
- * and the request lacks "Authorization: Bearer TOKEN" (all but GET /, the
- * page, which holds no data and asks the user for the token), 413 for a
- * body too large. Figures come from metrics_gather() (metrics.h), answered when
- * the workers have; a client that leaves first cancels its gather.
+ * HEAD goes wherever GET does: GET's headers, Content-Length included,
+ * and no body. A POST body is a form (application/x-www-form-urlencoded)
+ * or a flat JSON object of strings and numbers, and its Content-Type says
+ * which (415 otherwise). Before anything else a browser's tricks are
+ * refused, 403: an Origin header other than "http://" and the request's
+ * Host (a page of another site), and, on a TCP address without a token,
+ * a Host other than a loopback literal or localhost (DNS rebinding).
+ * Errors, each closing the connection: 400 with a one-line reason, 404
+ * unknown path, backend or server, 405 with an Allow header, 401 when
+ * admin_token_file is set and the request lacks "Authorization: Bearer
+ * TOKEN" (all but GET /, the page, which holds no data and asks the user
+ * for the token), 413 for a body too large (evhttp's own page, HTML, as
+ * is its 400 for a request it cannot parse: libevent 2.1 has no hook for
+ * them). Figures come from metrics_gather() (metrics.h), answered when
+ * the workers have; /status and /servers/B/S say "workers_answered"
+ * next to "workers", and /metrics answers 503 when a worker was late
+ * (its sums would go backwards). A client that leaves while its gather
+ * runs is not noticed: libevent 2.1's evhttp stops reading a connection
+ * while its request is answered, so it learns of the departure only when
+ * the answer is written (or at admin_free); the gather runs to its end
+ * and the answer goes nowhere.
  *
  * The pure parts (routing, the token, the query and the body) are exposed
  * for tests. */
