@@ -80,7 +80,10 @@ jw_bytes(struct jw *w, const uint64_t b[STATS_DIR_MAX_][RELAY_MODE_MAX_])
 	    (unsigned long long)b[STATS_DOWN][RELAY_MODE_COPY]);
 }
 
-/* What is said of server line j of backend sh: its addresses, summed. */
+/* What is said of server line j of backend sh: its health over the
+ * addresses it has now, its counts over every address it ever had (its
+ * line's record: connections on an address a reload or DNS dropped still
+ * count, so wait-empty waits for them). */
 struct admin_fig {
 	const struct config_server *cs;
 	const char *state, *admin;
@@ -102,12 +105,11 @@ admin_fig(const struct backend_shared *sh, size_t j,
 	for (size_t i = 0; i < sh->n; i++) {
 		const struct server_state *st = sh->servers[i];
 
-		if (sh->entry[i] != cs)
-			continue;
-		f->active += atomic_load(&st->active);
-		f->checks += atomic_load(&st->check_failures);
-		f->up |= atomic_load(&st->up);
+		if (sh->entry[i] == cs)
+			f->up |= atomic_load(&st->up);
 	}
+	f->active = atomic_load(&sh->lines[j]->active);
+	f->checks = atomic_load(&sh->lines[j]->check_failures);
 	f->admin = backend_admin_name((enum backend_admin)admin);
 	f->state = backend_status_name(backend_line_status(sh, j));
 	f->weight = backend_line_weight(sh, j);
