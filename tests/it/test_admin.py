@@ -524,7 +524,40 @@ def test_sighup(ctx):
     p.finish()
 
 
+def test_moved(ctx):
+    """A reload moves app/a to another address while a connection is open
+    on the old one: /servers/app/a still counts it (active 1), and
+    wait-empty waits for it, then returns 0 once it ends."""
+    p, admin, a, b = two_servers(ctx)
+    a2 = ctx.backend(H.echo(), name="a2")
+    rc, _, _ = ctl(ctx, admin, "server", "app/b", "drain")
+    H.check_eq(rc, 0, "ctl server app/b drain")
+    held = H.dial(p.port())
+    held.sendall(b"hello")
+    H.check_eq(held.recv(5), b"hello", "echo on the held connection (on a)")
+    H.check_eq(a.accepted, 1, "connections on a")
+    text = H.render_config(p.glob, p.listeners,
+                           {"app": {"server": ["a " + a2.addr, "b " + b.addr]}},
+                           p.ports)
+    with open(p.config_path, "w") as f:
+        f.write(text)
+    mark = p.mark()
+    p.signal(signal.SIGHUP)
+    H.check(p.wait_line(r"info: reloaded", 10, since=mark), "the reload", "logged", "not")
+    s = server(admin, "a")
+    H.check_eq(([x["address"] for x in s["addresses"]], s["active"]),
+               (["127.0.0.1:%d" % a2.port], 1),
+               "app/a (addresses, active) after the move, one open on the old one")
+    rc, _, _ = ctl(ctx, admin, "wait-empty", "app/a", "--timeout", "1s")
+    H.check_eq(rc, 1, "wait-empty app/a while the old address holds a connection")
+    err = H.echo_trip(p.port(), 5, 64 * H.KiB, sock=held)
+    H.check(err is None, "the held connection after the reload", "intact", err)
+    rc, _, _ = ctl(ctx, admin, "wait-empty", "app/a", "--timeout", "10s")
+    H.check_eq(rc, 0, "wait-empty app/a once it ended")
+    p.finish()
+
+
 if __name__ == "__main__":
     H.main([test_errors, test_head, test_browser, test_figures, test_client_cap, test_unreachable, test_token, test_check, test_unix,
-            test_healthz_sigterm, test_health_down, test_drain, test_maint, test_sighup],
+            test_healthz_sigterm, test_health_down, test_drain, test_maint, test_sighup, test_moved],
            deadline=300, doc=__doc__)
