@@ -275,9 +275,9 @@ admin_json_connections(struct evbuffer *out, const struct stats_sample *s)
 		jw_printf(&w, ", \"up\": {\"state\": \"%s\", \"mode\": \"%s\"}, "
 		    "\"down\": {\"state\": \"%s\", \"mode\": \"%s\"}}",
 		    relay_state_name(c->state[STATS_UP]),
-		    c->mode[STATS_UP] == RELAY_MODE_SPLICE ? "splice" : "copy",
+		    relay_mode_name(c->mode[STATS_UP]),
 		    relay_state_name(c->state[STATS_DOWN]),
-		    c->mode[STATS_DOWN] == RELAY_MODE_SPLICE ? "splice" : "copy");
+		    relay_mode_name(c->mode[STATS_DOWN]));
 	}
 	jw_printf(&w, "]}\n");
 	return w.failed ? -1 : 0;

@@ -85,10 +85,6 @@ static const char *const prom_dir[STATS_DIR_MAX_] = {
 	[STATS_UP] = "up", [STATS_DOWN] = "down",
 };
 
-static const char *const prom_mode[RELAY_MODE_MAX_] = {
-	[RELAY_MODE_COPY] = "copy", [RELAY_MODE_SPLICE] = "splice",
-};
-
 /* The sample's block of a listener of the config, or a zeroed one. */
 static const struct stats_listener *
 prom_listener(const struct stats_sample *s, const char *name)
@@ -179,7 +175,7 @@ prom_listeners(struct prom *pr, const struct stats_sample *s,
 				prom_add(pr, "spliced_bytes_total{"
 				    "listener=\"%s\",direction=\"%s\",mode=\"%s\"} %"
 				    PRIu64 "\n", prom_label(names[i], v, sizeof(v)),
-				    prom_dir[d], prom_mode[m],
+				    prom_dir[d], relay_mode_name((enum relay_mode)m),
 				    prom_listener(s, names[i])->bytes[d][m]);
 	prom_head(pr, "spliced_connection_duration_seconds", "histogram",
 	    "How long connections lived, from accept to close.");

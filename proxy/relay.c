@@ -74,6 +74,18 @@ relay_state_name(enum relay_state s)
 }
 
 const char *
+relay_mode_name(enum relay_mode m)
+{
+	static const char *const names[RELAY_MODE_MAX_] = {
+		[RELAY_MODE_COPY] = "copy",
+		[RELAY_MODE_SPLICE] = "splice",
+	};
+
+	assert((unsigned)m < RELAY_MODE_MAX_);
+	return names[m];
+}
+
+const char *
 relay_fallback_name(enum relay_fallback f)
 {
 	static const char *const names[RELAY_FALLBACK_MAX_] = {

@@ -119,6 +119,8 @@ void relay_cleanup(struct relay_dir *);
 
 /* "reading", "writing", "done", "failed". */
 const char *relay_state_name(enum relay_state);
+/* "copy", "splice": the mode label of logs, metrics and /connections. */
+const char *relay_mode_name(enum relay_mode);
 /* "pool_full", "pipe_budget", "pipe_error", "unsupported": the names of
  * the fallback counters in logs and metrics. */
 const char *relay_fallback_name(enum relay_fallback);
