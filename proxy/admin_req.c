@@ -632,7 +632,7 @@ admin_server_request(const struct admin_params *ps, int *state,
 		return -1;
 	if (st == NULL && w == NULL) {
 		snprintf(why, n, "nothing to set (state=ready|drain|maint, "
-		    "weight=1..256)");
+		    "weight=1..%u)", CONFIG_WEIGHT_MAX);
 		return -1;
 	}
 	if (st != NULL) {
@@ -646,8 +646,9 @@ admin_server_request(const struct admin_params *ps, int *state,
 		}
 	}
 	if (w != NULL) {
-		if (req_number(w, &v) == -1 || v < 1 || v > 256) {
-			snprintf(why, n, "bad weight '%s' (1..256)", w);
+		if (req_number(w, &v) == -1 || v < 1 || v > CONFIG_WEIGHT_MAX) {
+			snprintf(why, n, "bad weight '%s' (1..%u)", w,
+			    CONFIG_WEIGHT_MAX);
 			return -1;
 		}
 		*weight = (unsigned)v;

@@ -409,7 +409,7 @@ backend_server_set_admin(struct backend_set *bs, const char *backend,
 	unsigned was_admin, was_weight;
 	size_t j;
 
-	if (admin >= BACKEND_ADMIN_MAX_ || weight > 256) {
+	if (admin >= BACKEND_ADMIN_MAX_ || weight > CONFIG_WEIGHT_MAX) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -424,7 +424,7 @@ server_option(struct config_server *srv, const char *opt, unsigned *seen,
 		unsigned long long min, max;
 		const char *range;
 	} opts[] = {
-		{ "weight=", 1, 256, "1..256" },
+		{ "weight=", 1, CONFIG_WEIGHT_MAX, "1..256" },
 		{ "max_connections=", 0, MAX_CONN, "0..10000000" },
 	};
 	unsigned long long v;

@@ -136,33 +136,6 @@ picked_addr(const struct conn *c, char *buf, size_t n)
 	    &c->lb->shared[c->server]->addr.ss, buf, n);
 }
 
-static void
-access_log(struct conn *c, enum conn_reason why)
-{
-	char client[ADDR_TEXT_MAX], server[ADDR_TEXT_MAX + 64];
-	struct log_access a = { .id = c->id, .listener = c->l->cfg->name,
-	    .client = client, .reason = conn_reason_name(why),
-	    .up_splice = c->up.bytes[RELAY_MODE_SPLICE],
-	    .up_copy = c->up.bytes[RELAY_MODE_COPY],
-	    .down_splice = c->down.bytes[RELAY_MODE_SPLICE],
-	    .down_copy = c->down.bytes[RELAY_MODE_COPY] };
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	a.duration_ms = (int64_t)(now.tv_sec - c->started.tv_sec) * 1000 +
-	    (now.tv_nsec - c->started.tv_nsec) / 1000000;
-	addr_format((struct sockaddr *)&c->peer, client, sizeof(client));
-	if (c->relaying) {          /* the server that was reached, if any */
-		const struct config_server *s = c->lb->entry[c->server];
-		char addr[ADDR_TEXT_MAX];
-
-		snprintf(server, sizeof(server), "%s/%s", s->name,
-		    picked_addr(c, addr, sizeof(addr)));
-		a.server = server;
-	}
-	log_batch_access(c->h->log, &a);
-}
-
 /* Microseconds since t (CLOCK_MONOTONIC). */
 static uint64_t
 since_us(const struct timespec *t)
@@ -174,6 +147,39 @@ since_us(const struct timespec *t)
 	us = (int64_t)(now.tv_sec - t->tv_sec) * 1000000 +
 	    (now.tv_nsec - t->tv_nsec) / 1000;
 	return us > 0 ? (uint64_t)us : 0;
+}
+
+/* "NAME/ADDRESS" of the server c reached into buf; false (buf untouched)
+ * while it has reached none. */
+static bool
+server_text(const struct conn *c, char *buf, size_t n)
+{
+	char addr[ADDR_TEXT_MAX];
+
+	if (!c->relaying)
+		return false;
+	snprintf(buf, n, "%s/%s", c->lb->entry[c->server]->name,
+	    picked_addr(c, addr, sizeof(addr)));
+	return true;
+}
+
+/* age_us: the connection's life, as its close counts it. */
+static void
+access_log(struct conn *c, enum conn_reason why, uint64_t age_us)
+{
+	char client[ADDR_TEXT_MAX], server[ADDR_TEXT_MAX + 64];
+	struct log_access a = { .id = c->id, .listener = c->l->cfg->name,
+	    .client = client, .reason = conn_reason_name(why),
+	    .up_splice = c->up.bytes[RELAY_MODE_SPLICE],
+	    .up_copy = c->up.bytes[RELAY_MODE_COPY],
+	    .down_splice = c->down.bytes[RELAY_MODE_SPLICE],
+	    .down_copy = c->down.bytes[RELAY_MODE_COPY],
+	    .duration_ms = (int64_t)(age_us / 1000) };
+
+	addr_format((struct sockaddr *)&c->peer, client, sizeof(client));
+	if (server_text(c, server, sizeof(server)))
+		a.server = server;
+	log_batch_access(c->h->log, &a);
 }
 
 /* What c moved so far, by direction and mover. */
@@ -199,19 +205,17 @@ static void
 conn_close(struct conn *c, enum conn_reason why)
 {
 	struct conn_home *h = c->h;
+	uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_], age_us;
 	bool wake;
 
 	if (c->closed)
 		return;
 	c->closed = true;
+	age_us = since_us(&c->started);
 	if (c->snap->conf->cfg->access_log != CONFIG_ACCESS_LOG_OFF)
-		access_log(c, why);
-	{
-		uint64_t b[STATS_DIR_MAX_][RELAY_MODE_MAX_];
-
-		conn_bytes(c, b);
-		stats_conn_closed(c->sl, why, b, since_us(&c->started));
-	}
+		access_log(c, why, age_us);
+	conn_bytes(c, bytes);
+	stats_conn_closed(c->sl, why, bytes, age_us);
 	if (c->relaying) {
 		/* A peer whose incoming stream had not ended (idle timeout,
 		 * shutdown, or the other peer failed) must see a reset, not
@@ -736,12 +740,7 @@ conn_home_sample(const struct conn_home *h, struct stats_sample *s)
 		addr_format((const struct sockaddr *)&c->peer, sc.client,
 		    sizeof(sc.client));
 		sc.connecting = !c->relaying;
-		if (c->relaying) {
-			char a[ADDR_TEXT_MAX];
-
-			snprintf(sc.server, sizeof(sc.server), "%s/%s",
-			    c->lb->entry[c->server]->name,
-			    picked_addr(c, a, sizeof(a)));
+		if (server_text(c, sc.server, sizeof(sc.server))) {
 			sc.state[STATS_UP] = c->up.state;
 			sc.state[STATS_DOWN] = c->down.state;
 			sc.mode[STATS_UP] = c->up.mover->mode;

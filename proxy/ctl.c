@@ -208,9 +208,9 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, char *err, size_t errlen)
 		errno = 0;
 		v = strtoul(weight, &end, 10);
 		if (*weight < '0' || *weight > '9' || *end != '\0' || errno != 0 ||
-		    v < 1 || v > 256)
+		    v < 1 || v > CONFIG_WEIGHT_MAX)
 			return ctl_usage_error(err, errlen, "ctl: --weight '%s' is "
-			    "not a number in 1..256", weight);
+			    "not a number in 1..%u", weight, CONFIG_WEIGHT_MAX);
 		o->weight = (unsigned)v;
 	}
 	if (timeout != NULL) {

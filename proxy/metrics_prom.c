@@ -210,14 +210,37 @@ prom_admission(struct prom *pr, const struct stats_sample *s,
 	    "PROXY headers and TLS ClientHellos read, by result.");
 }
 
+/* The numeric families of a server line, one sample each. */
+enum prom_fig {
+	PROM_WEIGHT,
+	PROM_ACTIVE,
+	PROM_CONNECTIONS,
+	PROM_CONNECT_FAILURES,
+	PROM_CHECK_FAILURES,
+	PROM_FIG_MAX_,
+};
+
+static const struct {
+	const char *name, *type, *help;
+} prom_figs[PROM_FIG_MAX_] = {
+	[PROM_WEIGHT] = { "spliced_server_weight", "gauge",
+	    "The weight balancing gives the server now." },
+	[PROM_ACTIVE] = { "spliced_server_connections_active", "gauge",
+	    "Connections to the server now (connecting or relaying)." },
+	[PROM_CONNECTIONS] = { "spliced_server_connections_total", "counter",
+	    "Connects to the server that succeeded." },
+	[PROM_CONNECT_FAILURES] = { "spliced_server_connect_failures_total",
+	    "counter", "Connects to the server that failed (retried or not)." },
+	[PROM_CHECK_FAILURES] = { "spliced_server_check_failures_total",
+	    "counter", "Health checks of the server that failed." },
+};
+
 /* A server line's figures: its record's shared state (struct
  * server_line: over every address it had) and what the workers counted. */
 struct prom_server {
 	char backend[256], name[256];      /* as label values */
-	unsigned active, weight;
-	uint64_t check_failures;
 	enum backend_status status;
-	const struct stats_server *counted;     /* NULL: nothing yet */
+	uint64_t fig[PROM_FIG_MAX_];
 };
 
 static void
@@ -225,17 +248,23 @@ prom_server_of(const struct backend_shared *b, size_t j,
     const struct stats_sample *s, struct prom_server *ps)
 {
 	const struct config_server *cs = &b->cfg->servers[j];
+	const struct stats_server *counted =
+	    stats_sample_server(s, b->cfg->name, cs->name);
 
 	memset(ps, 0, sizeof(*ps));
 	prom_label(b->cfg->name, ps->backend, sizeof(ps->backend));
 	prom_label(cs->name, ps->name, sizeof(ps->name));
-	ps->weight = backend_line_weight(b, j);
+
 	ps->status = backend_line_status(b, j);
+	ps->fig[PROM_WEIGHT] = backend_line_weight(b, j);
 	/* The line's counts: addresses a reload or DNS dropped still hold
 	 * their connections, and checks failed on them still count. */
-	ps->active = atomic_load(&b->lines[j]->active);
-	ps->check_failures = atomic_load(&b->lines[j]->check_failures);
-	ps->counted = stats_sample_server(s, b->cfg->name, cs->name);
+	ps->fig[PROM_ACTIVE] = atomic_load(&b->lines[j]->active);
+	ps->fig[PROM_CHECK_FAILURES] = atomic_load(&b->lines[j]->check_failures);
+	if (counted != NULL) {
+		ps->fig[PROM_CONNECTIONS] = counted->connections;
+		ps->fig[PROM_CONNECT_FAILURES] = counted->connect_failures;
+	}
 }
 
 /* Every server line of the config, in config order. NULL when out of
@@ -280,34 +309,14 @@ prom_servers(struct prom *pr, const struct stats_sample *s,
 			    "server=\"%s\",state=\"%s\"} %d\n", v[i].backend,
 			    v[i].name, backend_status_name((enum backend_status)k),
 			    v[i].status == (enum backend_status)k);
-	prom_head(pr, "spliced_server_weight", "gauge",
-	    "The weight balancing gives the server now.");
-	for (size_t i = 0; i < n; i++)
-		prom_add(pr, "spliced_server_weight{backend=\"%s\",server=\"%s\"} "
-		    "%u\n", v[i].backend, v[i].name, v[i].weight);
-	prom_head(pr, "spliced_server_connections_active", "gauge",
-	    "Connections to the server now (connecting or relaying).");
-	for (size_t i = 0; i < n; i++)
-		prom_add(pr, "spliced_server_connections_active{backend=\"%s\","
-		    "server=\"%s\"} %u\n", v[i].backend, v[i].name, v[i].active);
-	prom_head(pr, "spliced_server_connections_total", "counter",
-	    "Connects to the server that succeeded.");
-	for (size_t i = 0; i < n; i++)
-		prom_add(pr, "spliced_server_connections_total{backend=\"%s\","
-		    "server=\"%s\"} %" PRIu64 "\n", v[i].backend, v[i].name,
-		    v[i].counted != NULL ? v[i].counted->connections : 0);
-	prom_head(pr, "spliced_server_connect_failures_total", "counter",
-	    "Connects to the server that failed (retried or not).");
-	for (size_t i = 0; i < n; i++)
-		prom_add(pr, "spliced_server_connect_failures_total{backend=\"%s\","
-		    "server=\"%s\"} %" PRIu64 "\n", v[i].backend, v[i].name,
-		    v[i].counted != NULL ? v[i].counted->connect_failures : 0);
-	prom_head(pr, "spliced_server_check_failures_total", "counter",
-	    "Health checks of the server that failed.");
-	for (size_t i = 0; i < n; i++)
-		prom_add(pr, "spliced_server_check_failures_total{backend=\"%s\","
-		    "server=\"%s\"} %" PRIu64 "\n", v[i].backend, v[i].name,
-		    v[i].check_failures);
+	for (int f = 0; f < PROM_FIG_MAX_; f++) {
+		prom_head(pr, prom_figs[f].name, prom_figs[f].type,
+		    prom_figs[f].help);
+		for (size_t i = 0; i < n; i++)
+			prom_add(pr, "%s{backend=\"%s\",server=\"%s\"} %" PRIu64
+			    "\n", prom_figs[f].name, v[i].backend, v[i].name,
+			    v[i].fig[f]);
+	}
 	free(v);
 	prom_head(pr, "spliced_connect_duration_seconds", "histogram",
 	    "How long connects to the backend's servers took, when they "

@@ -75,6 +75,9 @@ struct config_keepalive {
 	unsigned count;             /* TCP_KEEPCNT, 1..127 */
 };
 
+/* A server's weight, in the config and set at run time: 1..this. */
+#define CONFIG_WEIGHT_MAX 256u
+
 struct config_server {
 	char *name;
 	char *host;                 /* "ADDRESS:PORT" as written, for logs */
