@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "spliced/addr.h"
+#include "spliced/cidr.h"
 
 #define CONFIG_ERR_MAX 512
 
@@ -56,6 +57,13 @@ enum config_balance {
 	CONFIG_BALANCE_LEASTCONN,   /* fewest active connections per weight */
 	CONFIG_BALANCE_SOURCE,      /* weighted rendezvous hash of the client address */
 	CONFIG_BALANCE_RANDOM,      /* two weighted random choices, the less loaded wins */
+};
+
+/* proxy_protocol: the PROXY header a listener sends its backend first. */
+enum config_proxy_protocol {
+	CONFIG_PROXY_OFF,
+	CONFIG_PROXY_V1,
+	CONFIG_PROXY_V2,
 };
 
 enum config_health {
@@ -102,6 +110,10 @@ struct config_backend {
 	unsigned rise;              /* checks passed in a row to come up; default 2 */
 	unsigned fall;              /* failures in a row to go down; default 3 */
 	unsigned resolve_interval_ms;      /* host-name servers; default 30s */
+	/* What its health checks send first (v2 LOCAL, v1 "PROXY UNKNOWN"):
+	 * set by config_finish() from the listeners that use the backend,
+	 * the first of them in file order that sends a header. */
+	enum config_proxy_protocol check_proxy;
 	int line;                   /* of the section header; 0: config_set() */
 };
 
@@ -123,6 +135,17 @@ struct config_listener {
 	enum config_splice splice;        /* default: [global] splice */
 	size_t splice_threshold;          /* default: [global] splice_threshold */
 	struct config_keepalive tcp_keepalive;  /* default: [global] tcp_keepalive */
+	/* Client identity and admission (DESIGN section 7). */
+	enum config_proxy_protocol proxy_protocol;  /* default off */
+	bool accept_proxy;                /* default off */
+	struct cidr *accept_proxy_from;   /* may repeat; none: any peer */
+	size_t naccept_proxy_from;
+	unsigned timeout_handshake_ms;    /* default 5s */
+	struct cidr_rule *rules;          /* allow/deny, in file order */
+	size_t nrules;
+	unsigned max_connections_per_source;   /* 0 (default): none */
+	unsigned connection_rate_per_source;   /* a second; 0 (default): none */
+	unsigned source_prefix_v6;        /* default 64; 1..128 */
 	int line;                         /* of the section header */
 };
 
@@ -145,6 +168,7 @@ struct config {
 	size_t buffer_size;         /* default 64k; 1k..64m */
 	unsigned max_pipes;         /* 0 = derived */
 	unsigned shutdown_timeout_ms;      /* default 30s */
+	unsigned source_table_size;        /* default 100000; 1..10000000 */
 	/* The user to run as after binding (privs.h), as written: a name
 	 * from the password database (digits are looked up as a name too,
 	 * never taken as a uid). NULL (default): stay who started spliced.
@@ -227,5 +251,6 @@ int config_parse_keepalive(const char *, struct config_keepalive *,
     char *why, size_t whylen);
 const char *config_splice_name(enum config_splice);
 const char *config_balance_name(enum config_balance);
+const char *config_proxy_protocol_name(enum config_proxy_protocol);  /* off, v1, v2 */
 
 #endif

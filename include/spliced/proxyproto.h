@@ -1,0 +1,111 @@
+/* include/spliced/proxyproto.h: the PROXY protocol, versions 1 and 2
+ * (HAProxy's doc/proxy-protocol.txt), encoded and parsed.
+ *
+ * Pure functions over bytes: no socket, no allocation, no clock. The
+ * connection that reads a header (conn.c) peeks at what the client sent,
+ * feeds it here, and then takes off the socket exactly the bytes the
+ * parser says were the header's: the payload behind it is never read.
+ *
+ * Parsing is incremental: the header may arrive split at any point, and
+ * feeding it in pieces gives the same result as feeding it whole. It is
+ * bounded: a v1 line is at most PROXYPROTO_V1_MAX bytes (CRLF included),
+ * a v2 header 16 bytes plus its length field (at most 65535). The parser
+ * keeps what it needs of a header in itself (a few hundred bytes): TLVs
+ * are skipped as they stream by, and a CRC32C TLV is checked over the
+ * whole header. Never guessed: the first byte that cannot start or
+ * continue a valid header makes it invalid at once.
+ *
+ * What a header says (struct proxyproto_result): for v1 TCP4/TCP6 and v2
+ * PROXY over TCP (INET or INET6, STREAM), the original source and
+ * destination. For v1 UNKNOWN, v2 LOCAL, and v2 PROXY with another
+ * family or transport (UNSPEC, UNIX, DGRAM), `local`: the receiver keeps
+ * the connection's own addresses, as the spec requires. */
+#ifndef SPLICED_PROXYPROTO_H
+#define SPLICED_PROXYPROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define PROXYPROTO_V1_MAX 107           /* "PROXY ... \r\n", CRLF included */
+#define PROXYPROTO_V2_HEAD 16           /* signature, ver/cmd, fam, len */
+#define PROXYPROTO_V2_MAX (16 + 65535)
+/* The longest header proxyproto_encode_v1/v2 write: v2 with the UNIX
+ * address block (216), which they never send, bounds every other. */
+#define PROXYPROTO_ENCODE_MAX (16 + 216)
+
+enum proxyproto_status {
+	PROXYPROTO_MORE,            /* all fed so far is header: feed more */
+	PROXYPROTO_DONE,            /* the header is complete: see *out */
+	PROXYPROTO_INVALID,         /* not a valid header (why says how) */
+	PROXYPROTO_TOO_LARGE,       /* a v1 line with no CRLF in 107 bytes */
+};
+
+struct proxyproto_result {
+	int version;                /* 1 or 2 */
+	/* Keep the connection's own addresses (v1 UNKNOWN, v2 LOCAL, v2 with
+	 * a family or transport other than TCP over IPv4/IPv6). */
+	bool local;
+	/* Unless local: the original client and the address it connected
+	 * to, AF_INET or AF_INET6, ports in network order. */
+	struct sockaddr_storage src, dst;
+	socklen_t srclen, dstlen;
+};
+
+/* The parser's state; embed or allocate it, then proxyproto_init(). Its
+ * fields are proxyproto.c's. */
+struct proxyproto_parser {
+	int version;                /* 0 until the first byte told */
+	size_t seen;                /* header bytes taken so far */
+	size_t total;               /* v2: 16 + len once known; 0 before */
+	uint8_t head[PROXYPROTO_V1_MAX + 1];   /* v1 line, or v2 fixed part */
+	uint8_t addr[216];          /* v2 address block, as much as the family needs */
+	size_t addrneed;            /* v2: bytes of the address block kept */
+	/* v2 TLV walk, streaming. */
+	size_t tlv_at;              /* offset of the next TLV's start */
+	uint8_t tlv_hdr[3];
+	size_t tlv_len;
+	bool tlv_crc;               /* the TLV in progress is PP2_TYPE_CRC32C */
+	uint8_t crc_want[4];
+	bool crc_seen;
+	uint32_t crc;               /* running CRC32C, checksum bytes as zero */
+	enum proxyproto_status done;   /* MORE until the parser ended */
+};
+
+void proxyproto_init(struct proxyproto_parser *);
+
+/* Feed the next len bytes the peer sent (after all the bytes fed before).
+ * *used: how many of them are header bytes, taken by the parser (with
+ * PROXYPROTO_DONE, the bytes after them are payload; with MORE, all of
+ * them). With PROXYPROTO_DONE, *out holds the result. With INVALID or
+ * TOO_LARGE, *why (if why is not NULL) a static, one-line reason
+ * ("v2: address block shorter than TCP over IPv6 needs"). Once an end
+ * status is returned, later calls return it again, using nothing. */
+enum proxyproto_status proxyproto_feed(struct proxyproto_parser *,
+    const uint8_t *buf, size_t len, size_t *used,
+    struct proxyproto_result *out, const char **why);
+
+/* At most how many more bytes the parser may take: so a caller can peek
+ * at no more than that (v1: what is left of 107; v2: of 16, then of
+ * 16 + len). 0 once done. */
+size_t proxyproto_want(const struct proxyproto_parser *);
+
+/* A header telling src and dst (ports included). Both AF_INET or both
+ * AF_INET6 (IPv4-mapped IPv6 addresses of one side are not unmapped
+ * here: do it first) give TCP4/TCP6; anything else, or NULLs, gives v1
+ * "PROXY UNKNOWN\r\n" and, for v2, a PROXY command with family UNSPEC
+ * and no address. v2 with local: the LOCAL command (src and dst
+ * ignored), what health checks send. Returns the length written, or -1
+ * (EINVAL: len too small; PROXYPROTO_ENCODE_MAX always fits). */
+ssize_t proxyproto_encode_v1(char *buf, size_t len,
+    const struct sockaddr *src, const struct sockaddr *dst);
+ssize_t proxyproto_encode_v2(uint8_t *buf, size_t len,
+    const struct sockaddr *src, const struct sockaddr *dst, bool local);
+
+/* CRC32C (Castagnoli) of len bytes, continuing from crc (0 to start),
+ * as the PP2_TYPE_CRC32C TLV carries it. */
+uint32_t proxyproto_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif
