@@ -34,6 +34,7 @@
 #include "spliced/backend.h"
 #include "spliced/clock.h"
 #include "spliced/config.h"
+#include "spliced/listener.h"
 #include "spliced/log.h"
 #include "spliced/metrics.h"
 #include "spliced/statuspage.h"
@@ -395,14 +396,16 @@ admin_gathered_cb(struct stats_sample *s, void *arg)
 			evbuffer_free(body);
 			return;
 		}
-		mp = (struct metrics_process){ a->p->cfg, a->p->bs, a->start_wall };
+		mp = (struct metrics_process){ a->p->cfg, a->p->bs, a->start_wall,
+		    listener_proc_sources(a->p->lp) };
 		type = "text/plain; version=0.0.4; charset=utf-8";
 		r = metrics_prometheus(body, s, &mp);
 		break;
 	case ADMIN_ROUTE_STATUS:
 		v = (struct admin_view){ a->p->cfg, a->p->bs, a->p->nw,
 		    (double)(clock_coarse_ms() - a->start_ms) / 1000,
-		    a->sv != NULL && supervise_draining(a->sv), admin_health(a) };
+		    a->sv != NULL && supervise_draining(a->sv), admin_health(a),
+		    listener_proc_sources(a->p->lp) };
 		if (c->text) {
 			type = "text/plain; charset=utf-8";
 			r = admin_text_status(body, &v, s);

@@ -12,6 +12,8 @@ struct evbuffer;
 struct stats_sample;
 
 /* What /status tells beyond the workers' figures. */
+struct srctable;
+
 struct admin_view {
 	const struct config *cfg;   /* the listeners */
 	const struct backend_set *bs;   /* the backends and servers */
@@ -20,6 +22,7 @@ struct admin_view {
 	double uptime_s;
 	bool draining;              /* a SIGTERM drain began */
 	const char *health;         /* up | down | draining */
+	struct srctable *sources;   /* the per-source limits' table, or NULL */
 };
 
 /* s as a JSON string, quoted and escaped (", \\, control characters). */

@@ -14,6 +14,7 @@
 #include "spliced/addr.h"
 #include "spliced/backend.h"
 #include "spliced/relay.h"
+#include "spliced/srctable.h"
 #include "spliced/stats.h"
 #include "spliced/zerocopy.h"
 
@@ -200,7 +201,12 @@ jw_listener(struct jw *w, const struct config_listener *l,
 	    sl ? (unsigned long long)sl->active : 0ull,
 	    sl ? (unsigned long long)sl->connections : 0ull);
 	jw_bytes(w, sl ? sl->bytes : none);
-	jw_printf(w, "}");
+	jw_printf(w, ", \"denied\": {");
+	for (int r = 0; r < STATS_DENY_MAX_; r++)
+		jw_printf(w, "%s\"%s\": %llu", r > 0 ? ", " : "",
+		    stats_deny_name((enum stats_deny)r),
+		    sl ? (unsigned long long)sl->denied[r] : 0ull);
+	jw_printf(w, "}}");
 }
 
 static void admin_totals(const struct stats_sample *, unsigned long long *,
@@ -249,7 +255,17 @@ admin_json_status(struct evbuffer *out, const struct admin_view *v,
 		jw_printf(&w, "%s\"%s\": %llu", f > 0 ? ", " : "",
 		    relay_fallback_name((enum relay_fallback)f),
 		    (unsigned long long)s->fallbacks[f]);
-	jw_printf(&w, "}}\n");
+	jw_printf(&w, "}");
+	if (v->sources != NULL) {
+		struct srctable_stats st;
+
+		srctable_stats(v->sources, &st);
+		jw_printf(&w, ",\n \"sources\": {\"entries\": %u, \"capacity\": "
+		    "%u, \"evictions\": %llu, \"evicted_busy\": %llu}",
+		    st.entries, st.capacity, (unsigned long long)st.evictions,
+		    (unsigned long long)st.evicted_busy);
+	}
+	jw_printf(&w, "}\n");
 	return w.failed ? -1 : 0;
 }
 

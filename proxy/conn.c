@@ -26,56 +26,7 @@
 #include "spliced/relay.h"
 #include "spliced/stats.h"
 #include "spliced/worker.h"  /* struct worker_snap: data only */
-
-struct conn_home {
-	struct event_base *base;
-	struct relay_ctx *relay;
-	struct log_batch *log;
-	struct worker_snap *cur;
-	struct conn_hooks hooks;
-	void *arg;
-	struct fdreserve reserve;
-	struct conn_stats st;
-	struct stats_worker *stats; /* per listener, backend and server */
-	uint64_t id_base, seq;      /* connection ids: id_base | seq */
-	unsigned n;
-	TAILQ_HEAD(conn_list, conn) conns;   /* oldest first */
-	/* Connections whose backend socket found no fd: they wait, in
-	 * arrival order, and are served before accepting resumes. */
-	TAILQ_HEAD(, conn) fdwait;
-};
-
-struct conn {
-	struct conn_home *h;
-	uint64_t id;                /* unique in the process: access lines, /connections */
-	/* What the connection started under: its listener, backend and
-	 * balancer stay those of this snap, whatever a reload brings. */
-	struct worker_snap *snap;
-	struct listener *l;
-	const struct config_backend *bc;
-	struct backend_lb *lb;      /* of the last attempt: balancer() */
-	struct worker_snap *lbsnap; /* the snap lb belongs to */
-	struct stats_listener *sl;  /* counters of its listener */
-	int cfd, bfd;
-	struct sockaddr_storage peer;
-	socklen_t peerlen;
-	ssize_t server;             /* index into lb's addresses; -1 before any */
-	bool reserved;              /* holds a slot on server (backend_lb_pick) */
-	bool trial;                 /* the trial connect of a server down */
-	unsigned attempts;
-	bool relaying, closed;
-	bool fdwait;                /* on h->fdwait */
-	unsigned pins;              /* >0: a caller up the stack still uses c */
-	bool one_done;
-	enum conn_reason first_end;
-	struct event cev;           /* the backend connect completing */
-	struct event timer;
-	struct relay_dir up, down;  /* client -> backend, backend -> client */
-	struct timespec started;
-	struct timespec attempted;  /* the last connect attempt began */
-	TAILQ_ENTRY(conn) link;
-	TAILQ_ENTRY(conn) fdlink;   /* h->fdwait */
-};
+#include "conn_int.h"
 
 const char *
 conn_reason_name(enum conn_reason r)
@@ -94,12 +45,11 @@ conn_reason_name(enum conn_reason r)
 		[CONN_CLIENT_TIMEOUT] = "client_timeout",
 		[CONN_SERVER_TIMEOUT] = "server_timeout",
 		[CONN_LOCAL_ERROR] = "local_error",
+		[CONN_REFUSED] = "refused",
 	};
 
 	return names[r];
 }
-
-static void conn_close(struct conn *, enum conn_reason);
 
 /* Arm c's timer. A timer that cannot be armed (out of memory) would leave
  * the connection unwatched for good: it ends instead. False then (c is
@@ -119,8 +69,8 @@ timer_add(struct conn *c, uint64_t ms)
 
 /* Abortive close: the peer sees an RST, never a clean end of a stream that
  * was cut short. */
-static void
-reset_fd(int fd)
+void
+conn_reset_fd(int fd)
 {
 	struct linger lg = { 1, 0 };
 
@@ -201,7 +151,7 @@ conn_free(struct conn *c)
 	free(c);
 }
 
-static void
+void
 conn_close(struct conn *c, enum conn_reason why)
 {
 	struct conn_home *h = c->h;
@@ -212,7 +162,11 @@ conn_close(struct conn *c, enum conn_reason why)
 		return;
 	c->closed = true;
 	age_us = since_us(&c->started);
-	if (c->snap->conf->cfg->access_log != CONFIG_ACCESS_LOG_OFF)
+	/* A refused client is counted and its refusal logged (rate-limited:
+	 * a flood of them must not become a flood of lines), not given an
+	 * access line. */
+	if (c->snap->conf->cfg->access_log != CONFIG_ACCESS_LOG_OFF &&
+	    why != CONN_REFUSED)
 		access_log(c, why, age_us);
 	conn_bytes(c, bytes);
 	stats_conn_closed(c->sl, why, bytes, age_us);
@@ -223,18 +177,20 @@ conn_close(struct conn *c, enum conn_reason why)
 		 * for it or its sender had merely gone quiet, the stream was
 		 * cut. A direction that is DONE delivered its FIN already. */
 		if (c->down.state != RELAY_DONE)
-			reset_fd(c->cfd);
+			conn_reset_fd(c->cfd);
 		if (c->up.state != RELAY_DONE)
-			reset_fd(c->bfd);
+			conn_reset_fd(c->bfd);
 		relay_cleanup(&c->up);
 		relay_cleanup(&c->down);
-	} else if (why == CONN_SHUTDOWN || why == CONN_LOCAL_ERROR) {
-		reset_fd(c->cfd);       /* its server was never reached */
+	} else if (why == CONN_SHUTDOWN || why == CONN_LOCAL_ERROR ||
+	    why == CONN_REFUSED) {
+		conn_reset_fd(c->cfd);       /* its server was never reached */
 		if (why == CONN_LOCAL_ERROR)
-			reset_fd(c->bfd);
+			conn_reset_fd(c->bfd);
 	}
 	event_del(&c->cev);
 	event_del(&c->timer);
+	conn_ident_cleanup(c);
 	close(c->cfd);
 	if (c->bfd >= 0)
 		close(c->bfd);
@@ -275,7 +231,7 @@ peer_failed(struct conn *c, bool client_side, int err)
 		log_info("listener %s: %s error: %s", c->l->cfg->name,
 		    client_side ? "client" : "server", strerror(err));
 	}
-	reset_fd(client_side ? c->bfd : c->cfd);
+	conn_reset_fd(client_side ? c->bfd : c->cfd);
 	conn_close(c, why);
 }
 
@@ -353,8 +309,8 @@ idle_cb(evutil_socket_t fd, short what, void *arg)
 	(void)timer_add(c, left);
 }
 
-static void
-start_relay(struct conn *c)
+void
+conn_relay(struct conn *c)
 {
 	const struct config_listener *lc = c->l->cfg;
 	struct relay_ctx *ctx = c->h->relay;
@@ -459,8 +415,8 @@ server_connected(struct conn *c)
 	    s->name, picked_addr(c, a, sizeof(a)));
 }
 
-static void
-connect_failed(struct conn *c, const char *why)
+void
+conn_connect_failed(struct conn *c, const char *why)
 {
 	const struct server_state *st = c->lb->shared[c->server];
 
@@ -479,11 +435,11 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 	int err;
 
 	if (what & EV_TIMEOUT) {
-		connect_failed(c, "timed out");
+		conn_connect_failed(c, "timed out");
 		return;
 	}
 	if ((err = backend_connect_error(fd)) != 0) {
-		connect_failed(c, strerror(err));
+		conn_connect_failed(c, strerror(err));
 		return;
 	}
 	event_del(&c->timer);
@@ -491,7 +447,7 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 	stats_hist_add(&c->lbsnap->sb[c->lb - c->lbsnap->lb]->connect,
 	    stats_connect_le, since_us(&c->attempted));
 	server_connected(c);
-	start_relay(c);
+	conn_ident_send(c);
 }
 
 /* A connecting socket to c's server. Short of fds, one is taken from the
@@ -632,6 +588,12 @@ conn_start(struct conn_home *h, struct listener *l, int fd,
 	TAILQ_INSERT_TAIL(&h->conns, c, link);
 	h->n++;
 	h->st.connections++;
+	conn_ident_start(c);
+}
+
+void
+conn_connect(struct conn *c)
+{
 	try_connect(c, NULL, false);
 }
 

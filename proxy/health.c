@@ -31,12 +31,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "spliced/backend.h"
 #include "spliced/clock.h"
 #include "spliced/log.h"
+#include "spliced/proxyproto.h"
 
 struct probe {
 	struct health *h;
@@ -151,6 +153,26 @@ finish(struct probe *p, bool ok, const char *why)
 	next_probe(p);
 }
 
+/* A server behind listeners that send it PROXY headers expects one on
+ * every connection: a check says it is no client's (v2 LOCAL, v1
+ * UNKNOWN), so the server neither logs a bad header nor takes the check
+ * for a client. Best effort: a fresh socket takes these few bytes whole,
+ * and the check is the connect, not what follows. */
+static void
+send_header(const struct probe *p)
+{
+	uint8_t buf[PROXYPROTO_ENCODE_MAX];
+	ssize_t n;
+
+	if (p->bc->check_proxy == CONFIG_PROXY_OFF)
+		return;
+	n = p->bc->check_proxy == CONFIG_PROXY_V1 ?
+	    proxyproto_encode_v1((char *)buf, sizeof(buf), NULL, NULL) :
+	    proxyproto_encode_v2(buf, sizeof(buf), NULL, NULL, true);
+	if (n > 0)
+		(void)send(p->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 /* The connect completed, or health_timeout passed first. */
 static void
 io_cb(evutil_socket_t fd, short what, void *arg)
@@ -164,6 +186,8 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	err = backend_connect_error(p->fd);
+	if (err == 0)
+		send_header(p);
 	finish(p, err == 0, err == 0 ? NULL : strerror(err));
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "spliced/log.h"
+#include "spliced/srctable.h"
 #include "spliced/sdnotify.h"
 
 struct listener_sock {
@@ -33,6 +34,7 @@ struct listener_sock {
 struct listener_count {
 	atomic_uint refs;
 	atomic_uint active;
+	uint32_t scope;             /* its sources' in the source table */
 };
 
 struct listener_proc {
@@ -47,6 +49,10 @@ struct listener_proc {
 	 * sockets to close its own fd of. */
 	pthread_mutex_t lock;
 	LIST_HEAD(, listener_sock) bound;
+	uint32_t scopes;            /* the last scope given (main thread) */
+	/* Made by the first set with a per-source limit, kept to the end,
+	 * so counts carry over reloads. */
+	struct srctable *sources;
 };
 
 /* One socket for bind line k of l. -1 with err naming the file, line and
@@ -224,6 +230,7 @@ listener_proc_free(struct listener_proc *p)
 		sock_unref(p->passed[i]);
 	free(p->passed);
 	pthread_mutex_destroy(&p->lock);
+	srctable_free(p->sources);
 	free(p);
 }
 
@@ -298,7 +305,8 @@ sock_get(struct listener_set *ls, const struct config_listener *l, size_t b0,
 }
 
 static struct listener_count *
-count_get(const struct listener_set *prev, const char *name)
+count_get(struct listener_proc *p, const struct listener_set *prev,
+    const char *name)
 {
 	struct listener_count *c;
 
@@ -311,7 +319,49 @@ count_get(const struct listener_set *prev, const char *name)
 		return NULL;
 	atomic_init(&c->refs, 1);
 	atomic_init(&c->active, 0);
+	c->scope = ++p->scopes;
 	return c;
+}
+
+/* The source table, made when a listener first has a per-source limit,
+ * and sized as the config says (a reload may change it). */
+static int
+sources_size(struct listener_proc *p, const struct config *cfg, char *err,
+    size_t errlen)
+{
+	bool wanted = false;
+
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		wanted |= cfg->listeners[i].max_connections_per_source > 0 ||
+		    cfg->listeners[i].connection_rate_per_source > 0;
+	if (p->sources == NULL && !wanted)
+		return 0;
+	if (p->sources == NULL)
+		p->sources = srctable_new(cfg->source_table_size);
+	else if (srctable_resize(p->sources, cfg->source_table_size) == -1) {
+		/* The old size goes on: the limits still hold. */
+		log_warn("source table: cannot resize to %u entries: %s; "
+		    "keeping its size", cfg->source_table_size, strerror(errno));
+		return 0;
+	}
+	if (p->sources == NULL) {
+		snprintf(err, errlen, "source table of %u entries: %s",
+		    cfg->source_table_size, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+struct srctable *
+listener_proc_sources(struct listener_proc *p)
+{
+	return p->sources;
+}
+
+uint32_t
+listener_scope(const struct listener *l)
+{
+	return l->count->scope;
 }
 
 struct listener_set *
@@ -334,7 +384,7 @@ listener_set_bind(struct listener_proc *p, struct config *cfg,
 		struct listener *l = &ls->l[ls->n++];
 
 		l->cfg = lc;
-		if ((l->count = count_get(prev, lc->name)) == NULL ||
+		if ((l->count = count_get(p, prev, lc->name)) == NULL ||
 		    (l->socks = calloc(lc->nbinds, sizeof(*l->socks))) == NULL)
 			goto nomem;
 		for (size_t b = 0; b < lc->nbinds; b++)
@@ -342,6 +392,8 @@ listener_set_bind(struct listener_proc *p, struct config *cfg,
 			    errlen)) == NULL)
 				goto fail;
 	}
+	if (sources_size(p, cfg, err, errlen) == -1)
+		goto fail;
 	return ls;
 nomem:
 	snprintf(err, errlen, "out of memory");

@@ -28,6 +28,7 @@
 #include "spliced/log.h"
 #include "spliced/metrics.h"
 #include "spliced/relay.h"
+#include "spliced/srctable.h"
 #include "spliced/zerocopy.h"
 
 /* A label value, escaped as the format asks (backslash, quote, newline),
@@ -185,16 +186,16 @@ prom_listeners(struct prom *pr, const struct stats_sample *s,
 		    &prom_listener(s, names[i])->duration, stats_duration_le);
 }
 
-/* Admission (allow/deny, per-source limits, PROXY headers) and TLS
- * server-name routing are not built yet: nothing is denied and no
- * handshake happens, which is what these say. */
+/* The handshake results a PROXY header can have; a TLS ClientHello's
+ * come with server-name routing. */
+static const enum stats_hs_result prom_proxy_results[] = {
+	STATS_HS_OK, STATS_HS_TIMEOUT, STATS_HS_TOO_LARGE, STATS_HS_INVALID,
+};
+
 static void
 prom_admission(struct prom *pr, const struct stats_sample *s,
     const struct metrics_process *p)
 {
-	static const char *const reasons[] = {
-		"acl", "rate", "per_source", "proxy_header", "no_route", "limit",
-	};
 	const char *names[256];
 	size_t n = prom_listener_names(p, s, names, 256);
 	char v[256];
@@ -202,12 +203,39 @@ prom_admission(struct prom *pr, const struct stats_sample *s,
 	prom_head(pr, "spliced_denied_connections_total", "counter",
 	    "Clients refused before a server was picked, by reason.");
 	for (size_t i = 0; i < n; i++)
-		for (size_t r = 0; r < sizeof(reasons) / sizeof(*reasons); r++)
+		for (int r = 0; r < STATS_DENY_MAX_; r++)
 			prom_add(pr, "spliced_denied_connections_total{"
-			    "listener=\"%s\",reason=\"%s\"} 0\n",
-			    prom_label(names[i], v, sizeof(v)), reasons[r]);
+			    "listener=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+			    prom_label(names[i], v, sizeof(v)),
+			    stats_deny_name((enum stats_deny)r),
+			    prom_listener(s, names[i])->denied[r]);
 	prom_head(pr, "spliced_handshake_total", "counter",
 	    "PROXY headers and TLS ClientHellos read, by result.");
+	for (size_t i = 0; i < n; i++)
+		for (size_t r = 0; r < sizeof(prom_proxy_results) /
+		    sizeof(*prom_proxy_results); r++)
+			prom_add(pr, "spliced_handshake_total{listener=\"%s\","
+			    "kind=\"proxy\",result=\"%s\"} %" PRIu64 "\n",
+			    prom_label(names[i], v, sizeof(v)),
+			    stats_hs_result_name(prom_proxy_results[r]),
+			    prom_listener(s, names[i])->handshake[STATS_HS_PROXY]
+			    [prom_proxy_results[r]]);
+	if (p->sources != NULL) {
+		struct srctable_stats st;
+
+		srctable_stats(p->sources, &st);
+		prom_head(pr, "spliced_source_table_entries", "gauge",
+		    "Client sources the per-source limits track now.");
+		prom_add(pr, "spliced_source_table_entries %u\n", st.entries);
+		prom_head(pr, "spliced_source_table_capacity", "gauge",
+		    "The most sources tracked at once (source_table_size).");
+		prom_add(pr, "spliced_source_table_capacity %u\n", st.capacity);
+		prom_head(pr, "spliced_source_table_evictions_total", "counter",
+		    "Sources forgotten to make room for new ones, least "
+		    "recently used first.");
+		prom_add(pr, "spliced_source_table_evictions_total %" PRIu64
+		    "\n", st.evictions);
+	}
 }
 
 /* The numeric families of a server line, one sample each. */

@@ -19,6 +19,43 @@ const double stats_duration_le[STATS_HIST_MAX] = {
 	0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 86400,
 };
 
+const char *
+stats_deny_name(enum stats_deny r)
+{
+	static const char *const names[STATS_DENY_MAX_] = {
+		[STATS_DENY_ACL] = "acl",
+		[STATS_DENY_RATE] = "rate",
+		[STATS_DENY_PER_SOURCE] = "per_source",
+		[STATS_DENY_PROXY_HEADER] = "proxy_header",
+		[STATS_DENY_NO_ROUTE] = "no_route",
+		[STATS_DENY_LIMIT] = "limit",
+	};
+
+	return names[r];
+}
+
+const char *
+stats_hs_kind_name(enum stats_hs_kind k)
+{
+	return k == STATS_HS_PROXY ? "proxy" : "sni";
+}
+
+const char *
+stats_hs_result_name(enum stats_hs_result r)
+{
+	static const char *const names[STATS_HS_RESULT_MAX_] = {
+		[STATS_HS_OK] = "ok",
+		[STATS_HS_DEFAULT] = "default",
+		[STATS_HS_NO_SNI] = "no_sni",
+		[STATS_HS_NOT_TLS] = "not_tls",
+		[STATS_HS_TIMEOUT] = "timeout",
+		[STATS_HS_TOO_LARGE] = "too_large",
+		[STATS_HS_INVALID] = "invalid",
+	};
+
+	return names[r];
+}
+
 struct stats_worker {
 	struct stats_listener **l;
 	size_t nl;
@@ -241,6 +278,11 @@ sample_add_listener(struct stats_sample *s, const struct stats_listener *f)
 	t->active += f->active;
 	for (int r = 0; r < CONN_REASON_MAX_; r++)
 		t->closed[r] += f->closed[r];
+	for (int r = 0; r < STATS_DENY_MAX_; r++)
+		t->denied[r] += f->denied[r];
+	for (int k = 0; k < STATS_HS_KIND_MAX_; k++)
+		for (int r = 0; r < STATS_HS_RESULT_MAX_; r++)
+			t->handshake[k][r] += f->handshake[k][r];
 	stats_bytes_add(t->bytes, f->bytes);
 	stats_hist_sum(&t->duration, &f->duration);
 	return 0;

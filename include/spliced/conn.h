@@ -48,6 +48,9 @@ enum conn_reason {
 	/* spliced itself failed (an event it could not set up): the peers
 	 * get an RST. */
 	CONN_LOCAL_ERROR,
+	/* Refused before a server was picked (allow/deny, a per-source
+	 * limit, no valid PROXY header): an RST, and no access line. */
+	CONN_REFUSED,
 	CONN_REASON_MAX_,
 };
 

@@ -34,10 +34,12 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "spliced/config.h"
 
 struct sdnotify_fd;
+struct srctable;
 struct listener_sock;           /* listener.c */
 struct listener_count;          /* listener.c: a listener's clients, by name */
 struct listener_proc;           /* listener.c: what outlives every config */
@@ -93,6 +95,14 @@ bool listener_release(struct listener_set *, struct listener *);
 bool listener_set_full(const struct listener_set *);
 /* Whether l (of ls) has room for one more client, globally and on its own. */
 bool listener_room(const struct listener_set *, const struct listener *);
+
+/* The table of the per-source limits (srctable.h), shared by every set
+ * and worker: NULL until a config with a per-source limit was bound.
+ * Each bind sizes it to its config's source_table_size. */
+struct srctable *listener_proc_sources(struct listener_proc *);
+/* l's scope in that table: the same for a listener name as long as some
+ * set in use has it (counts carry over a reload). */
+uint32_t listener_scope(const struct listener *);
 
 /* Worker id's socket of k: its own, or the passed one every worker shares. */
 int listener_sock_fd(const struct listener_sock *, unsigned id);

@@ -28,6 +28,7 @@
 struct evbuffer;
 struct event_base;
 struct metrics_gather;
+struct srctable;
 
 /* How long a gather waits for a worker's answer before it gives up on it
  * (a worker stuck in a callback; the watchdog reports those). */
@@ -54,6 +55,8 @@ struct metrics_process {
 	const struct config *cfg;   /* listeners' and backends' names */
 	const struct backend_set *bs;   /* the servers' shared state */
 	double start_time;          /* seconds since the epoch */
+	/* The per-source limits' table (listener.h), or NULL. */
+	struct srctable *sources;
 };
 
 /* The Prometheus text (format 0.0.4) of every name of DESIGN.md

@@ -38,11 +38,43 @@ struct stats_hist {
 	uint64_t sum_us;
 };
 
+/* Why a client was refused before a server was picked (the reason label
+ * of spliced_denied_connections_total). */
+enum stats_deny {
+	STATS_DENY_ACL,             /* allow/deny */
+	STATS_DENY_RATE,            /* connection_rate_per_source */
+	STATS_DENY_PER_SOURCE,      /* max_connections_per_source */
+	STATS_DENY_PROXY_HEADER,    /* no valid PROXY header, or a peer not allowed to send one */
+	STATS_DENY_NO_ROUTE,        /* TLS server-name routing found no backend */
+	STATS_DENY_LIMIT,           /* a limit that refuses rather than queues */
+	STATS_DENY_MAX_,
+};
+
+/* Handshakes read before a server is picked, by kind and result (the
+ * labels of spliced_handshake_total). */
+enum stats_hs_kind { STATS_HS_PROXY, STATS_HS_SNI, STATS_HS_KIND_MAX_ };
+enum stats_hs_result {
+	STATS_HS_OK,
+	STATS_HS_DEFAULT,           /* sni: no route matched, the default backend */
+	STATS_HS_NO_SNI,
+	STATS_HS_NOT_TLS,
+	STATS_HS_TIMEOUT,           /* not complete within timeout_handshake */
+	STATS_HS_TOO_LARGE,
+	STATS_HS_INVALID,           /* malformed, or the peer closed first */
+	STATS_HS_RESULT_MAX_,
+};
+
+const char *stats_deny_name(enum stats_deny);
+const char *stats_hs_kind_name(enum stats_hs_kind);
+const char *stats_hs_result_name(enum stats_hs_result);
+
 struct stats_listener {
 	char *name;
 	uint64_t connections;       /* accepted */
 	uint64_t active;            /* open now */
 	uint64_t closed[CONN_REASON_MAX_];
+	uint64_t denied[STATS_DENY_MAX_];
+	uint64_t handshake[STATS_HS_KIND_MAX_][STATS_HS_RESULT_MAX_];
 	/* Moved so far: of the connections closed, plus (in a sample) of
 	 * those still open. */
 	uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_];
