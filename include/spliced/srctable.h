@@ -35,7 +35,6 @@
 #define SRCTABLE_EVICT_LOOK 8
 
 struct srctable;
-struct srctable_entry;
 
 struct srckey {
 	uint32_t scope;
@@ -43,11 +42,23 @@ struct srckey {
 	uint8_t addr[16];           /* masked; IPv4 in the first 4, the rest 0 */
 };
 
-/* What an admitted connection gives back when it ends. */
+/* What an admitted connection gives back when it ends. It names its
+ * source and the generation of the source's entry, not the entry's
+ * place: a resize moves entries, and the release finds the key again.
+ * Generations are unique over the table's life, so an entry evicted, or
+ * dropped by a resize, and made again for the same source later is
+ * another entry to a ticket taken before. */
 struct srctable_ticket {
-	struct srctable_entry *e;   /* NULL: nothing to give back */
-	uint64_t gen;               /* e's generation when taken */
+	uint64_t gen;               /* 0: nothing to give back */
+	struct srckey key;
 };
+
+/* Whether the ticket holds a slot to give back. */
+static inline bool
+srctable_ticket_held(const struct srctable_ticket *t)
+{
+	return t->gen != 0;
+}
 
 enum srctable_verdict {
 	SRCTABLE_OK,                /* admitted; *ticket holds its slot */
