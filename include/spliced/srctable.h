@@ -72,12 +72,14 @@ struct srctable_stats {
 	uint64_t evicted_busy;      /* of them, ones that still held connections */
 };
 
-/* A table of at most capacity entries (>= 1). NULL with errno. */
+/* A table of at most capacity entries (1..2^30). NULL with errno
+ * (EINVAL: capacity out of range). */
 struct srctable *srctable_new(unsigned capacity);
 void srctable_free(struct srctable *);          /* NULL is fine */
 /* A new capacity (a reload changed source_table_size): entries beyond it
- * go, least recently used first. 0, or -1 with errno (ENOMEM: the table
- * is unchanged). Any thread. */
+ * go, least recently used first (their tickets go stale); the others
+ * keep their counts and buckets. 0, or -1 with errno (ENOMEM: the table
+ * is unchanged; EINVAL: capacity out of range). Any thread. */
 int srctable_resize(struct srctable *, unsigned capacity);
 
 /* The key of sa (AF_INET or AF_INET6) for scope. False for another
