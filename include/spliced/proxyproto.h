@@ -55,23 +55,37 @@ struct proxyproto_result {
 };
 
 /* The parser's state; embed or allocate it, then proxyproto_init(). Its
- * fields are proxyproto.c's. */
+ * fields are proxyproto.c's (about 200 bytes, no pointer to the input). */
 struct proxyproto_parser {
+	enum proxyproto_status done;   /* MORE until the parser ended */
+	const char *why;            /* why it ended INVALID or TOO_LARGE */
 	int version;                /* 0 until the first byte told */
 	size_t seen;                /* header bytes taken so far */
 	size_t total;               /* v2: 16 + len once known; 0 before */
-	uint8_t head[PROXYPROTO_V1_MAX + 1];   /* v1 line, or v2 fixed part */
-	uint8_t addr[216];          /* v2 address block, as much as the family needs */
-	size_t addrneed;            /* v2: bytes of the address block kept */
-	/* v2 TLV walk, streaming. */
-	size_t tlv_at;              /* offset of the next TLV's start */
-	uint8_t tlv_hdr[3];
-	size_t tlv_len;
-	bool tlv_crc;               /* the TLV in progress is PP2_TYPE_CRC32C */
-	uint8_t crc_want[4];
+	/* v1: the line so far; v2: the fixed part and an IPv4/IPv6 address
+	 * block (at most 16 + 36 bytes). */
+	uint8_t head[PROXYPROTO_V1_MAX + 1];
+	/* v1: the field being read (1 protocol, 2 source, 3 destination,
+	 * 4 source port, 5 destination port) and where it starts in head. */
+	uint8_t field;
+	uint8_t fstart;
+	bool unknown;               /* v1 UNKNOWN: the rest is ignored */
+	bool cr;                    /* v1: the last byte was CR */
+	/* v2 */
+	bool local;
+	bool walk;                  /* TLVs follow the address block */
+	size_t addrlen;             /* the address block's length */
+	size_t tlv_start;           /* offset of the TLV being read */
+	size_t tlv_next;            /* offset of the next TLV */
+	uint8_t tlv_hi;             /* high byte of its length */
+	bool tlv_crc;               /* the TLV being read is PP2_TYPE_CRC32C */
 	bool crc_seen;
-	uint32_t crc;               /* running CRC32C, checksum bytes as zero */
-	enum proxyproto_status done;   /* MORE until the parser ended */
+	uint8_t crc_want[4];        /* the checksum the header carries */
+	uint32_t crc;               /* running CRC32C register, the checksum as zero */
+	/* What the header said, ports in network order. */
+	int family;
+	uint8_t saddr[16], daddr[16];
+	uint16_t sport, dport;
 };
 
 void proxyproto_init(struct proxyproto_parser *);
