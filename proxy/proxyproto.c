@@ -458,7 +458,7 @@ proxyproto_feed(struct proxyproto_parser *p, const uint8_t *buf, size_t len,
 		if (st == PROXYPROTO_DONE && p->version == 1)
 			p->local = p->unknown;
 	}
-	*used = p->done == PROXYPROTO_MORE ? i : 0;
+	*used = i;                      /* 0 when it had ended before */
 	p->done = st;
 	if (st == PROXYPROTO_DONE && out != NULL)
 		result(p, out);

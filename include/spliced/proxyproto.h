@@ -55,7 +55,7 @@ struct proxyproto_result {
 };
 
 /* The parser's state; embed or allocate it, then proxyproto_init(). Its
- * fields are proxyproto.c's (about 200 bytes, no pointer to the input). */
+ * fields are proxyproto.c's (240 bytes on x86_64, no pointer to the input). */
 struct proxyproto_parser {
 	enum proxyproto_status done;   /* MORE until the parser ended */
 	const char *why;            /* why it ended INVALID or TOO_LARGE */
@@ -93,17 +93,20 @@ void proxyproto_init(struct proxyproto_parser *);
 /* Feed the next len bytes the peer sent (after all the bytes fed before).
  * *used: how many of them are header bytes, taken by the parser (with
  * PROXYPROTO_DONE, the bytes after them are payload; with MORE, all of
- * them). With PROXYPROTO_DONE, *out holds the result. With INVALID or
+ * them). With PROXYPROTO_DONE, *out (if out is not NULL) holds the
+ * result; zeros but version and local when local. With INVALID or
  * TOO_LARGE, *why (if why is not NULL) a static, one-line reason
- * ("v2: address block shorter than TCP over IPv6 needs"). Once an end
+ * ("v2: address block shorter than IPv6 needs"). Once an end
  * status is returned, later calls return it again, using nothing. */
 enum proxyproto_status proxyproto_feed(struct proxyproto_parser *,
     const uint8_t *buf, size_t len, size_t *used,
     struct proxyproto_result *out, const char **why);
 
-/* At most how many more bytes the parser may take: so a caller can peek
- * at no more than that (v1: what is left of 107; v2: of 16, then of
- * 16 + len). 0 once done. */
+/* How many bytes to peek at next: v1 (or before the first byte) what is
+ * left of 107, v2 what is left of 16, then exactly what is left of
+ * 16 + len. Every one of them may still be header, so a caller that peeks
+ * at most this, feeds it and takes `used` off the socket always makes
+ * progress and never takes a payload byte. 0 once ended. */
 size_t proxyproto_want(const struct proxyproto_parser *);
 
 /* A header telling src and dst (ports included). Both AF_INET or both
