@@ -5,8 +5,13 @@
  * /128), and "all" (every address of every family). A block whose host
  * bits are not zero ("10.1.2.3/8") is an error, not silently widened: it
  * is nearly always a typo. IPv4-mapped IPv6 clients are matched as the
- * IPv4 address they map (conn.c unmaps them before asking). No name is
- * ever resolved. Pure functions: no allocation, no global state. */
+ * IPv4 address they map (conn.c unmaps them before asking): here an IPv4
+ * block never matches an IPv6 address or the reverse, and a block inside
+ * ::ffff:0:0/96 is refused, since it could never match. Addresses are
+ * inet_pton's (no "10.1", no octet with a leading zero), the prefix
+ * length plain decimal (no leading zero: "/08" is a typo of /8 or /28).
+ * No name is ever resolved. Pure functions: no allocation, no global
+ * state. */
 #ifndef SPLICED_CIDR_H
 #define SPLICED_CIDR_H
 
