@@ -113,7 +113,8 @@ sect_create(struct config *cfg, enum config_sect kind, const char *name,
 		cfg->listeners[cfg->nlisteners++] = (struct config_listener){
 		    .name = copy, .line = line,
 		    .timeout_connect_ms = 5 * 1000,
-		    .timeout_idle_ms = 5 * 60 * 1000 };
+		    .timeout_idle_ms = 5 * 60 * 1000,
+		    .timeout_handshake_ms = 5 * 1000, .source_prefix_v6 = 64 };
 	} else {
 		if ((b = grow(cfg->backends, cfg->nbackends, sizeof(*b))) == NULL)
 			goto fail;
@@ -192,6 +193,42 @@ config_sect_open(struct config *cfg, const char *text, int line, bool reuse,
 	return 0;
 }
 
+/* The keys that add to a list each time they are given; every other key
+ * is set once per section. */
+static bool
+key_repeats(const struct config_key *k)
+{
+	switch (k->type) {
+	case CONFIG_KEY_BIND:
+	case CONFIG_KEY_SERVER:
+	case CONFIG_KEY_PROXY_FROM:
+	case CONFIG_KEY_ALLOW:
+	case CONFIG_KEY_DENY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Which element of its list a repeating key just added. */
+static size_t
+key_sub(const struct config *cfg, struct sect s, const struct config_key *k)
+{
+	switch (k->type) {
+	case CONFIG_KEY_BIND:
+		return cfg->listeners[s.idx].nbinds - 1;
+	case CONFIG_KEY_SERVER:
+		return cfg->backends[s.idx].nservers - 1;
+	case CONFIG_KEY_PROXY_FROM:
+		return cfg->listeners[s.idx].naccept_proxy_from - 1;
+	case CONFIG_KEY_ALLOW:
+	case CONFIG_KEY_DENY:
+		return cfg->listeners[s.idx].nrules - 1;
+	default:
+		return 0;
+	}
+}
+
 int
 config_sect_set(struct config *cfg, struct sect s, const char *name,
     const char *value, int line, char *why, size_t n)
@@ -201,8 +238,8 @@ config_sect_set(struct config *cfg, struct sect s, const char *name,
 	const struct mark *m;
 	struct mark *marks;
 	const char *home;
-	size_t sub = 0;
 	char lbuf[32];
+	size_t sub;
 
 	if (s.kind == CONFIG_SECT_NONE) {
 		snprintf(why, n, "key outside any section (put it under "
@@ -220,20 +257,16 @@ config_sect_set(struct config *cfg, struct sect s, const char *name,
 			snprintf(why, n, "unknown key");
 		return -1;
 	}
-	/* Only bind and server repeat; a key given twice is more likely a
-	 * pasting mistake than an override. */
-	if (key->type != CONFIG_KEY_BIND && key->type != CONFIG_KEY_SERVER &&
-	    (m = mark_find(p, s, key, 0)) != NULL) {
+	/* Only lists repeat; a key given twice is more likely a pasting
+	 * mistake than an override. */
+	if (!key_repeats(key) && (m = mark_find(p, s, key, 0)) != NULL) {
 		snprintf(why, n, "set twice (first%s)",
 		    config_at_line(m->line, lbuf, sizeof(lbuf)));
 		return -1;
 	}
 	if (config_key_set(key, sect_base(cfg, s), value, line, why, n) < 0)
 		return -1;
-	if (key->type == CONFIG_KEY_BIND)
-		sub = cfg->listeners[s.idx].nbinds - 1;
-	else if (key->type == CONFIG_KEY_SERVER)
-		sub = cfg->backends[s.idx].nservers - 1;
+	sub = key_sub(cfg, s, key);
 	if ((marks = grow(p->marks, p->nmarks, sizeof(*marks))) == NULL) {
 		snprintf(why, n, "out of memory");
 		return -1;
@@ -267,6 +300,7 @@ config_new(const char *name)
 	cfg->pipe_size = 1 << 20;
 	cfg->buffer_size = 64 << 10;    /* by benchmark: see README */
 	cfg->shutdown_timeout_ms = 30 * 1000;
+	cfg->source_table_size = 100000;
 	return cfg;
 }
 
@@ -402,6 +436,8 @@ config_unref(struct config *cfg)
 		free(cfg->listeners[i].name);
 		free(cfg->listeners[i].binds);
 		free(cfg->listeners[i].backend_name);
+		free(cfg->listeners[i].accept_proxy_from);
+		free(cfg->listeners[i].rules);
 	}
 	for (size_t i = 0; i < cfg->nbackends; i++) {
 		struct config_backend *b = &cfg->backends[i];

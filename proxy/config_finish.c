@@ -4,8 +4,10 @@
  * what is left needs all the sections: a listener has binds and a backend
  * that exists, a backend has servers, no address is bound twice. The
  * listeners without their own splice, splice_threshold or tcp_keepalive
- * take [global]'s here, since [global] may come after them. Errors name the
- * line of the key to blame, from the marks of config.c. */
+ * take [global]'s here, since [global] may come after them; accept_proxy_from
+ * needs accept_proxy, and a backend's health checks learn the PROXY header
+ * its listeners send. Errors name the line of the key to blame, from the
+ * marks of config.c. */
 #include "spliced/config.h"
 
 #include <arpa/inet.h>
@@ -117,6 +119,33 @@ finish_admin(struct config *cfg, char *err, size_t errlen)
 	return -1;
 }
 
+/* A listener's keys of client identity (DESIGN section 7) that depend on
+ * one another: accept_proxy_from names the peers allowed to send a PROXY
+ * header, so without accept_proxy = on it would be silently ignored. And
+ * the health checks of its backend send what it sends: a server that
+ * expects a PROXY header drops a check without one. With two listeners of
+ * one backend sending different versions the first in file order wins:
+ * servers that take the header (haproxy, nginx) take both versions, so
+ * the traffic works either way and only the checks' header is chosen. */
+static int
+finish_proxy(struct config *cfg, struct sect s, const char *label, char *err,
+    size_t errlen)
+{
+	struct config_listener *l = &cfg->listeners[s.idx];
+
+	if (l->naccept_proxy_from > 0 && !l->accept_proxy) {
+		config_err_put(err, errlen, cfg->path,
+		    config_mark_line(cfg, s, "accept_proxy_from", 0), label,
+		    "accept_proxy_from", "needs accept_proxy = on (it names "
+		    "the peers that may send a PROXY header)");
+		return -1;
+	}
+	if (l->proxy_protocol != CONFIG_PROXY_OFF &&
+	    l->backend->check_proxy == CONFIG_PROXY_OFF)
+		l->backend->check_proxy = l->proxy_protocol;
+	return 0;
+}
+
 /* Every value was range-checked when it was set, on its line; what is left
  * needs all the sections. The first problem found is reported. */
 int
@@ -163,6 +192,8 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 			return -1;
 		}
 		l->backend = &cfg->backends[bi];
+		if (finish_proxy(cfg, s, label, err, errlen) < 0)
+			return -1;
 		/* Inherited only now: [global] may come after the listener. */
 		if (config_mark_line(cfg, s, "splice", 0) < 0)
 			l->splice = cfg->splice;

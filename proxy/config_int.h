@@ -1,9 +1,10 @@
 /* proxy/config_int.h: what the config files share, private to them.
  *
- * The config module is four files: config.c (the snapshot: its sections,
+ * The config module is five files: config.c (the snapshot: its sections,
  * where each key was set, errors naming file:line, the builder and the
  * references), config_read.c (the INI reader), config_finish.c (the checks
- * across keys) and config_keys.c (what each key accepts). Nothing outside
+ * across keys), config_keys.c (what each key accepts) and config_acl.c
+ * (the lists of client identity and admission). Nothing outside
  * proxy/config*.c includes this. */
 #ifndef SPLICED_CONFIG_INT_H
 #define SPLICED_CONFIG_INT_H
@@ -23,7 +24,9 @@ struct sect {
 	size_t idx;                 /* into listeners[] or backends[] */
 };
 
-/* Where a key was set: line 0 for config_set(). sub: which bind or server. */
+/* Where a key was set: line 0 for config_set(). sub: which element of its
+ * list a repeating key added (a bind, a server, an accept_proxy_from, or
+ * the index into rules of an allow or a deny). */
 struct mark {
 	struct sect sect;
 	const struct config_key *key;
@@ -73,13 +76,15 @@ int config_sect_open(struct config *, const char *text, int line,
     bool reuse, struct sect *out, char *why, size_t n);
 
 /* Set key name of section s from value, read on line (0: config_set()),
- * and mark where: a key unknown in s, or set twice (only bind and server
- * repeat), is refused. 0, or -1 with the problem in why. */
+ * and mark where: a key unknown in s, or set twice (only bind, server,
+ * accept_proxy_from, allow and deny repeat), is refused. 0, or -1 with the
+ * problem in why. */
 int config_sect_set(struct config *, struct sect s, const char *name,
     const char *value, int line, char *why, size_t n);
 
-/* The line key was set on in s (its sub-th for bind and server), 0 for
- * config_set(), or -1 if it was not set. */
+/* The line key was set on in s (its sub-th for a repeating key; for allow
+ * and deny, sub indexes rules, so only a rule of that key has a line),
+ * 0 for config_set(), or -1 if it was not set. */
 int config_mark_line(const struct config *, struct sect s, const char *key,
     size_t sub);
 

@@ -31,7 +31,6 @@
 #define NUM(n, t, f, lo, hi, r) { .name = n, .type = CONFIG_KEY_##t, \
 	.off = f, .min = lo, .max = hi, .range = r }
 #define KW(n, t, f)	{ .name = n, .type = CONFIG_KEY_##t, .off = f }
-#define LATER(n)	{ .name = n, .type = CONFIG_KEY_LATER }
 #define G(f)		offsetof(struct config, f)
 #define L(f)		offsetof(struct config_listener, f)
 #define B(f)		offsetof(struct config_backend, f)
@@ -51,6 +50,8 @@ static const struct config_key global_keys[] = {
 	NUM("max_pipes", UINT, G(max_pipes), 0, MAX_CONN, "0..10000000"),
 	NUM("shutdown_timeout", DURATION, G(shutdown_timeout_ms), 0,
 	    DURATION_MAX, "0..24h"),
+	NUM("source_table_size", UINT, G(source_table_size), 1, MAX_CONN,
+	    "1..10000000"),
 	KW("resolver", RESOLVER, G(resolver)),
 	KW("user", USER, G(user)),
 	KW("admin", ADMIN, G(admin)),
@@ -70,7 +71,18 @@ static const struct config_key listener_keys[] = {
 	KW("splice", SPLICE, L(splice)),
 	NUM("splice_threshold", SIZE, L(splice_threshold), 0, GIB, "0..1g"),
 	KW("tcp_keepalive", KEEPALIVE, L(tcp_keepalive)),
-	LATER("proxy_protocol"), LATER("accept_proxy"),
+	KW("proxy_protocol", PROXY_PROTOCOL, L(proxy_protocol)),
+	KW("accept_proxy", BOOL, L(accept_proxy)),
+	KW("accept_proxy_from", PROXY_FROM, 0),
+	NUM("timeout_handshake", DURATION, L(timeout_handshake_ms), 1,
+	    DURATION_MAX, "1ms..24h"),
+	KW("allow", ALLOW, 0),
+	KW("deny", DENY, 0),
+	NUM("max_connections_per_source", UINT, L(max_connections_per_source),
+	    0, MAX_CONN, "0..10000000"),
+	NUM("connection_rate_per_source", UINT, L(connection_rate_per_source),
+	    0, 1000000, "0..1000000"),
+	NUM("source_prefix_v6", UINT, L(source_prefix_v6), 1, 128, "1..128"),
 	{ .name = NULL },
 };
 
@@ -661,10 +673,6 @@ config_key_set(const struct config_key *k, void *base, const char *v,
 	unsigned long long x;
 	int i;
 
-	if (k->type == CONFIG_KEY_LATER) {
-		snprintf(why, n, "not supported yet");
-		return -1;
-	}
 	if (*v == '\0') {
 		snprintf(why, n, "empty value");
 		return -1;
@@ -753,6 +761,11 @@ config_key_set(const struct config_key *k, void *base, const char *v,
 	case CONFIG_KEY_KEEPALIVE:
 		return config_parse_keepalive(v, (struct config_keepalive *)field,
 		    why, n);
+	case CONFIG_KEY_PROXY_PROTOCOL:
+	case CONFIG_KEY_PROXY_FROM:
+	case CONFIG_KEY_ALLOW:
+	case CONFIG_KEY_DENY:
+		return config_acl_set(k, base, v, line, why, n);
 	case CONFIG_KEY_HEALTH:
 		if ((i = keyword(v, health_names, 2)) < 0) {
 			snprintf(why, n, "'%s' is not a health check "

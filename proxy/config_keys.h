@@ -1,6 +1,7 @@
 /* proxy/config_keys.h: the keys of each section and the values they take.
  *
- * Private to the config module: config_keys.c knows what a key accepts;
+ * Private to the config module: config_keys.c knows what a key accepts
+ * (config_acl.c, for the keys of client identity and admission);
  * config.c knows sections and lines, config_read.c the INI file and
  * config_finish.c the checks across keys (config_int.h). Dependence is one
  * way, they on this. */
@@ -40,7 +41,11 @@ enum config_key_type {
 	CONFIG_KEY_LOG_FORMAT,
 	CONFIG_KEY_ADMIN,           /* ADDR:PORT or unix:PATH (struct config_admin) */
 	CONFIG_KEY_PATH,            /* a file's path (char *) */
-	CONFIG_KEY_LATER,           /* documented, belongs to later work */
+	/* Client identity and admission: config_acl.c parses these. */
+	CONFIG_KEY_PROXY_PROTOCOL,  /* off | v1 | v2 */
+	CONFIG_KEY_PROXY_FROM,      /* accept_proxy_from: a CIDR; repeats */
+	CONFIG_KEY_ALLOW,           /* a CIDR or all, into rules; repeats */
+	CONFIG_KEY_DENY,            /* the same, denying */
 };
 
 struct config_key {
@@ -65,6 +70,12 @@ const char *config_key_home(enum config_sect, const char *name);
  * resolved here (getaddrinfo, which blocks); a server's host name is only
  * kept, for resolve.c. */
 int config_key_set(const struct config_key *, void *base, const char *value,
+    int line, char *why, size_t whylen);
+
+/* config_key_set() for the keys of client identity and admission
+ * (config_acl.c): proxy_protocol, accept_proxy_from, allow and deny, into
+ * the struct config_listener at base; an allow or deny keeps line. */
+int config_acl_set(const struct config_key *, void *base, const char *value,
     int line, char *why, size_t whylen);
 
 /* A listener, backend or server name: [A-Za-z0-9_.-]+, for logs and

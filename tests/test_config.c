@@ -290,9 +290,10 @@ test_builder(void **state)
 	assert_int_equal(config_set(cfg, "frontend x", "bind", "*:1", err,
 	    sizeof(err)), -1);
 	assert_non_null(strstr(err, "[frontend x]: unknown section"));
-	assert_int_equal(config_set(cfg, "listener cli", "accept_proxy", "on",
-	    err, sizeof(err)), -1);
-	assert_string_equal(err, "[listener cli] accept_proxy: not supported yet");
+	assert_int_equal(config_set(cfg, "listener cli", "accept_proxy",
+	    "maybe", err, sizeof(err)), -1);
+	assert_string_equal(err, "[listener cli] accept_proxy: 'maybe' is not "
+	    "a boolean (on/off, yes/no, true/false, 1/0)");
 
 	assert_int_equal(config_finish(cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg->nlisteners, 1);

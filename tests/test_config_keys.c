@@ -327,37 +327,6 @@ test_server_errors(void **state)
 	    "'b/c' is not a valid server name");
 }
 
-static void
-test_later_keys(void **state)
-{
-	static const char *const later[][2] = {
-		{ "listener", "proxy_protocol = v2" },
-		{ "listener", "accept_proxy = on" },
-	};
-	char text[1024], at[16], what[64];
-
-	(void)state;
-	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
-		const char *s = later[i][0];
-		const char *line = later[i][1];
-
-
-		snprintf(text, sizeof(text), "%s%s%s%s%s%s%s",
-		    BASE_GLOBAL, s[0] == 'g' ? line : "", s[0] == 'g' ? "\n" : "",
-		    BASE_LISTENER, s[0] == 'l' ? line : "",
-		    s[0] == 'l' ? "\n" : "", BASE_BACKEND);
-		if (s[0] == 'b')
-			snprintf(text + strlen(text), sizeof(text) - strlen(text),
-			    "%s\n", line);
-		snprintf(at, sizeof(at), "t.ini:%d:",
-		    s[0] == 'g' ? 3 : s[0] == 'l' ? 6 : 8);
-		snprintf(what, sizeof(what), "[%s%s] %.*s: not supported yet",
-		    s, s[0] == 'g' ? "" : s[0] == 'l' ? " web" : " app",
-		    (int)strcspn(line, " "), line);
-		EXPECT_ERR(text, at, what);
-	}
-}
-
 /* [global] user: a name, kept as written; whether it exists is not the
  * parser's business (privs.c looks it up at start and for -t). */
 static void
@@ -605,7 +574,6 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_value_errors),
 		cmocka_unit_test(test_server_errors),
-		cmocka_unit_test(test_later_keys),
 		cmocka_unit_test(test_user),
 		cmocka_unit_test(test_workers),
 		cmocka_unit_test(test_resolver_keys),

@@ -6,10 +6,10 @@
  *
  * Errors: every function that can fail writes one line into err, naming the
  * file, the line and the key ("spliced.ini:12: [listener web] timeout_idle:
- * '5x' is not a duration (use ms, s, m or h)"), and returns -1 / NULL. Keys
- * that belong to later work are rejected as "not supported yet"; unknown
- * keys and sections are errors too, never ignored. Without a line (config_set)
- * the message starts at the section: "[listener cli] bind: ...".
+ * '5x' is not a duration (use ms, s, m or h)"), and returns -1 / NULL.
+ * Unknown keys and sections are errors too, never ignored. Without a line
+ * (config_set) the message starts at the section: "[listener cli] bind:
+ * ...".
  *
  * Every struct config comes from config_new() or config_load*(): config.c
  * keeps private state behind it, so never make one yourself. */
@@ -203,7 +203,8 @@ struct config *config_load_string(const char *text, const char *name,
  * name stands for the file in messages; NULL means "command line". refs is 1. */
 struct config *config_new(const char *name);
 /* section: "global", "listener NAME" or "backend NAME", created on first use.
- * As in a file, bind and server may repeat and other keys may be set once.
+ * As in a file, bind, server, accept_proxy_from, allow and deny may repeat
+ * and other keys may be set once.
  * 0, or -1 with err naming section and key (no line). */
 int config_set(struct config *, const char *section, const char *key,
     const char *value, char *err, size_t errlen);
