@@ -36,9 +36,9 @@ struct cidr_rule {
 	int line;                   /* in the config file; 0: config_set() */
 };
 
-/* 0, or -1 with a one-line reason in why ("'10.0.0.0/33': prefix
- * length out of range (0..32)", "'10.1.2.3/8': host bits set (the
- * block is 10.0.0.0/8)"). */
+/* 0, or -1 (*out untouched) with a one-line reason in why
+ * ("'10.0.0.0/33': prefix length out of range (0..32)", "'10.1.2.3/8':
+ * host bits set (the block is 10.0.0.0/8)"). */
 int cidr_parse(struct cidr *, const char *text, char *why, size_t whylen);
 
 /* Whether sa (AF_INET or AF_INET6; any other family matches only "all")
