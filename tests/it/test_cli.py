@@ -103,8 +103,13 @@ BAD = [
     ("bad boolean", "[global]\naccess_log = maybe\n", 2, ["access_log"]),
     ("unknown section", "[global]\nworkers = 1\n[frontend x]\nbind = 127.0.0.1:{p1}\n", 3,
      ["frontend"]),
-    ("not supported yet", "[global]\nworkers = 1\n[listener web]\n"
-     "accept_proxy = on\n", 4, ["accept_proxy", "not supported"]),
+    ("accept_proxy_from without accept_proxy", "[global]\nworkers = 1\n"
+     "[listener web]\nbind = 127.0.0.1:{p1}\nbackend = app\n"
+     "accept_proxy_from = 10.0.0.0/8\n[backend app]\nserver = a 127.0.0.1:{b1}\n",
+     6, ["accept_proxy_from", "accept_proxy = on"]),
+    ("bad address block", "[global]\nworkers = 1\n[listener web]\n"
+     "bind = 127.0.0.1:{p1}\nbackend = app\nallow = 10.1.2.3/8\n", 6,
+     ["[listener web] allow", "host bits"]),
     ("admin on every address without a token", "[global]\nworkers = 1\n"
      "admin = *:{p2}\n[listener web]\nbind = 127.0.0.1:{p1}\nbackend = app\n"
      "[backend app]\nserver = a 127.0.0.1:{b1}\n", 3,
