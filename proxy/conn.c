@@ -309,7 +309,7 @@ idle_cb(evutil_socket_t fd, short what, void *arg)
 	(void)timer_add(c, left);
 }
 
-void
+static void
 conn_relay(struct conn *c)
 {
 	const struct config_listener *lc = c->l->cfg;
@@ -443,11 +443,20 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	event_del(&c->timer);
+	/* With proxy_protocol the server is reached once it has the header:
+	 * until then a failure is the attempt's, and the next server gets
+	 * a try. */
+	conn_ident_send(c);
+}
+
+void
+conn_reached(struct conn *c)
+{
 	picked_stats(c)->connections++;
 	stats_hist_add(&c->lbsnap->sb[c->lb - c->lbsnap->lb]->connect,
 	    stats_connect_le, since_us(&c->attempted));
 	server_connected(c);
-	conn_ident_send(c);
+	conn_relay(c);
 }
 
 /* A connecting socket to c's server. Short of fds, one is taken from the

@@ -14,6 +14,7 @@
  * the header for the servers is made once, when the client is admitted,
  * and sent to each server reached before the relay starts. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -156,6 +157,7 @@ send_rest(struct conn *c)
 	struct conn_header *hd = c->hdr;
 	unsigned ms = c->l->cfg->timeout_connect_ms;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	char why[128];
 	ssize_t n;
 
 	while (hd->off < hd->len) {
@@ -173,11 +175,15 @@ send_rest(struct conn *c)
 			if (event_add(&c->cev, &tv) == 0)
 				return;
 		}
-		conn_connect_failed(c, n == -1 ? strerror(errno) :
-		    "cannot send the PROXY header");
+		snprintf(why, sizeof(why), "sending the PROXY header: %s",
+		    n == -1 ? strerror(errno) : "nothing taken");
+		conn_connect_failed(c, why);
 		return;
 	}
-	conn_relay(c);
+	/* No retry after this: the header is done with. */
+	free(c->hdr);
+	c->hdr = NULL;
+	conn_reached(c);
 }
 
 static void
@@ -194,7 +200,7 @@ void
 conn_ident_send(struct conn *c)
 {
 	if (c->hdr == NULL) {
-		conn_relay(c);
+		conn_reached(c);
 		return;
 	}
 	c->hdr->off = 0;            /* each server reached gets all of it */

@@ -92,8 +92,9 @@ void conn_close(struct conn *, enum conn_reason);
 void conn_reset_fd(int fd);
 /* Pick a server and connect (the first attempt: avoid NULL). */
 void conn_connect(struct conn *);
-/* The relay begins (the server reached, the header sent). */
-void conn_relay(struct conn *);
+/* The server is reached (connected, and the header sent): count it,
+ * and relay. */
+void conn_reached(struct conn *);
 /* The attempt on the server picked failed (why): the next one, if any. */
 void conn_connect_failed(struct conn *, const char *why);
 
@@ -101,8 +102,9 @@ void conn_connect_failed(struct conn *, const char *why);
 /* A client just taken over: read its PROXY header first (accept_proxy),
  * admit it, and connect (or refuse it). */
 void conn_ident_start(struct conn *);
-/* Send the header to the server just reached, then relay: at once, or
- * once the socket takes it. */
+/* Send the header to the server just connected, then conn_reached():
+ * at once, or once the socket takes it; a failure is the attempt's
+ * (conn_connect_failed). */
 void conn_ident_send(struct conn *);
 /* What the client's identity holds (handshake, source slot, header):
  * given back as the connection closes. */

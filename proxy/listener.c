@@ -52,7 +52,7 @@ struct listener_proc {
 	uint32_t scopes;            /* the last scope given (main thread) */
 	/* Made by the first set with a per-source limit, kept to the end,
 	 * so counts carry over reloads. */
-	struct srctable *sources;
+	_Atomic(struct srctable *) sources;
 };
 
 /* One socket for bind line k of l. -1 with err naming the file, line and
@@ -210,6 +210,7 @@ listener_proc_new(unsigned nworkers, const struct sdnotify_fd *fds, size_t nfds)
 	}
 	p->nworkers = nworkers;
 	atomic_init(&p->active, 0);
+	atomic_init(&p->sources, NULL);
 	pthread_mutex_init(&p->lock, NULL);
 	LIST_INIT(&p->bound);
 	for (size_t i = 0; i < nfds; i++) {
@@ -230,7 +231,7 @@ listener_proc_free(struct listener_proc *p)
 		sock_unref(p->passed[i]);
 	free(p->passed);
 	pthread_mutex_destroy(&p->lock);
-	srctable_free(p->sources);
+	srctable_free(listener_proc_sources(p));
 	free(p);
 }
 
@@ -323,39 +324,51 @@ count_get(struct listener_proc *p, const struct listener_set *prev,
 	return c;
 }
 
-/* The source table, made when a listener first has a per-source limit,
- * and sized as the config says (a reload may change it). */
+/* The source table, made by the first bind of a config with a per-source
+ * limit, at that config's size. Workers read the pointer while a reload
+ * may set it: an atomic, published with release. */
 static int
-sources_size(struct listener_proc *p, const struct config *cfg, char *err,
+sources_make(struct listener_proc *p, const struct config *cfg, char *err,
     size_t errlen)
 {
+	struct srctable *t;
 	bool wanted = false;
 
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		wanted |= cfg->listeners[i].max_connections_per_source > 0 ||
 		    cfg->listeners[i].connection_rate_per_source > 0;
-	if (p->sources == NULL && !wanted)
+	if (!wanted || atomic_load_explicit(&p->sources, memory_order_acquire))
 		return 0;
-	if (p->sources == NULL)
-		p->sources = srctable_new(cfg->source_table_size);
-	else if (srctable_resize(p->sources, cfg->source_table_size) == -1) {
-		/* The old size goes on: the limits still hold. */
-		log_warn("source table: cannot resize to %u entries: %s; "
-		    "keeping its size", cfg->source_table_size, strerror(errno));
-		return 0;
-	}
-	if (p->sources == NULL) {
+	if ((t = srctable_new(cfg->source_table_size)) == NULL) {
 		snprintf(err, errlen, "source table of %u entries: %s",
 		    cfg->source_table_size, strerror(errno));
 		return -1;
 	}
+	atomic_store_explicit(&p->sources, t, memory_order_release);
 	return 0;
+}
+
+void
+listener_proc_sources_fit(struct listener_proc *p, const struct config *cfg)
+{
+	struct srctable *t = listener_proc_sources(p);
+	struct srctable_stats st;
+
+	if (t == NULL)
+		return;
+	srctable_stats(t, &st);
+	/* The old size goes on: the limits still hold. */
+	if (st.capacity != cfg->source_table_size &&
+	    srctable_resize(t, cfg->source_table_size) == -1)
+		log_warn("source table: cannot resize to %u entries: %s; "
+		    "keeping %u", cfg->source_table_size, strerror(errno),
+		    st.capacity);
 }
 
 struct srctable *
 listener_proc_sources(struct listener_proc *p)
 {
-	return p->sources;
+	return atomic_load_explicit(&p->sources, memory_order_acquire);
 }
 
 uint32_t
@@ -392,7 +405,7 @@ listener_set_bind(struct listener_proc *p, struct config *cfg,
 			    errlen)) == NULL)
 				goto fail;
 	}
-	if (sources_size(p, cfg, err, errlen) == -1)
+	if (sources_make(p, cfg, err, errlen) == -1)
 		goto fail;
 	return ls;
 nomem:

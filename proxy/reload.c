@@ -195,6 +195,7 @@ reload_run(struct proc *p)
 	}
 	/* Committed: from here on nothing fails. */
 	listener_set_diff(ls, p->ls, &added, &removed);
+	listener_proc_sources_fit(p->lp, cfg);
 	resolver_retire(p->res, &p->retired);
 	p->res = res;
 	health_free(p->health);

@@ -97,9 +97,13 @@ bool listener_set_full(const struct listener_set *);
 bool listener_room(const struct listener_set *, const struct listener *);
 
 /* The table of the per-source limits (srctable.h), shared by every set
- * and worker: NULL until a config with a per-source limit was bound.
- * Each bind sizes it to its config's source_table_size. */
+ * and worker: NULL until a config with a per-source limit was bound (that
+ * bind makes it, at its source_table_size). Any thread. */
 struct srctable *listener_proc_sources(struct listener_proc *);
+/* A reload committed cfg: resize the table to its source_table_size
+ * (logged when it cannot). Not in listener_set_bind(), since a reload
+ * that fails after binding must leave the running table as it was. */
+void listener_proc_sources_fit(struct listener_proc *, const struct config *);
 /* l's scope in that table: the same for a listener name as long as some
  * set in use has it (counts carry over a reload). */
 uint32_t listener_scope(const struct listener *);
