@@ -218,7 +218,8 @@ make_probe(struct sockaddr_storage *ss, const uint8_t *p, size_t n)
 	uint8_t b[19];
 
 	memset(b, 0, sizeof(b));
-	memcpy(b, p, n < sizeof(b) ? n : sizeof(b));
+	if (n > 0)
+		memcpy(b, p, n < sizeof(b) ? n : sizeof(b));
 	memset(ss, 0, sizeof(*ss));
 	switch (b[0] % 3) {
 	case 0:

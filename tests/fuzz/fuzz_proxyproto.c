@@ -248,7 +248,8 @@ round_trip(const uint8_t *d, size_t size)
 	ssize_t n;
 
 	memset(b, 0, sizeof(b));
-	memcpy(b, d, size < sizeof(b) ? size : sizeof(b));
+	if (size > 0)
+		memcpy(b, d, size < sizeof(b) ? size : sizeof(b));
 	make_sa(&src, fams[b[0] & 3], b + 1);
 	make_sa(&dst, fams[(b[0] >> 2) & 3], b + 19);
 	same_family = src.ss_family == dst.ss_family;
