@@ -729,3 +729,129 @@ def drive_clients(port, jobs, timeout, connect_batch=64):
     return jobs
 
 
+
+
+# --------------------------------------------------------------------------
+# clients from other loopback addresses, and PROXY protocol headers
+# (HAProxy's doc/proxy-protocol.txt), shared by it_proxyproto and
+# it_admission. The addresses inside a header are only bytes: nothing is
+# ever sent to them.
+
+def dial_from(src_ip, port, timeout=IO_TIMEOUT, dst=LOCAL, nodelay=False):
+    """A blocking client socket bound to src_ip (127.0.0.2, ...; port 0)
+    and connected to dst:port: the proxy sees src_ip as the peer."""
+    s = socket.socket(socket.AF_INET6 if ":" in src_ip else socket.AF_INET,
+                      socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        if nodelay:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.bind((src_ip, 0))
+        s.connect((dst, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def _fam(ip):
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def pp_v1(src=None, dst=None):
+    """A v1 line: "PROXY TCP4|TCP6 SRC DST SPORT DPORT\\r\\n" for src and
+    dst as (ip, port); "PROXY UNKNOWN\\r\\n" without them."""
+    if src is None:
+        return b"PROXY UNKNOWN\r\n"
+    proto = "TCP6" if _fam(src[0]) == socket.AF_INET6 else "TCP4"
+    return ("PROXY %s %s %s %d %d\r\n" % (proto, src[0], dst[0], src[1],
+                                          dst[1])).encode()
+
+
+def pp_v2(src=None, dst=None, local=False, tlvs=b""):
+    """A v2 header: the PROXY command over TCP (family by the addresses),
+    or LOCAL (no address: family UNSPEC, length 0 plus the TLVs)."""
+    if local or src is None:
+        return PP2_SIG + bytes([0x21 if not local else 0x20, 0x00]) + \
+            struct.pack(">H", len(tlvs)) + tlvs
+    f = _fam(src[0])
+    addr = socket.inet_pton(f, src[0]) + socket.inet_pton(f, dst[0]) + \
+        struct.pack(">HH", src[1], dst[1])
+    famb = 0x21 if f == socket.AF_INET6 else 0x11
+    return PP2_SIG + bytes([0x21, famb]) + struct.pack(">H", len(addr) + len(tlvs)) + \
+        addr + tlvs
+
+
+def _recv_exact(conn, n):
+    out = b""
+    while len(out) < n:
+        b = conn.recv(n - len(out))
+        if not b:
+            raise EOFError("EOF after %d of %d header bytes (%r)" % (len(out), n, out))
+        out += b
+    return out
+
+
+def _norm(ip):
+    return socket.inet_ntop(_fam(ip), socket.inet_pton(_fam(ip), ip))
+
+
+def pp_read(conn):
+    """Read one PROXY header off conn, not a byte of what follows it. A
+    dict: version (1|2), command ('PROXY'|'LOCAL'|'UNKNOWN' for v1), raw
+    (the header's bytes), src and dst ((ip, port), ip in inet_ntop form)
+    when it carries TCP addresses, family (v2: the byte). Raises
+    ValueError for anything that is not a header."""
+    head = _recv_exact(conn, 6)
+    if head == b"PROXY ":
+        line = head
+        while not line.endswith(b"\r\n"):
+            if len(line) >= 107:
+                raise ValueError("v1 line longer than 107 bytes: %r" % line)
+            line += _recv_exact(conn, 1)
+        parts = line[:-2].decode("ascii").split(" ")
+        if parts[1] == "UNKNOWN":
+            return {"version": 1, "command": "UNKNOWN", "raw": line}
+        if parts[1] not in ("TCP4", "TCP6") or len(parts) != 6:
+            raise ValueError("v1 line: %r" % line)
+        return {"version": 1, "command": "PROXY", "raw": line, "proto": parts[1],
+                "src": (_norm(parts[2]), int(parts[4])),
+                "dst": (_norm(parts[3]), int(parts[5]))}
+    raw = head + _recv_exact(conn, 10)
+    if raw[:12] != PP2_SIG:
+        raise ValueError("neither a v1 nor a v2 header: %r" % raw)
+    vc, fam, ln = raw[12], raw[13], struct.unpack(">H", raw[14:16])[0]
+    if vc >> 4 != 2 or vc & 0xF not in (0, 1):
+        raise ValueError("v2 version/command byte 0x%02x" % vc)
+    body = _recv_exact(conn, ln)
+    raw += body
+    res = {"version": 2, "command": "LOCAL" if vc & 0xF == 0 else "PROXY",
+           "family": fam, "raw": raw, "len": ln}
+    if vc & 0xF == 1 and fam in (0x11, 0x21):
+        f, n = (socket.AF_INET, 4) if fam == 0x11 else (socket.AF_INET6, 16)
+        if ln < 2 * n + 4:
+            raise ValueError("v2 address block of %d bytes for family 0x%02x" % (ln, fam))
+        sp, dp = struct.unpack(">HH", body[2 * n:2 * n + 4])
+        res["src"] = (socket.inet_ntop(f, body[:n]), sp)
+        res["dst"] = (socket.inet_ntop(f, body[n:2 * n]), dp)
+        res["tlvs"] = body[2 * n + 4:]
+    return res
+
+
+def pp_echo(results_key="pp"):
+    """A backend handler: read the PROXY header (stored in the result under
+    results_key, or 'pp_error'), then echo the rest as echo() does."""
+    inner = echo()
+
+    def h(conn, be, idx):
+        try:
+            hdr = pp_read(conn)
+        except (ValueError, EOFError, OSError) as e:
+            return {"pp_error": repr(e)}
+        res = inner(conn, be, idx)
+        res[results_key] = hdr
+        return res
+    return h
