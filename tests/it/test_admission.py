@@ -366,7 +366,13 @@ def test_reload(ctx):
             "info: reloaded", "\n      ".join(p.lines[-8:]))
     # New connections see the new rules once the workers took the new
     # config (their next loop turn): wait for that on the deny rule.
-    H.check(H.wait_until(lambda: try_served("127.0.0.4", port, within=2) is None, 5, 0.1),
+    def refused_now():
+        c = try_served("127.0.0.4", port, within=2)
+        if c is None:
+            return True
+        c.close()
+        return False
+    H.check(H.wait_until(refused_now, 5, 0.1),
             "127.0.0.4 after the reload (deny 127.0.0.4/32)", "refused", "still served")
     refused("127.0.0.4", port, "127.0.0.4 after the reload", be)
     for i, c in enumerate(held):
