@@ -771,18 +771,48 @@ def pp_v1(src=None, dst=None):
                                           dst[1])).encode()
 
 
-def pp_v2(src=None, dst=None, local=False, tlvs=b""):
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC32C (Castagnoli), as the PP2_TYPE_CRC32C TLV carries it."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def pp_v2(src=None, dst=None, local=False, tlvs=b"", crc=None):
     """A v2 header: the PROXY command over TCP (family by the addresses),
-    or LOCAL (no address: family UNSPEC, length 0 plus the TLVs)."""
+    or LOCAL (no address: family UNSPEC, length 0 plus the TLVs).
+    crc: True appends a PP2_TYPE_CRC32C TLV (0x03) of the whole header,
+    'bad' one whose value is off by one."""
+    if crc:
+        tlvs = tlvs + b"\x03\x00\x04\x00\x00\x00\x00"
     if local or src is None:
-        return PP2_SIG + bytes([0x21 if not local else 0x20, 0x00]) + \
+        out = PP2_SIG + bytes([0x21 if not local else 0x20, 0x00]) + \
             struct.pack(">H", len(tlvs)) + tlvs
-    f = _fam(src[0])
-    addr = socket.inet_pton(f, src[0]) + socket.inet_pton(f, dst[0]) + \
-        struct.pack(">HH", src[1], dst[1])
-    famb = 0x21 if f == socket.AF_INET6 else 0x11
-    return PP2_SIG + bytes([0x21, famb]) + struct.pack(">H", len(addr) + len(tlvs)) + \
-        addr + tlvs
+    else:
+        f = _fam(src[0])
+        addr = socket.inet_pton(f, src[0]) + socket.inet_pton(f, dst[0]) + \
+            struct.pack(">HH", src[1], dst[1])
+        famb = 0x21 if f == socket.AF_INET6 else 0x11
+        out = PP2_SIG + bytes([0x21, famb]) + \
+            struct.pack(">H", len(addr) + len(tlvs)) + addr + tlvs
+    if crc:
+        v = (crc32c(out) + (1 if crc == "bad" else 0)) & 0xFFFFFFFF
+        out = out[:-4] + struct.pack(">I", v)
+    return out
 
 
 def _recv_exact(conn, n):

@@ -8,7 +8,8 @@ haproxy_sends: HAProxy 2.6 (`send-proxy` and `send-proxy-v2`, mode tcp) in
   client's own address and port; `balance = source` over three echo
   servers sends every connection of one address to one server, and more
   than one server takes some (the peer, 127.0.0.1, would give one server
-  for all); 1 MiB and 4 KiB echoed, sha256 both ways.
+  for all); 1 MiB and 4 KiB echoed, sha256 both ways. A third HAProxy
+  front sends v2 with a CRC32C and a unique-id TLV (skipped, checked).
 haproxy_receives: spliced `proxy_protocol = v1` and `v2` in front of
   HAProxy `bind ... accept-proxy`, which passes the client on with
   `send-proxy-v2` to a backend here that parses that header: its source is
@@ -19,21 +20,22 @@ sends_exact: spliced v1 and v2 straight to a parsing backend: the v1 line
   is exactly "PROXY TCP4 127.0.0.5 127.0.0.1 CPORT LPORT\\r\\n", the v2
   header TCP over IPv4 with those addresses; then the payload.
 pass_on: accept_proxy = on and proxy_protocol = v2 (and v1): the header a
-  client sent (192.0.2.7:1111 -> 198.51.100.1:80, and a TCP6 one from
-  2001:db8::7) is what the backend gets; a LOCAL header from the client
+  client sent (192.0.2.7:1111 -> 198.51.100.1:80, a TCP6 one from
+  2001:db8::7, one with a CRC32C and another TLV) is what the backend gets; a LOCAL header from the client
   makes spliced send the peer's own address on.
 dribble: a v2 header one byte per 100 ms completes (timeout_handshake
   10s), and so does a v1 line; the access log names the header's source.
 refusals (auto only): accept_proxy_from = 127.0.0.2/32, timeout_handshake
   = 1s. A header that stops short is reset at the timeout (not before
-  0.9 s, within 4 s); a client without a header, a v1 line with no CRLF in
-  107 bytes, and a peer from 127.0.0.3 are reset at once; none reaches the
+  0.9 s, within 4 s); a client without a header, a v2 header with a wrong
+  CRC32C, a v1 line with no CRLF in 107 bytes, and a peer from 127.0.0.3
+  are reset at once; none reaches the
   backend. LOCAL (v2) and UNKNOWN (v1) keep the peer's address (access
   log). /metrics: spliced_handshake_total{kind="proxy"} ok 3, timeout 1,
-  invalid 1, too_large 1; the peer outside accept_proxy_from reads nothing
+  invalid 2, too_large 1; the peer outside accept_proxy_from reads nothing
   (no handshake counted) and adds one to
   spliced_denied_connections_total{reason="proxy_header"}, which counts
-  the four refused clients.
+  the five refused clients.
 health_checks (auto only): health_check = tcp on a backend of a v2
   listener: every check connection starts with exactly the v2 LOCAL
   header; of a v1 listener, "PROXY UNKNOWN\\r\\n"; of a listener without
@@ -165,7 +167,7 @@ def test_haproxy_sends(ctx):
                       {"app": {"balance": "source",
                                "server": ["s%d %s" % (i, s.addr)
                                           for i, s in enumerate(servers)]}})
-    f1, f2 = H.free_port(), H.free_port()
+    f1, f2, f3 = H.free_port(), H.free_port(), H.free_port()
     HAProxy(ctx, """
 listen v1
     bind 127.0.0.1:%d
@@ -173,11 +175,15 @@ listen v1
 listen v2
     bind 127.0.0.1:%d
     server sp 127.0.0.1:%d send-proxy-v2
-""" % (f1, p.port(), f2, p.port()), [f1, f2])
+listen v2tlv
+    bind 127.0.0.1:%d
+    unique-id-format %%{+X}o%%ci:%%cp_%%rt
+    server sp 127.0.0.1:%d send-proxy-v2 proxy-v2-options crc32c,unique-id
+""" % (f1, p.port(), f2, p.port(), f3, p.port()), [f1, f2, f3])
     addrs = ["127.0.0.%d" % (10 + i) for i in range(16)]
     landed = {}
     seed = 100
-    for front in (f1, f2):
+    for front in (f1, f2, f3):
         for ip in addrs:
             for size in (SMALL, BIG if ip == addrs[0] or ip == addrs[-1] else SMALL):
                 seed += 1
@@ -189,7 +195,8 @@ listen v2
                 H.check_access(a, up=size, down=size, what="access line of %s:%d" % (ip, cport))
                 landed.setdefault(ip, set()).add(a["server"].split("/")[0])
     for ip, names in sorted(landed.items()):
-        H.check_eq(len(names), 1, "balance=source: servers taking %s (v1 and v2)" % ip)
+        H.check_eq(len(names), 1, "balance=source: servers taking %s (v1, v2, v2 with "
+                   "TLVs)" % ip)
     used = set().union(*landed.values())
     H.log("balance=source over 16 client addresses used %s" % sorted(used))
     H.check(len(used) >= 2, "balance=source over 16 client addresses",
@@ -269,6 +276,9 @@ def test_pass_on(ctx):
          ("2001:db8::7", 2222), ("2001:db8:ffff::1", 443), 0x21),
         ("in1", H.pp_v2(("192.0.2.8", 3333), ("198.51.100.2", 81)),
          ("192.0.2.8", 3333), ("198.51.100.2", 81), None),
+        ("in2", H.pp_v2(("192.0.2.11", 4444), ("198.51.100.3", 82), crc=True,
+                        tlvs=b"\x05\x00\x03abc"),
+         ("192.0.2.11", 4444), ("198.51.100.3", 82), 0x11),
         ("in2", H.pp_v2(local=True), None, None, 0x11),
         ("in1", H.pp_v1(), None, None, None),
     ]
@@ -357,6 +367,10 @@ def test_refusals(ctx):
     c = H.dial_from("127.0.0.2", port)
     c.sendall(b"GET / HTTP/1.0\r\n\r\n")
     expect_reset(c, 0.8, "a client without a header (plain payload)")
+    # a v2 header whose CRC32C TLV is wrong
+    c = H.dial_from("127.0.0.2", port)
+    c.sendall(H.pp_v2(("192.0.2.10", 5002), ("127.0.0.1", port), crc="bad"))
+    expect_reset(c, 0.8, "a v2 header with a wrong CRC32C")
     # a v1 line that never ends within 107 bytes (UNKNOWN takes anything up to CRLF)
     c = H.dial_from("127.0.0.2", port)
     c.sendall(b"PROXY UNKNOWN " + b"x" * 110)
@@ -387,10 +401,10 @@ def test_refusals(ctx):
                    "access line's client after %r" % hello)
     H.check_eq(be.accepted, 3, "connections that reached the backend (the served ones only)")
     hs, denied = counts()
-    H.check_eq(hs, {"ok": 3, "timeout": 1, "invalid": 1, "too_large": 1},
+    H.check_eq(hs, {"ok": 3, "timeout": 1, "invalid": 2, "too_large": 1},
                "spliced_handshake_total{listener=pp,kind=proxy} by result")
-    H.check_eq(denied, 4, "spliced_denied_connections_total{listener=pp,reason=proxy_header} "
-               "(short, no header, too long, outside accept_proxy_from)")
+    H.check_eq(denied, 5, "spliced_denied_connections_total{listener=pp,reason=proxy_header} "
+               "(short, no header, bad CRC32C, too long, outside accept_proxy_from)")
     p.finish()
 
 
