@@ -98,6 +98,7 @@ header_read_cb(const struct handshake_done *d, void *arg)
 {
 	struct conn *c = arg;
 	struct sockaddr_storage dst;
+	socklen_t dstlen;
 
 	handshake_free(c->hs);
 	c->hs = NULL;
@@ -114,11 +115,8 @@ header_read_cb(const struct handshake_done *d, void *arg)
 	c->peerlen = d->pp.srclen;
 	addr_unmap(&c->peer, &c->peerlen);
 	dst = d->pp.dst;
-	{
-		socklen_t dlen = d->pp.dstlen;
-
-		addr_unmap(&dst, &dlen);
-	}
+	dstlen = d->pp.dstlen;
+	addr_unmap(&dst, &dstlen);
 	admit(c, &dst);
 }
 
