@@ -110,6 +110,21 @@ class Ctx:
     def proxy(self, **kw):
         return Proxy(self, **kw)
 
+    def started_proxy(self, listeners, backends, glob=None, admin=False, allow=()):
+        """A proxy in this run's splice mode, started; with admin, its admin
+        endpoint on a free loopback port. allow: regexes of stderr lines the
+        end-of-test check accepts. Returns (proxy, admin port or None)."""
+        g = {"splice": self.mode}
+        aport = None
+        if admin:
+            aport = free_port()
+            g["admin"] = "127.0.0.1:%d" % aport
+        g.update(glob or {})
+        p = self.proxy(glob=g, listeners=listeners, backends=backends)
+        p.allow(*allow)
+        p.start()
+        return p, aport
+
     def write_file(self, name, text, mode=0o644):
         path = os.path.join(self.tmp, name)
         with open(path, "w") as f:

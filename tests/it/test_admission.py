@@ -116,16 +116,8 @@ def still_echoes(c, what):
 
 
 def start(ctx, listeners, backends, glob=None, admin=False):
-    g = {"splice": "auto"}
-    aport = None
-    if admin:
-        aport = H.free_port()
-        g["admin"] = "127.0.0.1:%d" % aport
-    g.update(glob or {})
-    p = ctx.proxy(glob=g, listeners=listeners, backends=backends)
-    p.allow(r"refused", r"^admin: ")
-    p.start()
-    return p, aport
+    return ctx.started_proxy(listeners, backends, glob, admin,
+                             allow=(r"refused", r"^admin: "))
 
 
 def one_backend(ctx, handler=None):

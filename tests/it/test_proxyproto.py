@@ -141,16 +141,8 @@ def trip_from(src_ip, port, seed, size, hello=b""):
 
 
 def proxy_with(ctx, listeners, backends, admin=False, glob=None):
-    g = {"splice": ctx.mode}
-    aport = None
-    if admin:
-        aport = H.free_port()
-        g["admin"] = "127.0.0.1:%d" % aport
-    g.update(glob or {})
-    p = ctx.proxy(glob=g, listeners=listeners, backends=backends)
-    p.allow(r"refused", r"^admin: ")
-    p.start()
-    return p, aport
+    return ctx.started_proxy(listeners, backends, glob, admin,
+                             allow=(r"refused", r"^admin: "))
 
 
 def by_port(results, port):
