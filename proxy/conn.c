@@ -57,7 +57,7 @@ conn_reason_name(enum conn_reason r)
 static bool
 timer_add(struct conn *c, uint64_t ms)
 {
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = clock_timeval_ms(ms);
 
 	if (evtimer_add(&c->timer, &tv) == 0)
 		return true;

@@ -154,7 +154,7 @@ send_rest(struct conn *c)
 {
 	struct conn_header *hd = c->hdr;
 	unsigned ms = c->l->cfg->timeout_connect_ms;
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = clock_timeval_ms(ms);
 	char why[128];
 	ssize_t n;
 

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "spliced/clock.h"
+
 /* The most peeked at once: a v1 line whole, a v2 header in a few reads
  * (TLVs stream through the parser). */
 #define HANDSHAKE_PEEK 512
@@ -110,8 +112,7 @@ struct handshake *
 handshake_start(struct event_base *base, int fd, unsigned timeout_ms,
     handshake_cb cb, void *arg)
 {
-	struct timeval tv = { (time_t)(timeout_ms / 1000),
-	    (suseconds_t)(timeout_ms % 1000) * 1000 };
+	struct timeval tv = clock_timeval_ms(timeout_ms);
 	struct handshake *h = calloc(1, sizeof(*h));
 
 	if (h == NULL)

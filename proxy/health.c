@@ -66,7 +66,7 @@ struct health {
 static int
 timer_in(struct probe *p, uint64_t ms)
 {
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = clock_timeval_ms(ms);
 
 	return evtimer_add(p->timer, &tv);
 }
@@ -196,7 +196,7 @@ start_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct probe *p = arg;
 	unsigned ms = p->bc->health_timeout_ms;
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = clock_timeval_ms(ms);
 
 	(void)fd, (void)what;
 	p->started_ms = clock_coarse_ms();

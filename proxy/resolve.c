@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 
 #include "spliced/backend.h"
+#include "spliced/clock.h"
 #include "spliced/config.h"
 #include "spliced/log.h"
 
@@ -267,7 +268,7 @@ answer_cb(int result, struct evutil_addrinfo *res, void *arg)
 	struct resolver *r = nm->r;
 	struct addr a[RESOLVER_MAX_ADDRS];
 	unsigned ms = nm->bc->resolve_interval_ms;
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = clock_timeval_ms(ms);
 	size_t n = 0;
 
 	nm->busy = false;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "proc.h"
+#include "spliced/clock.h"
 #include "spliced/config.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
@@ -148,7 +149,7 @@ supervise_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct supervise *sv = arg;
 	unsigned ms = sv->p->cfg->shutdown_timeout_ms;
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = clock_timeval_ms(ms);
 	char st[128];
 
 	(void)what;
