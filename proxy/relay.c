@@ -209,6 +209,15 @@ choose_mover(struct relay_dir *d)
 	bool ok;
 
 	ok = d->ctx->pipes != NULL && zc_splice_supported();
+	if (relay_policy_ask_queued(&d->policy, ok,
+	    d->mover == &relay_copy_mover)) {
+		ssize_t q = zc_queued(d->in);
+
+		/* Not known, the counters decide alone, as they would have. */
+		if (q >= 0)
+			relay_policy_queued(&d->policy, (size_t)q,
+			    d->ctx->buffer_size);
+	}
 	m = relay_policy_next(&d->policy, ok) == RELAY_MODE_SPLICE ?
 	    &relay_splice_mover : &relay_copy_mover;
 	if (m != d->mover) {

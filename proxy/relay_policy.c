@@ -19,14 +19,40 @@ relay_policy_init(struct relay_policy_state *s, enum config_splice splice,
     size_t threshold)
 {
 	*s = (struct relay_policy_state){ .splice = splice,
-	    .threshold = threshold };
+	    .threshold = threshold, .ask = true };
 }
 
 enum relay_mode
 relay_policy_next(const struct relay_policy_state *s, bool splice_ok)
 {
+	splice_ok = splice_ok && !s->no_splice;
+	if (splice_ok && s->splice == CONFIG_SPLICE_AUTO) {
+		if (s->tail)
+			return RELAY_MODE_COPY;
+		if (s->stream)
+			return RELAY_MODE_SPLICE;
+	}
 	return relay_policy(s->splice, s->threshold, s->burst, s->full_reads,
-	    splice_ok && !s->no_splice);
+	    splice_ok);
+}
+
+bool
+relay_policy_ask_queued(const struct relay_policy_state *s, bool splice_ok,
+    bool copying)
+{
+	return s->splice == CONFIG_SPLICE_AUTO && splice_ok && !s->no_splice &&
+	    copying && !s->stream && !s->tail &&
+	    (s->ask || s->full_reads > 0);
+}
+
+void
+relay_policy_queued(struct relay_policy_state *s, size_t queued,
+    size_t capacity)
+{
+	if (queued < capacity)
+		s->tail = true;
+	else if (s->burst + queued >= s->threshold)
+		s->stream = true;
 }
 
 bool
@@ -34,6 +60,8 @@ relay_policy_read(struct relay_policy_state *s, size_t n, size_t capacity)
 {
 	bool short_read = n < capacity;
 
+	s->ask = false;
+	s->tail = false;
 	s->burst += n;
 	s->wake_bytes += n;
 	s->full_reads = short_read ? 0 : s->full_reads + 1;
@@ -52,9 +80,13 @@ relay_policy_wait(struct relay_policy_state *s, size_t buffer_size)
 	if (s->wake_bytes >= buffer_size)
 		s->short_wakes = 0;
 	else if (++s->short_wakes >= RELAY_IDLE_WAKES) {
+		/* A stream that paused is likely to stream again: its next
+		 * burst asks the queue rather than copy a buffer first. */
+		s->ask = s->stream || s->burst >= s->threshold;
 		s->burst = 0;
 		s->full_reads = 0;
 		s->no_splice = false;
+		s->stream = false;
 	}
 	s->wake_bytes = 0;
 }

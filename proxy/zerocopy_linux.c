@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -110,6 +111,16 @@ zc_at_urgent_mark(int sock)
 	int at = 0;
 
 	return ioctl(sock, SIOCATMARK, &at) == 0 && at;
+}
+
+ssize_t
+zc_queued(int sock)
+{
+	int n = 0;
+
+	if (ioctl(sock, SIOCINQ, &n) == -1)
+		return -1;
+	return n;
 }
 
 ssize_t

@@ -72,6 +72,14 @@ zc_at_urgent_mark(int sock)
 }
 
 ssize_t
+zc_queued(int sock)
+{
+	(void)sock;
+	errno = ENOSYS;
+	return -1;
+}
+
+ssize_t
 zc_sendfile(int sock, int file, off_t *off, size_t len)
 {
 	char buf[16384];

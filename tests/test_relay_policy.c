@@ -5,7 +5,8 @@
  * a burst that could not have a pipe. The state's tests run once per
  * splice setting (never, always, auto) and check each decision at the
  * edges: T - 1, T and T + 1 bytes of a burst, a buffer's worth of a
- * wake-up, and what the burst after the end of one starts from. */
+ * wake-up, what the burst after the end of one starts from, and what the
+ * bytes queued in the kernel change. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -204,6 +205,105 @@ test_copy_for_burst(void **state)
 	assert_int_equal(relay_policy_next(&s, true), want(sp, RELAY_MODE_SPLICE));
 }
 
+/* The kernel's queue: asked only by auto, only before the first read and
+ * after a copy read that filled the buffer, and never while the burst is
+ * already a stream or a pipe could not be had. */
+static void
+test_ask_queued(void **state)
+{
+	const enum config_splice sp = *(enum config_splice *)*state;
+	const bool a = sp == CONFIG_SPLICE_AUTO;
+	struct relay_policy_state s;
+
+	relay_policy_init(&s, sp, T);
+	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
+	assert_false(relay_policy_ask_queued(&s, false, true));   /* no pipes */
+	assert_false(relay_policy_ask_queued(&s, true, false));   /* splicing */
+	/* A short read: an exchange, not asked again ... */
+	assert_true(relay_policy_read(&s, B - 1, B));
+	assert_false(relay_policy_ask_queued(&s, true, true));
+	relay_policy_wait(&s, B);
+	assert_false(relay_policy_ask_queued(&s, true, true));
+	/* ... until a read fills the copy buffer. */
+	assert_false(relay_policy_read(&s, B, B));
+	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
+	relay_policy_copy_for_burst(&s);
+	assert_false(relay_policy_ask_queued(&s, true, true));
+
+	/* The end of a burst of exchanges: not asked; of one that reached the
+	 * threshold: asked before the next burst's first read. */
+	relay_policy_init(&s, sp, T);
+	assert_true(relay_policy_read(&s, T - 1, BIG));
+	for (int i = 0; i < RELAY_IDLE_WAKES; i++)
+		relay_policy_wait(&s, 2 * T);
+	assert_int_equal(s.burst, 0);
+	assert_false(relay_policy_ask_queued(&s, true, true));
+	assert_true(relay_policy_read(&s, T, BIG));
+	relay_policy_wait(&s, T);               /* a buffer's worth */
+	for (int i = 1; i < RELAY_IDLE_WAKES; i++) {
+		relay_policy_wait(&s, 2 * T);
+		assert_false(relay_policy_ask_queued(&s, true, true));
+	}
+	relay_policy_wait(&s, 2 * T);
+	assert_int_equal(s.burst, 0);
+	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
+
+	/* Once the answer is in, not again before the next read. */
+	relay_policy_init(&s, sp, T);
+	relay_policy_queued(&s, 10, B);
+	assert_false(relay_policy_ask_queued(&s, true, true));
+	relay_policy_init(&s, sp, T);
+	relay_policy_queued(&s, T, B);
+	assert_false(relay_policy_ask_queued(&s, true, true));
+}
+
+/* auto with the queue: a buffer or more queued, reaching the threshold, is
+ * a stream from the first byte to the end of the burst; less is a tail
+ * copied whole, even past the threshold; never and always ignore it. */
+static void
+test_queued(void **state)
+{
+	const enum config_splice sp = *(enum config_splice *)*state;
+	struct relay_policy_state s;
+
+	/* The first read: T queued splices at once, T - 1 copies. */
+	relay_policy_init(&s, sp, T);
+	relay_policy_queued(&s, T, B);
+	assert_int_equal(relay_policy_next(&s, true), want(sp, RELAY_MODE_SPLICE));
+	assert_int_equal(relay_policy_next(&s, false), RELAY_MODE_COPY);
+	relay_policy_init(&s, sp, T);
+	relay_policy_queued(&s, T - 1, B);
+	assert_int_equal(relay_policy_next(&s, true), want(sp, RELAY_MODE_COPY));
+
+	/* The stream lasts the burst, through short wake-ups ... */
+	relay_policy_init(&s, sp, T);
+	relay_policy_queued(&s, 4 * T, B);
+	assert_true(relay_policy_read(&s, 10, BIG));
+	for (int i = 1; i < RELAY_IDLE_WAKES; i++) {
+		relay_policy_wait(&s, B);
+		assert_int_equal(relay_policy_next(&s, true), want(sp, RELAY_MODE_SPLICE));
+	}
+	/* ... and ends with it. */
+	relay_policy_wait(&s, B);
+	assert_int_equal(relay_policy_next(&s, true), want(sp, RELAY_MODE_COPY));
+
+	/* A full copy read past the threshold, then less than a buffer
+	 * queued: that tail is copied; the read after it splices again. */
+	relay_policy_init(&s, sp, T);
+	assert_false(relay_policy_read(&s, T, T));
+	assert_int_equal(relay_policy_next(&s, true), want(sp, RELAY_MODE_SPLICE));
+	relay_policy_queued(&s, T - 1, T);
+	assert_int_equal(relay_policy_next(&s, true), want(sp, RELAY_MODE_COPY));
+	assert_true(relay_policy_read(&s, T - 1, T));
+	assert_int_equal(relay_policy_next(&s, true), want(sp, RELAY_MODE_SPLICE));
+
+	/* A pipe that could not be had wins over the queue. */
+	relay_policy_init(&s, sp, T);
+	relay_policy_queued(&s, 4 * T, B);
+	relay_policy_copy_for_burst(&s);
+	assert_int_equal(relay_policy_next(&s, true), RELAY_MODE_COPY);
+}
+
 int
 main(void)
 {
@@ -213,6 +313,8 @@ main(void)
 		SPLICE_MATRIX(test_full_reads),
 		SPLICE_MATRIX(test_burst_end),
 		SPLICE_MATRIX(test_copy_for_burst),
+		SPLICE_MATRIX(test_ask_queued),
+		SPLICE_MATRIX(test_queued),
 	};
 
 	return cmocka_run_group_tests_name("test_relay_policy", tests, NULL, NULL);

@@ -6,11 +6,21 @@
  * filled the whole holder. A burst ends after RELAY_IDLE_WAKES wake-ups in
  * a row that each carried less than a copy buffer.
  *
+ * auto also asks what the kernel already holds on `in`, at the points where
+ * that changes the choice: before a direction's first read, before the
+ * first read of a burst after one that streamed, and after a copy read that
+ * filled the buffer. More than a buffer queued (and the
+ * burst past the threshold with it) is a stream: it splices from there, so a
+ * 256 KiB response is not copied 64 KiB at a time before it splices. Less
+ * than a buffer queued is a tail that one copy read takes whole: it is
+ * copied, not given a pipe for a few hundred bytes. Exchanges of small
+ * reads never ask, so they pay no syscall for it.
+ *
  * A direction's policy state is one struct that only the functions below
  * change. They are pure (no I/O, no clock, no globals), so the decisions are
- * unit tested without sockets; relay.c calls them at four points: when it
- * picks a mover, after a read, when it copies for the rest of a burst, and
- * when it waits for `in`. */
+ * unit tested without sockets; relay.c calls them at five points: when it
+ * picks a mover (and, when asked, with the bytes queued), after a read, when
+ * it copies for the rest of a burst, and when it waits for `in`. */
 #ifndef SPLICED_RELAY_POLICY_H
 #define SPLICED_RELAY_POLICY_H
 
@@ -37,6 +47,9 @@ struct relay_policy_state {
 	unsigned full_reads;        /* consecutive reads that filled the holder */
 	unsigned short_wakes;       /* consecutive wake-ups under a buffer */
 	bool no_splice;             /* a pipe could not be had this burst */
+	bool ask;                   /* ask the queue before the next read */
+	bool stream;                /* the kernel held a stream this burst */
+	bool tail;                  /* the next read takes all that is queued */
 };
 
 /* The decision from the counters alone. splice_ok: the platform can splice
@@ -51,6 +64,18 @@ void relay_policy_init(struct relay_policy_state *, enum config_splice splice,
  * worker has a pipe pool; a burst that could not have a pipe copies anyway. */
 enum relay_mode relay_policy_next(const struct relay_policy_state *,
     bool splice_ok);
+/* Whether auto wants the bytes queued on `in` before the next read: the
+ * direction's first read, the first of a burst after one that reached the
+ * threshold, or the one after a copy read that filled the buffer. copying:
+ * the current mover copies. */
+bool relay_policy_ask_queued(const struct relay_policy_state *,
+    bool splice_ok, bool copying);
+/* The kernel holds `queued` bytes on `in`; a copy read takes up to
+ * `capacity` of them. At least capacity, with the burst reaching the
+ * threshold: a stream, spliced until the burst ends. Less: the next read is
+ * a copy that takes them all. */
+void relay_policy_queued(struct relay_policy_state *, size_t queued,
+    size_t capacity);
 /* A read carried n > 0 bytes into a holder of `capacity` bytes. Returns
  * whether it was short (did not fill the holder): `in` is drained for now. */
 bool relay_policy_read(struct relay_policy_state *, size_t n, size_t capacity);

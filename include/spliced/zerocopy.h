@@ -50,6 +50,10 @@ ssize_t zc_splice_out(int pipe_r, int sock, size_t len, bool more);
  * moved nothing must ask this before believing it. */
 bool zc_at_urgent_mark(int sock);
 
+/* Bytes queued for reading on sock (SIOCINQ), or -1 with errno (ENOSYS
+ * where nothing splices: only the choice to splice needs it). */
+ssize_t zc_queued(int sock);
+
 /* File -> socket from *off, advancing it (sendfile on Linux; read+write in the
  * portable build, so it works everywhere). */
 ssize_t zc_sendfile(int sock, int file, off_t *off, size_t len);
