@@ -23,6 +23,12 @@ list of (host, port) (several: round robin), in plain TCP (layer 4):
                        tune.bufsize 65536
   nginx-stream         nginx, stream { proxy_pass } with worker_processes
                        auto, defaults otherwise (master + workers)
+  floor                build/floor-relay (tools/floor_relay.c, next to the
+                       spliced binary used), threads = CPUs: a minimal
+                       epoll relay, the least a userspace relay can spend.
+                       An OPT_IN variant: it runs in the sections that list
+                       it in extra_variants (small), or where --proxies
+                       names it
 
 opts (a dict; every key optional):
   spliced       path of the spliced binary (default build/spliced)
@@ -65,7 +71,13 @@ VARIANTS = [
     "spliced-never", "spliced-always", "spliced-auto",
     "haproxy-default", "haproxy-splice-auto", "haproxy-splice", "haproxy-tuned",
     "nginx-stream",
+    "floor",
 ]
+
+# Variants left out of a section unless it asks for them (its
+# extra_variants) or --proxies names them: the floor copies every byte, so
+# its bulk and size rows would only say what spliced-never says.
+OPT_IN = ["floor"]
 
 # Shown in reports: what each variant is.
 DESCRIPTIONS = {
@@ -77,6 +89,8 @@ DESCRIPTIONS = {
     "haproxy-splice": "HAProxy mode tcp, option splice-request + splice-response",
     "haproxy-tuned": "HAProxy splice-request/response, tune.pipesize 1048576, tune.bufsize 65536",
     "nginx-stream": "nginx stream { proxy_pass }, worker_processes auto",
+    "floor": "a minimal epoll relay (tools/floor_relay.c): read/write, level-triggered, "
+             "no features — the floor for small requests",
 }
 
 _seq = [0]
@@ -84,6 +98,12 @@ _seq = [0]
 
 def family(variant):
     return variant.split("-", 1)[0]
+
+
+def floor_path(opts=None):
+    """build/floor-relay: next to the spliced binary the run uses."""
+    spliced = (opts or {}).get("spliced") or DEFAULT_SPLICED
+    return os.path.join(os.path.dirname(os.path.abspath(spliced)), "floor-relay")
 
 
 def available(variant, opts=None):
@@ -107,6 +127,12 @@ def available(variant, opts=None):
         if not os.path.exists(NGINX_STREAM_MODULE):
             return False, f"nginx's stream module is not installed ({NGINX_STREAM_MODULE}: " \
                           "libnginx-mod-stream)"
+        return True, ""
+    if fam == "floor":
+        path = floor_path(opts)
+        if not os.access(path, os.X_OK):
+            return False, f"{path} is not an executable (build it: ninja -C " \
+                          f"{os.path.dirname(path)} floor-relay)"
         return True, ""
     return False, "?"
 
@@ -291,6 +317,15 @@ def _nginx(variant, port, backends, workdir, opts, tag):
     return cmd, conf, _nofile_for(maxconn), None
 
 
+def _floor(variant, port, backends, workdir, opts, tag):
+    maxconn = int(opts.get("maxconn") or 0)
+    cmd = [floor_path(opts), "--listen", f"127.0.0.1:{port}",
+           "--threads", str(os.cpu_count() or 1)]
+    for h, p in backends:
+        cmd += ["--backend", f"[{h}]:{p}" if ":" in h else f"{h}:{p}"]
+    return cmd, None, _nofile_for(maxconn), opts.get("user")
+
+
 class Scraper:
     """GET url every `every` seconds on a thread of its own until stop();
     counts the scrapes that answered 200 and the ones that failed."""
@@ -316,7 +351,7 @@ class Scraper:
         self.thread.join(10)
 
 
-_BUILDERS = {"spliced": _spliced, "haproxy": _haproxy, "nginx": _nginx}
+_BUILDERS = {"spliced": _spliced, "haproxy": _haproxy, "nginx": _nginx, "floor": _floor}
 
 
 def start_proxy(variant, backends, workdir, opts=None):

@@ -13,7 +13,10 @@ over the repetitions. Columns: the section's `columns`, then the generic ones
 the metrics carry (CPU s, user s, sys s, cs/s from common.ProcWindow). Cells
 of the section's `ratio_keys` add, in brackets, the ratio to the
 haproxy-default row and to the haproxy-tuned row of the same case (each
-median over median), when those rows exist.
+median over median), when those rows exist. A section with a `floor_key`
+(small: CPU µs/req) gets an "x floor" column after that key's, when the
+floor variant ran in it: each row's median over the floor row's, same case.
+The rows are the variants that ran in the section (run.variants_in).
 
 Chart specs: Section.charts() returns a list of dicts (optional; without it
 each ratio key gets a bar chart):
@@ -41,6 +44,7 @@ import subprocess
 from .common import command_output, note, which
 
 REFS = [("haproxy-default", "hd"), ("haproxy-tuned", "ht")]
+FLOOR = "floor"
 
 # (key, header, digits): shown after a section's own columns when its
 # metrics carry them.
@@ -60,6 +64,7 @@ COLOURS = {
     "haproxy-splice": "#d94801",
     "haproxy-tuned": "#7f2704",
     "nginx-stream": "#41ab5d",
+    "floor": "#969696",
 }
 
 
@@ -87,8 +92,30 @@ def ratio_text(v, ref):
     return f"{v / ref:.2f}"
 
 
+def section_variants(run, section):
+    return (getattr(run, "variants_in", None) or {}).get(section.name, run.variants)
+
+
+def floor_ratios(section, meds):
+    """Adds "x_floor" to the medians of every row of a case where the floor
+    ran: the row's floor_key over the floor's. Whether any was added."""
+    key = getattr(section, "floor_key", None)
+    added = False
+    for (case, v), m in meds.items():
+        f = meds.get((case, FLOOR))
+        if key and f and f.get(key) and m.get(key) is not None:
+            m["x_floor"] = m[key] / f[key]
+            added = True
+    return added
+
+
 def section_columns(section, meds):
-    cols = [(k, h, d) for k, h, d, *_ in section.columns]
+    cols = []
+    for k, h, d, *_ in section.columns:
+        cols.append((k, h, d))
+        if k == getattr(section, "floor_key", None) and \
+                any("x_floor" in m for m in meds.values()):
+            cols.append(("x_floor", "x floor", 2))
     have = set(k for k, *_ in cols)
     for key, header, digits in GENERIC:
         if key not in have and any(key in m for m in meds.values()):
@@ -100,18 +127,23 @@ def section_table(run, section):
     res = run.results.get(section.name, {})
     failed = run.failed.get(section.name, {})
     meds = {cv: medians(runs) for cv, runs in res.items() if runs}
+    floor_ratios(section, meds)
     cols = section_columns(section, meds)
     ratio_keys = set(getattr(section, "ratio_keys", []) or [])
     cases = run.cases.get(section.name) or []
-    variants = run.variants
+    variants = section_variants(run, section)
     refs = [(v, short) for v, short in REFS if v in variants]
-    lines = []
+    intro = []
     if ratio_keys and refs:
-        lines.append("Cells of " + ", ".join(h for k, h, d in cols if k in ratio_keys) +
+        intro.append("Cells of " + ", ".join(h for k, h, d in cols if k in ratio_keys) +
                      ": median (ratio to " +
                      " / ".join(f"`{v}`" for v, _ in refs) +
                      ", same case, same run; " + _better_text(section, ratio_keys) + ").")
-        lines.append("")
+    if any(k == "x_floor" for k, _, _ in cols):
+        head = dict((k, h) for k, h, _ in cols)[section.floor_key]
+        intro.append(f"x floor: the row's {head} over `{FLOOR}`'s (same case, same run): how "
+                     "far above the least a userspace relay spends.")
+    lines = [" ".join(intro), ""] if intro else []
     lines.append("| case | proxy | " + " | ".join(h for _, h, _ in cols) + " |")
     lines.append("|---|---|" + "|".join("---:" for _ in cols) + "|")
     nrep = run.args.repeat
@@ -176,7 +208,10 @@ def header(run):
         "",
     ]
     from .proxies import DESCRIPTIONS
-    for v in run.variants:
+    ran = [v for v in run.variants
+           if not getattr(run, "variants_in", None) or
+           any(v in vs for vs in run.variants_in.values())]
+    for v in ran:
         lines.append(f"- `{v}`: {DESCRIPTIONS.get(v, v)}")
     spliced_cfg = dict(getattr(run.args, "spliced_config", None) or [])
     if any(v.startswith("spliced-") for v in run.variants) and \
@@ -376,7 +411,7 @@ def draw_charts(run, outdir):
             datafile = os.path.join(datadir, base + ".dat")
             kind = spec.get("kind", "bars")
             build = _lines if kind == "lines" else _bars
-            script = build(spec, meds, cases, run.variants, datafile, term)
+            script = build(spec, meds, cases, section_variants(run, section), datafile, term)
             if script is None:
                 continue
             png = os.path.join(outdir, fname)

@@ -9,7 +9,9 @@ Problems list, and makes the exit status 1.
 
 The sections are classes named Section in tools/benchlib/<name>.py (see
 bulk.py for the interface); sizes, idle and flows are used when their files
-exist.
+exist. The opt-in variants (proxies.OPT_IN: the floor) run only in the
+sections that list them in Section.extra_variants (small), unless --proxies
+names them.
 """
 
 import argparse
@@ -57,6 +59,8 @@ class Run:
         self.sections = []          # Section objects that ran
         self.cases = {}             # section name -> [case]
         self.variants = []          # variants that ran, in VARIANTS order
+        self.variants_in = {}       # section -> the variants it ran (see section_variants)
+        self.named = False          # whether --proxies chose the variants
         self.results = {}           # section -> {(case, variant): [metrics]}
         self.failed = {}            # section -> {(case, variant): count}
         self.raw = []               # every measurement, for results.json
@@ -118,9 +122,10 @@ def build_parser(mods):
     p.add_argument("--sections", type=_list(SECTIONS, "section"), default=list(SECTIONS),
                    help="comma-separated subset of " + ",".join(SECTIONS) + " (default: all)")
     p.add_argument("--proxies", type=_list(proxies.VARIANTS, "proxy", families),
-                   default=list(proxies.VARIANTS),
                    help="comma-separated subset of " + ",".join(proxies.VARIANTS) +
-                   "; 'spliced', 'haproxy', 'nginx' name a family (default: all)")
+                   "; 'spliced', 'haproxy', 'nginx' name a family (default: all; "
+                   + ", ".join(proxies.OPT_IN) + " only in the sections that ask for it, "
+                   "unless named here)")
     p.add_argument("--repeat", type=int, default=3,
                    help="repetitions, interleaved; the tables show medians (default 3)")
     p.add_argument("--seconds", type=int, default=10,
@@ -246,13 +251,22 @@ def _logged(proxy):
             if re.search(r"\b(warn|error|fatal):", line)]
 
 
+def section_variants(run, section):
+    """The variants a section runs: all of the run's, but an opt-in one
+    (the floor) only when the section asks for it or --proxies named it."""
+    extra = set(getattr(section, "extra_variants", None) or ())
+    return [v for v in run.variants
+            if v not in proxies.OPT_IN or v in extra or run.named]
+
+
 def run_section(run, ctx, name, section):
     args = run.args
     res = run.results.setdefault(name, {})
     failed = run.failed.setdefault(name, {})
     cases = section.cases()
     run.cases[name] = cases
-    total = args.repeat * len(cases) * len(run.variants)
+    variants = run.variants_in[name] = section_variants(run, section)
+    total = args.repeat * len(cases) * len(variants)
     n = 0
 
     def fail(case, v, msg, logpath=None):
@@ -272,14 +286,14 @@ def run_section(run, ctx, name, section):
         run.problems.append(f"{name}: the backends did not start: {msg.strip()}")
         note(f"{name}: backends did not start: {msg.strip()}")
         for case in cases:
-            for v in run.variants:
+            for v in variants:
                 failed[(case, v)] = args.repeat
         _stop_backends(run, name, section)
         return
     try:
         for rep in range(args.repeat):
             for case in cases:
-                for v in run.variants:
+                for v in variants:
                     n += 1
                     label = f"[{name} {n}/{total}] {case} / {v}"
                     proxy = None
@@ -344,6 +358,9 @@ def main(argv):
     mods, import_errors = load_sections(names)
     parser = build_parser(mods)
     args = parser.parse_args(argv)
+    named = args.proxies is not None
+    if not named:
+        args.proxies = list(proxies.VARIANTS)
     if args.smoke:
         args.seconds, args.repeat = 1, 1
     for opt in ("seconds", "repeat"):
@@ -369,6 +386,7 @@ def main(argv):
     signal.signal(signal.SIGTERM, on_term)
 
     run = Run(args, argv)
+    run.named = named
     for v in sorted(args.proxies, key=proxies.VARIANTS.index):
         ok, why = proxies.available(v, {"spliced": args.spliced})
         if ok:
@@ -446,7 +464,8 @@ def main(argv):
             f.write(text)
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump({"command": run.command, "date": run.date, "versions": run.versions,
-                       "variants": run.variants, "cases": run.cases, "measurements": run.raw,
+                       "variants": run.variants, "variants_in": run.variants_in,
+                       "cases": run.cases, "measurements": run.raw,
                        "problems": run.problems, "skipped": run.skipped},
                       f, indent=1, default=str)
         if not args.keep:

@@ -17,16 +17,28 @@ during a run), sendfile on and no access log. For each proxy wrk runs
 
 Measured: requests/s and p50/p99 latency (wrk --latency), the proxy's CPU
 microseconds per request (its utime+stime over the run / requests).
+
+The floor (proxies: `floor`, build/floor-relay) runs in this section by
+default and in no other: the report's "x floor" column divides each row's
+CPU µs/req by the floor's. After the table, per case, spliced-auto against
+the better of haproxy-default and nginx-stream (issue 14's target).
 """
 
 import os
 import re
+import statistics
 import subprocess
 
 from .common import (ProcWindow, RunError, free_port, note, wait_listening, which,
                      write_file)
 
 BODIES = {"1k": 1024, "64k": 65536}
+# Issue 14's target for spliced-auto against the better (lower CPU µs/req)
+# of these two: CPU µs/req at most 0.9x theirs, req/s at least theirs, p99
+# no worse.
+TARGET_REFS = ["haproxy-default", "nginx-stream"]
+TARGET = [("cpu_us_per_req", "CPU µs/req", "<=", 0.90), ("rps", "req/s", ">=", 1.00),
+          ("p99_ms", "p99", "<=", 1.00)]
 CASES = ["1k keep-alive", "1k close", "64k keep-alive", "64k close"]
 SMOKE_CASES = ["1k keep-alive", "64k close"]     # both bodies, both modes, in half the time
 
@@ -141,6 +153,8 @@ class Section:
         ("cpu_us_per_req", "CPU µs/req", 1, "lower"),
     ]
     ratio_keys = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req"]
+    floor_key = "cpu_us_per_req"         # the report's "x floor" column
+    extra_variants = ["floor"]           # proxies.OPT_IN variants run here
 
     @staticmethod
     def add_arguments(p):
@@ -166,6 +180,7 @@ class Section:
         if self.conns < self.threads:
             self.conns = self.threads
         self.backend = HttpBackend(ctx.workdir)
+        self.seen = {}                  # (case, variant) -> [metrics]
 
     def describe(self):
         return [
@@ -224,10 +239,47 @@ class Section:
                                proxy.log)
             warnings.append(f"wrk: {r['errors']} errors in {r['requests']} requests ({what})")
         out["warnings"] = warnings
+        self.seen.setdefault((case, proxy.variant), []).append(out)
         return out
 
     def stop_backends(self):
         self.backend.stop()
+
+    def _med(self, case, variant, key):
+        vals = [m[key] for m in self.seen.get((case, variant), []) if key in m]
+        return statistics.median(vals) if vals else None
+
+    def notes(self):
+        return self._target_lines()
+
+    def _target_lines(self):
+        """Per case: spliced-auto against the better (lower CPU µs/req) of
+        TARGET_REFS, medians of this run, each figure checked against
+        TARGET."""
+        lines = []
+        for case in self.cases():
+            refs = [(self._med(case, r, "cpu_us_per_req"), r) for r in TARGET_REFS]
+            refs = [(c, r) for c, r in refs if c is not None]
+            if self._med(case, "spliced-auto", "cpu_us_per_req") is None or not refs:
+                continue
+            ref = min(refs)[1]
+            parts = []
+            for key, head, op, bound in TARGET:
+                a, b = self._med(case, "spliced-auto", key), self._med(case, ref, key)
+                if a is None or not b:
+                    parts.append(f"{head} -")
+                    continue
+                ratio = a / b
+                ok = ratio <= bound if op == "<=" else ratio >= bound
+                parts.append(f"{head} {ratio:.2f}x ({'ok' if ok else '**missed**'})")
+            lines.append(f"- {case}: against `{ref}`: " + ", ".join(parts))
+        if not lines:
+            return []
+        want = ", ".join(f"{head} {'≤' if op == '<=' else '≥'} {bound:.2f}x"
+                         for _, head, op, bound in TARGET)
+        return ["Target (issue 14): `spliced-auto` over the better (lower CPU µs/req) of " +
+                " and ".join(f"`{r}`" for r in TARGET_REFS) + ", per case, medians of this "
+                f"run: {want}.\n\n" + "\n".join(lines)]
 
     def charts(self):
         return [
