@@ -21,16 +21,21 @@ microseconds per request (its utime+stime over the run / requests).
 The floor (proxies: `floor`, build/floor-relay) runs in this section by
 default and in no other: the report's "x floor" column divides each row's
 CPU µs/req by the floor's. After the table, per case, spliced-auto against
-the better of haproxy-default and nginx-stream (issue 14's target).
+the better of haproxy-default and nginx-stream (issue 14's target), and with
+--syscalls the syscalls per request of each proxy (perfstat.py: perf stat on
+tracepoints while wrk runs).
 """
 
+import contextlib
 import os
 import re
 import statistics
 import subprocess
 
-from .common import (ProcWindow, RunError, free_port, note, wait_listening, which,
-                     write_file)
+from . import perfstat
+from .common import (ProcWindow, RunError, free_port, note, proc_pids, wait_listening,
+                     which, write_file)
+from .proxies import VARIANTS
 
 BODIES = {"1k": 1024, "64k": 65536}
 # Issue 14's target for spliced-auto against the better (lower CPU µs/req)
@@ -143,6 +148,10 @@ def parse_wrk(text):
     return out
 
 
+def _variant_order(v):
+    return VARIANTS.index(v) if v in VARIANTS else len(VARIANTS)
+
+
 class Section:
     name = "small"
     title = "Small: HTTP requests (wrk)"
@@ -162,6 +171,9 @@ class Section:
                        help="small: wrk -t (default 1)")
         p.add_argument("--wrk-connections", type=int, default=32,
                        help="small: wrk -c, connections kept open (default 32)")
+        p.add_argument("--syscalls", action="store_true",
+                       help="small: count the proxy's syscalls per request with perf stat "
+                       "(tracepoints; adds a little CPU per syscall to the proxy's figures)")
 
     @staticmethod
     def available():
@@ -181,6 +193,11 @@ class Section:
             self.conns = self.threads
         self.backend = HttpBackend(ctx.workdir)
         self.seen = {}                  # (case, variant) -> [metrics]
+        self.events, self.no_syscalls = [], ""
+        if getattr(a, "syscalls", False):
+            self.events, self.no_syscalls = perfstat.events()
+            if not self.events:
+                note(f"small: --syscalls skipped: {self.no_syscalls}")
 
     def describe(self):
         return [
@@ -190,7 +207,18 @@ class Section:
             "keep-alive: the connections stay open; close: `-H 'Connection: close'`, a new "
             "connection through the proxy per request. CPU µs/req: the proxy's CPU "
             "(utime+stime, all processes and threads) over the run / requests completed.",
-        ]
+        ] + self._describe_syscalls()
+
+    def _describe_syscalls(self):
+        if not getattr(self.ctx.args, "syscalls", False):
+            return []
+        if not self.events:
+            return [f"--syscalls: skipped ({self.no_syscalls})."]
+        return ["--syscalls: `perf stat` counted the proxy's syscalls (tracepoints "
+                "raw_syscalls:sys_enter and syscalls:sys_enter_*, every process and thread) "
+                "while wrk ran; counting costs the proxy a little on every syscall, so this "
+                "run's CPU and req/s figures are somewhat worse than without it, the more so "
+                "for the proxies that make more syscalls."]
 
     def cases(self):
         return list(SMOKE_CASES if self.ctx.args.smoke else CASES)
@@ -209,7 +237,12 @@ class Section:
             cmd += ["-H", "Connection: close"]
         cmd.append(f"http://127.0.0.1:{proxy.port}/{body}.bin")
         limit = self.seconds + 30
-        with ProcWindow(proxy) as w:
+        counter = contextlib.nullcontext()
+        if self.events:
+            tag = os.path.splitext(os.path.basename(proxy.log))[0] + "-perf"
+            counter = perfstat.SyscallCount(proc_pids(proxy), self.ctx.workdir, self.events,
+                                            tag)
+        with ProcWindow(proxy) as w, counter as sc:
             try:
                 res = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
                                      stdin=subprocess.DEVNULL)
@@ -227,6 +260,11 @@ class Section:
         out = dict(w.delta)
         out.update({k: r[k] for k in ("requests", "rps", "p50_ms", "p99_ms", "errors")})
         out["cpu_us_per_req"] = out["cpu_s"] / r["requests"] * 1e6
+        if self.events:
+            counts = sc.counts
+            out["syscalls_per_req"] = counts["total"] / r["requests"]
+            out["syscalls"] = {k: n / r["requests"] for k, n in counts.items() if k != "total"}
+            out["syscall_counts"] = counts
         warnings = []
         if r["errors"]:
             # A few errors among thousands of requests do not make a failure,
@@ -250,7 +288,7 @@ class Section:
         return statistics.median(vals) if vals else None
 
     def notes(self):
-        return self._target_lines()
+        return self._target_lines() + self._syscall_table()
 
     def _target_lines(self):
         """Per case: spliced-auto against the better (lower CPU µs/req) of
@@ -280,6 +318,36 @@ class Section:
         return ["Target (issue 14): `spliced-auto` over the better (lower CPU µs/req) of " +
                 " and ".join(f"`{r}`" for r in TARGET_REFS) + ", per case, medians of this "
                 f"run: {want}.\n\n" + "\n".join(lines)]
+
+    def _syscall_table(self):
+        """Syscalls per request (medians): the total, then each kind that
+        some row makes at least 0.01 times per request; `other` is the rest
+        of the total."""
+        rows = [(c, v) for c in self.cases()
+                for v in sorted({v for cc, v in self.seen if cc == c}, key=_variant_order)
+                if self._med(c, v, "syscalls_per_req") is not None]
+        if not rows:
+            return []
+        per = {}
+        for cv in rows:
+            kinds = {}
+            for m in self.seen[cv]:
+                for k, x in (m.get("syscalls") or {}).items():
+                    kinds.setdefault(k, []).append(x)
+            per[cv] = {k: statistics.median(x) for k, x in kinds.items()}
+        kinds = [k for k in perfstat.KINDS if any(per[cv].get(k, 0) >= 0.01 for cv in rows)]
+        out = ["Syscalls per request (`--syscalls`; medians; `-`: under 0.005, kinds under "
+               "0.01 in every row left out; `other`: the rest of the total):", "",
+               "| case | proxy | total | " + " | ".join(kinds) + " | other |",
+               "|---|---|" + "---:|" * (len(kinds) + 2)]
+        for case, v in rows:
+            total = self._med(case, v, "syscalls_per_req")
+            cells = [per[(case, v)].get(k, 0.0) for k in kinds]
+            other = max(0.0, total - sum(per[(case, v)].values()))
+            out.append(f"| {case} | {v} | {total:.2f} | " +
+                       " | ".join(f"{x:.2f}" if x >= 0.005 else "-" for x in cells) +
+                       f" | {other:.2f} |")
+        return ["\n".join(out)]
 
     def charts(self):
         return [
