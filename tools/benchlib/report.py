@@ -202,7 +202,7 @@ def header(run):
         "- each proxy is started fresh for each measurement, alone on the machine; its CPU "
         "(utime, stime) and context switches (voluntary + involuntary) are read from /proc "
         "for every process and thread it has (HAProxy: one process, threads; nginx: master "
-        "and workers; spliced: one process, threads)",
+        "and workers; spliced and floor: one process, threads)",
         "",
         "Proxies:",
         "",
