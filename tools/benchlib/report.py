@@ -92,21 +92,20 @@ def ratio_text(v, ref):
     return f"{v / ref:.2f}"
 
 
-def section_variants(run, section):
+def variants_of(run, section):
+    """The rows of a section: the variants that ran in it (runner's
+    variants_in), in table order."""
     return (getattr(run, "variants_in", None) or {}).get(section.name, run.variants)
 
 
 def floor_ratios(section, meds):
     """Adds "x_floor" to the medians of every row of a case where the floor
-    ran: the row's floor_key over the floor's. Whether any was added."""
+    ran: the row's floor_key over the floor's."""
     key = getattr(section, "floor_key", None)
-    added = False
     for (case, v), m in meds.items():
         f = meds.get((case, FLOOR))
         if key and f and f.get(key) and m.get(key) is not None:
             m["x_floor"] = m[key] / f[key]
-            added = True
-    return added
 
 
 def section_columns(section, meds):
@@ -131,7 +130,7 @@ def section_table(run, section):
     cols = section_columns(section, meds)
     ratio_keys = set(getattr(section, "ratio_keys", []) or [])
     cases = run.cases.get(section.name) or []
-    variants = section_variants(run, section)
+    variants = variants_of(run, section)
     refs = [(v, short) for v, short in REFS if v in variants]
     intro = []
     if ratio_keys and refs:
@@ -411,7 +410,7 @@ def draw_charts(run, outdir):
             datafile = os.path.join(datadir, base + ".dat")
             kind = spec.get("kind", "bars")
             build = _lines if kind == "lines" else _bars
-            script = build(spec, meds, cases, section_variants(run, section), datafile, term)
+            script = build(spec, meds, cases, variants_of(run, section), datafile, term)
             if script is None:
                 continue
             png = os.path.join(outdir, fname)
