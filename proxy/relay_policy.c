@@ -49,6 +49,10 @@ void
 relay_policy_queued(struct relay_policy_state *s, size_t queued,
     size_t capacity)
 {
+	/* Nothing yet (a read that will say EAGAIN, or EOF): no answer, and
+	 * the first read that finds bytes asks again. */
+	if (queued == 0)
+		return;
 	if (queued < capacity)
 		s->tail = true;
 	else if (s->burst + queued >= s->threshold)

@@ -266,8 +266,14 @@ fx_start_reader(struct fx *f, bool gated)
 void
 fx_init_relay(struct fx *f)
 {
+	fx_init_relay_threshold(f, THRESHOLD);
+}
+
+void
+fx_init_relay_threshold(struct fx *f, size_t threshold)
+{
 	assert_int_equal(relay_init(&f->d, &f->ctx, f->x, f->y, f->splice,
-	    THRESHOLD, done_cb, f), 0);
+	    threshold, done_cb, f), 0);
 	f->d_init = true;
 }
 

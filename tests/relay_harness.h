@@ -120,6 +120,8 @@ void fx_start_writer(struct fx *, size_t n);
 void fx_start_reader(struct fx *, bool gated);
 /* relay_init() X -> Y with the run's splice setting. */
 void fx_init_relay(struct fx *);
+/* The same with another splice_threshold. */
+void fx_init_relay_threshold(struct fx *, size_t threshold);
 /* fx_init_relay(), then relay_start(). */
 void fx_start_relay(struct fx *);
 /* Replace the pool (relay_ctx too) with pipepool_new(max, pipe_size,

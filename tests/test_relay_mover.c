@@ -1,7 +1,9 @@
 /* tests/test_relay_mover.c: which mover carries a direction's bytes, for
  * every splice setting. never copies, always splices, auto copies
  * exchanges and splices streams; when no pipe can be had, the bytes are
- * copied and the fallback counted, and the connection goes on.
+ * copied and the fallback counted, and the connection goes on. auto asks
+ * the kernel how much is queued: a stream queued before the first read
+ * splices from its first byte, a tail one copy takes is copied.
  *
  * The fixture is relay_harness.c's; the policy's decisions alone, without
  * sockets, are test_relay_policy.c's. */
@@ -12,6 +14,13 @@
 #include <cmocka.h>
 
 #include "relay_harness.h"
+
+#include <errno.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 /* ---- exchanges copy, streams splice, and back ----------------------------- */
 
@@ -74,6 +83,88 @@ test_stream_then_exchanges(void **state)
 		assert_int_equal(spliced, 0);
 	assert_int_equal(fx_pool_stats(f).in_use, 0);  /* the pipe went back */
 	fx_end_stream(f, off);
+}
+
+/* ---- auto asks the kernel what it holds --------------------------------- */
+
+/* len pattern bytes from off, all in X's receive queue before the relay
+ * runs again: what the kernel holds when the direction next reads. */
+static void
+queue(struct fx *f, size_t off, size_t len)
+{
+	uint8_t *buf = malloc(len);
+	size_t sent = 0;
+	int q = -1;
+
+	assert_non_null(buf);
+	pattern_fill(buf, off, len);
+	for (int i = 0; i < 2000 && sent < len; i++) {
+		ssize_t k = send(f->a, buf + sent, len - sent,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (k > 0)
+			sent += (size_t)k;
+		else
+			assert_int_equal(errno, EAGAIN);
+	}
+	free(buf);
+	assert_int_equal(sent, len);
+	for (int i = 0; i < 2000; i++) {
+		assert_int_equal(ioctl(f->x, SIOCINQ, &q), 0);
+		if ((size_t)q == len)
+			break;
+		(void)poll(NULL, 0, 1);
+	}
+	assert_int_equal(q, len);
+}
+
+/* A stream already queued when the direction first reads is spliced from
+ * its first byte under auto, not copied a buffer or two first. (A
+ * threshold of one buffer: a buffer queued is a stream, and the first
+ * window of a loopback connection surely holds it.) */
+static void
+test_queued_stream(void **state)
+{
+	struct fx *f = *state;
+	const size_t n = 3 * BUFFER_SIZE;
+
+	fx_need_splice(f);
+	fx_start_reader(f, false);
+	fx_init_relay_threshold(f, BUFFER_SIZE);
+	queue(f, 0, n);
+	relay_start(&f->d);
+	for (int i = 0; i < 2000 && moved(&f->d) < n && !f->fired; i++)
+		fx_loop(f, 2);
+	assert_int_equal(moved(&f->d), n);
+	assert_int_equal(f->d.bytes[RELAY_MODE_SPLICE],
+	    f->splice == CONFIG_SPLICE_NEVER ? 0 : n);
+	fx_end_stream(f, n);
+}
+
+/* Past the threshold after a full copy read, a tail that one more copy
+ * read takes whole is copied: auto takes no pipe for it. */
+static void
+test_queued_tail(void **state)
+{
+	struct fx *f = *state;
+	const size_t tail = 100, n = KiB + BUFFER_SIZE + tail;
+
+	fx_need_splice(f);
+	fx_start_reader(f, false);
+	fx_init_relay_threshold(f, BUFFER_SIZE);
+	relay_start(&f->d);
+	fx_feed(f, 0, KiB);                     /* the first read: short */
+	queue(f, KiB, BUFFER_SIZE + tail);
+	for (int i = 0; i < 2000 && moved(&f->d) < n && !f->fired; i++)
+		fx_loop(f, 2);
+	assert_int_equal(moved(&f->d), n);
+	if (f->splice == CONFIG_SPLICE_ALWAYS) {
+		assert_int_equal(f->d.bytes[RELAY_MODE_SPLICE], n);
+	} else {
+		assert_int_equal(f->d.bytes[RELAY_MODE_COPY], n);
+		assert_int_equal(fx_pool_stats(f).created, 0);
+	}
+	fx_end_stream(f, n);
 }
 
 /* ---- fallbacks: no pipe to be had, the bytes are copied ------------------- */
@@ -172,6 +263,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		RELAY_MATRIX(test_exchanges),
 		RELAY_MATRIX(test_stream_then_exchanges),
+		RELAY_MATRIX(test_queued_stream),
+		RELAY_MATRIX(test_queued_tail),
 		RELAY_MATRIX(test_fallback_pool_full),
 		RELAY_MATRIX(test_fallback_pipe_budget),
 		RELAY_MATRIX(test_pool_full_after_idle),

@@ -248,6 +248,13 @@ test_ask_queued(void **state)
 	assert_int_equal(s.burst, 0);
 	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
 
+	/* Nothing queued yet is no answer: asked again, and the next read
+	 * decides by the counters. */
+	relay_policy_init(&s, sp, T);
+	relay_policy_queued(&s, 0, B);
+	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
+	assert_false(s.tail || s.stream);
+
 	/* Once the answer is in, not again before the next read. */
 	relay_policy_init(&s, sp, T);
 	relay_policy_queued(&s, 10, B);

@@ -73,7 +73,7 @@ bool relay_policy_ask_queued(const struct relay_policy_state *,
 /* The kernel holds `queued` bytes on `in`; a copy read takes up to
  * `capacity` of them. At least capacity, with the burst reaching the
  * threshold: a stream, spliced until the burst ends. Less: the next read is
- * a copy that takes them all. */
+ * a copy that takes them all. None: no answer yet, asked again next time. */
 void relay_policy_queued(struct relay_policy_state *, size_t queued,
     size_t capacity);
 /* A read carried n > 0 bytes into a holder of `capacity` bytes. Returns
