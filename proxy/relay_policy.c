@@ -27,9 +27,9 @@ relay_policy_next(const struct relay_policy_state *s, bool splice_ok)
 {
 	splice_ok = splice_ok && !s->no_splice;
 	if (splice_ok && s->splice == CONFIG_SPLICE_AUTO) {
-		if (s->tail)
+		if (s->queue == RELAY_QUEUE_TAIL)
 			return RELAY_MODE_COPY;
-		if (s->stream)
+		if (s->queue == RELAY_QUEUE_STREAM)
 			return RELAY_MODE_SPLICE;
 	}
 	return relay_policy(s->splice, s->threshold, s->burst, s->full_reads,
@@ -40,9 +40,11 @@ bool
 relay_policy_ask_queued(const struct relay_policy_state *s, bool splice_ok,
     bool copying)
 {
-	return s->splice == CONFIG_SPLICE_AUTO && splice_ok && !s->no_splice &&
-	    copying && !s->stream && !s->tail &&
-	    (s->ask || s->full_reads > 0);
+	/* After a burst that spliced, the mover is still the splice one:
+	 * `ask` stands without `copying`. */
+	return s->splice == CONFIG_SPLICE_AUTO && s->threshold > 0 &&
+	    splice_ok && !s->no_splice && s->queue == RELAY_QUEUE_UNKNOWN &&
+	    (s->ask || (copying && s->full_reads > 0));
 }
 
 void
@@ -54,9 +56,9 @@ relay_policy_queued(struct relay_policy_state *s, size_t queued,
 	if (queued == 0)
 		return;
 	if (queued < capacity)
-		s->tail = true;
+		s->queue = RELAY_QUEUE_TAIL;
 	else if (s->burst + queued >= s->threshold)
-		s->stream = true;
+		s->queue = RELAY_QUEUE_STREAM;
 }
 
 bool
@@ -65,7 +67,8 @@ relay_policy_read(struct relay_policy_state *s, size_t n, size_t capacity)
 	bool short_read = n < capacity;
 
 	s->ask = false;
-	s->tail = false;
+	if (s->queue == RELAY_QUEUE_TAIL)
+		s->queue = RELAY_QUEUE_UNKNOWN;
 	s->burst += n;
 	s->wake_bytes += n;
 	s->full_reads = short_read ? 0 : s->full_reads + 1;
@@ -85,12 +88,14 @@ relay_policy_wait(struct relay_policy_state *s, size_t buffer_size)
 		s->short_wakes = 0;
 	else if (++s->short_wakes >= RELAY_IDLE_WAKES) {
 		/* A stream that paused is likely to stream again: its next
-		 * burst asks the queue rather than copy a buffer first. */
-		s->ask = s->stream || s->burst >= s->threshold;
+		 * burst asks the queue rather than copy a buffer first. A
+		 * question not answered yet still stands. */
+		s->ask = s->ask || s->queue == RELAY_QUEUE_STREAM ||
+		    s->burst >= s->threshold;
 		s->burst = 0;
 		s->full_reads = 0;
 		s->no_splice = false;
-		s->stream = false;
+		s->queue = RELAY_QUEUE_UNKNOWN;
 	}
 	s->wake_bytes = 0;
 }

@@ -218,15 +218,22 @@ test_ask_queued(void **state)
 	relay_policy_init(&s, sp, T);
 	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
 	assert_false(relay_policy_ask_queued(&s, false, true));   /* no pipes */
-	assert_false(relay_policy_ask_queued(&s, true, false));   /* splicing */
+	/* The first read asks whatever the mover. */
+	assert_int_equal(relay_policy_ask_queued(&s, true, false), a);
+	/* threshold 0 splices every byte under auto: nothing to ask. */
+	relay_policy_init(&s, sp, 0);
+	assert_false(relay_policy_ask_queued(&s, true, true));
+	relay_policy_init(&s, sp, T);
 	/* A short read: an exchange, not asked again ... */
 	assert_true(relay_policy_read(&s, B - 1, B));
 	assert_false(relay_policy_ask_queued(&s, true, true));
 	relay_policy_wait(&s, B);
 	assert_false(relay_policy_ask_queued(&s, true, true));
-	/* ... until a read fills the copy buffer. */
+	/* ... until a copy read fills the buffer (a splice read that fills
+	 * the pipe is already a stream's). */
 	assert_false(relay_policy_read(&s, B, B));
 	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
+	assert_false(relay_policy_ask_queued(&s, true, false));
 	relay_policy_copy_for_burst(&s);
 	assert_false(relay_policy_ask_queued(&s, true, true));
 
@@ -247,13 +254,36 @@ test_ask_queued(void **state)
 	relay_policy_wait(&s, 2 * T);
 	assert_int_equal(s.burst, 0);
 	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
+	/* relay.c still has the splice mover then: asked all the same. */
+	assert_int_equal(relay_policy_ask_queued(&s, true, false), a);
+
+	/* A stream that the queue made, ended with few bytes: asked next. */
+	relay_policy_init(&s, sp, T);
+	relay_policy_queued(&s, T, B);
+	assert_true(relay_policy_read(&s, 10, BIG));
+	for (int i = 0; i < RELAY_IDLE_WAKES; i++)
+		relay_policy_wait(&s, B);
+	assert_int_equal(relay_policy_ask_queued(&s, true, false), a);
+
+	/* A question never answered (nothing queued, twice) outlives the
+	 * end of a burst; a tail answer does not. */
+	relay_policy_init(&s, sp, T);
+	for (int i = 0; i < RELAY_IDLE_WAKES; i++) {
+		relay_policy_queued(&s, 0, B);
+		relay_policy_wait(&s, B);
+	}
+	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
+	relay_policy_queued(&s, 10, B);
+	for (int i = 0; i < RELAY_IDLE_WAKES; i++)
+		relay_policy_wait(&s, B);
+	assert_int_equal(s.queue, RELAY_QUEUE_UNKNOWN);
 
 	/* Nothing queued yet is no answer: asked again, and the next read
 	 * decides by the counters. */
 	relay_policy_init(&s, sp, T);
 	relay_policy_queued(&s, 0, B);
 	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
-	assert_false(s.tail || s.stream);
+	assert_int_equal(s.queue, RELAY_QUEUE_UNKNOWN);
 
 	/* Once the answer is in, not again before the next read. */
 	relay_policy_init(&s, sp, T);

@@ -1,26 +1,28 @@
 /* include/spliced/relay_policy.h: which mover a direction reads with next.
  *
  * splice = never copies every byte and always splices from the first; auto
- * starts every burst in copy mode and splices once the burst has carried
- * `threshold` bytes, or after RELAY_STREAMER_READS reads in a row that
- * filled the whole holder. A burst ends after RELAY_IDLE_WAKES wake-ups in
- * a row that each carried less than a copy buffer.
+ * starts a burst in copy mode unless the kernel already holds a stream, and
+ * splices once the burst has carried `threshold` bytes, or after
+ * RELAY_STREAMER_READS reads in a row that filled the whole holder. A burst
+ * ends after RELAY_IDLE_WAKES wake-ups in a row that each carried less than
+ * a copy buffer.
  *
- * auto also asks what the kernel already holds on `in`, at the points where
- * that changes the choice: before a direction's first read, before the
- * first read of a burst after one that streamed, and after a copy read that
- * filled the buffer. More than a buffer queued (and the
- * burst past the threshold with it) is a stream: it splices from there, so a
- * 256 KiB response is not copied 64 KiB at a time before it splices. Less
- * than a buffer queued is a tail that one copy read takes whole: it is
- * copied, not given a pipe for a few hundred bytes. Exchanges of small
- * reads never ask, so they pay no syscall for it.
+ * auto asks what the kernel holds on `in` (relay.c asks SIOCINQ) where the
+ * answer changes the choice: before a direction's first read, before the
+ * first read of a burst that follows one which reached the threshold, and
+ * after a copy read that filled the buffer. A buffer or more queued, with
+ * the burst reaching the threshold, is a stream: it splices from there to
+ * the end of the burst, so a 256 KiB response is not copied a buffer at a
+ * time before it splices. Less than a buffer is a tail that one copy read
+ * takes whole: it is copied, not given a pipe for a few hundred bytes. So a
+ * direction of small exchanges asks once, at its first read (twice if its
+ * peer had not spoken yet), and then no more.
  *
  * A direction's policy state is one struct that only the functions below
  * change. They are pure (no I/O, no clock, no globals), so the decisions are
- * unit tested without sockets; relay.c calls them at five points: when it
- * picks a mover (and, when asked, with the bytes queued), after a read, when
- * it copies for the rest of a burst, and when it waits for `in`. */
+ * unit tested without sockets; relay.c calls them when it picks a mover
+ * (with the bytes queued, when they are asked for), after a read, when it
+ * copies for the rest of a burst, and when it waits for `in`. */
 #ifndef SPLICED_RELAY_POLICY_H
 #define SPLICED_RELAY_POLICY_H
 
@@ -39,6 +41,13 @@
 
 enum relay_mode { RELAY_MODE_COPY, RELAY_MODE_SPLICE, RELAY_MODE_MAX_ };
 
+/* What the kernel's queue said, for auto. */
+enum relay_queue {
+	RELAY_QUEUE_UNKNOWN,        /* not asked, or nothing was queued */
+	RELAY_QUEUE_TAIL,           /* the next read takes all that is queued */
+	RELAY_QUEUE_STREAM,         /* a stream: splice until the burst ends */
+};
+
 struct relay_policy_state {
 	enum config_splice splice;  /* never, always or auto */
 	size_t threshold;           /* auto: bytes of a burst before it splices */
@@ -48,8 +57,7 @@ struct relay_policy_state {
 	unsigned short_wakes;       /* consecutive wake-ups under a buffer */
 	bool no_splice;             /* a pipe could not be had this burst */
 	bool ask;                   /* ask the queue before the next read */
-	bool stream;                /* the kernel held a stream this burst */
-	bool tail;                  /* the next read takes all that is queued */
+	enum relay_queue queue;     /* its last answer, while it holds */
 };
 
 /* The decision from the counters alone. splice_ok: the platform can splice
@@ -67,7 +75,8 @@ enum relay_mode relay_policy_next(const struct relay_policy_state *,
 /* Whether auto wants the bytes queued on `in` before the next read: the
  * direction's first read, the first of a burst after one that reached the
  * threshold, or the one after a copy read that filled the buffer. copying:
- * the current mover copies. */
+ * the current mover copies (the last read was a copy). Never with
+ * threshold 0, which splices every byte as it always has. */
 bool relay_policy_ask_queued(const struct relay_policy_state *,
     bool splice_ok, bool copying);
 /* The kernel holds `queued` bytes on `in`; a copy read takes up to
@@ -84,7 +93,7 @@ bool relay_policy_read(struct relay_policy_state *, size_t n, size_t capacity);
 void relay_policy_copy_for_burst(struct relay_policy_state *);
 /* The direction waits for `in` again. A wake-up that carried less than
  * buffer_size bytes was an exchange; RELAY_IDLE_WAKES of them in a row end
- * the burst, and the next read starts a new one (in copy mode for auto). */
+ * the burst, and the next read starts a new one. */
 void relay_policy_wait(struct relay_policy_state *, size_t buffer_size);
 
 #endif

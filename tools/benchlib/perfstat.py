@@ -20,6 +20,7 @@ so the CPU figures of a run with --syscalls are a little worse than without.
 
 import os
 import select
+import time
 import signal
 import subprocess
 
@@ -147,14 +148,19 @@ class SyscallCount:
     def _command(self, what):
         os.write(self.ctl, what.encode() + b"\n")
         got = b""
+        deadline = time.monotonic() + ACK_TIMEOUT
         while b"ack" not in got:
             if self.proc.poll() is not None:
                 raise RunError(f"perf stat exited with status {self.proc.returncode} before "
                                f"its {what} was acknowledged", self.log)
-            ready, _, _ = select.select([self.ack], [], [], ACK_TIMEOUT)
-            if not ready:
+            if time.monotonic() > deadline:
                 raise RunError(f"perf stat did not acknowledge {what} within "
                                f"{ACK_TIMEOUT:.0f} s", self.log)
+            # Short slices: a perf that died is seen at once, not after
+            # the whole timeout.
+            ready, _, _ = select.select([self.ack], [], [], 0.1)
+            if not ready:
+                continue
             try:
                 chunk = os.read(self.ack, 64)
             except BlockingIOError:
