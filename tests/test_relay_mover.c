@@ -144,6 +144,37 @@ test_queued_stream(void **state)
 	fx_end_stream(f, n);
 }
 
+/* A stream that paused long enough to end its burst asks again at the
+ * next one, though the direction still has its splice mover: a stream
+ * queued then is spliced from its first byte too. */
+static void
+test_queued_after_stream(void **state)
+{
+	struct fx *f = *state;
+	const size_t n = 3 * BUFFER_SIZE, msg = 100;
+	size_t off = 0;
+
+	if (f->splice != CONFIG_SPLICE_NEVER)
+		need_splice();
+	fx_start_reader(f, false);
+	fx_init_relay_threshold(f, BUFFER_SIZE);
+	relay_start(&f->d);
+	for (int round = 0; round < 2; round++) {
+		queue(f, off, n);
+		off += n;
+		for (int i = 0; i < 2000 && moved(&f->d) < off && !f->fired; i++)
+			fx_loop(f, 2);
+		assert_int_equal(moved(&f->d), off);
+		/* Wake-ups under a buffer: the burst ends. */
+		for (int i = 0; i < RELAY_IDLE_WAKES; i++, off += msg)
+			fx_feed(f, off, msg);
+	}
+	/* Under auto the short wake-ups ride each stream's burst too. */
+	if (f->splice != CONFIG_SPLICE_NEVER)
+		assert_int_equal(f->d.bytes[RELAY_MODE_COPY], 0);
+	fx_end_stream(f, off);
+}
+
 /* Past the threshold after a full copy read, a tail that one more copy
  * read takes whole is copied: auto takes no pipe for it. */
 static void
@@ -267,6 +298,7 @@ main(void)
 		RELAY_MATRIX(test_exchanges),
 		RELAY_MATRIX(test_stream_then_exchanges),
 		RELAY_MATRIX(test_queued_stream),
+		RELAY_MATRIX(test_queued_after_stream),
 		RELAY_MATRIX(test_queued_tail),
 		RELAY_MATRIX(test_fallback_pool_full),
 		RELAY_MATRIX(test_fallback_pipe_budget),
