@@ -72,6 +72,10 @@ struct floor_dir {               /* the bytes from end[i] to end[!i] */
 struct floor_pair {
 	struct floor_end end[2];
 	struct floor_dir dir[2];
+	/* The backend answered (a byte read or written, or writable): until
+	 * then a shutdown would abort its connect, so the client's FIN waits
+	 * (fin_waits) for it to be writable. */
+	bool connected, fin_waits;
 	bool closed;
 	struct floor_pair *next_dead;
 };
@@ -158,7 +162,7 @@ static uint32_t floor_wanted(const struct floor_pair *p, int side)
 
 	if (!p->dir[side].done && p->dir[side].len == 0)
 		ev |= EPOLLIN;
-	if (p->dir[!side].len > 0)
+	if (p->dir[!side].len > 0 || (side == 1 && p->fin_waits))
 		ev |= EPOLLOUT;
 	return ev != 0 ? ev : EPOLLET;
 }
@@ -205,6 +209,8 @@ static int floor_flush(struct floor_pair *p, int side)
 	n = write(p->end[!side].fd, d->buf + d->off, d->len);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	if (side == 0)
+		p->connected = true;
 	d->off += (size_t)n;
 	d->len -= (size_t)n;
 	if (d->len == 0)
@@ -222,11 +228,17 @@ static int floor_read(struct floor_pair *p, int side)
 	n = read(p->end[side].fd, d->buf, FLOOR_BUF);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	if (side == 1)
+		p->connected = true;
 	if (n == 0) {
 		d->done = true;
 		/* Closing the pair sends that FIN anyway. */
 		if (p->dir[!side].done)
 			return 0;
+		if (side == 0 && !p->connected) {
+			p->fin_waits = true;
+			return 0;
+		}
 		return shutdown(p->end[!side].fd, SHUT_WR) < 0 && errno != ENOTCONN ? -1 : 0;
 	}
 	d->len = (size_t)n;
@@ -305,6 +317,12 @@ static void floor_event(struct floor_worker *w, struct floor_end *e, uint32_t ev
 		goto fail;
 	if ((events & EPOLLOUT) && p->dir[!side].len > 0 && floor_flush(p, !side) < 0)
 		goto fail;
+	if ((events & EPOLLOUT) && side == 1 && p->fin_waits) {
+		p->connected = true;
+		p->fin_waits = false;
+		if (shutdown(e->fd, SHUT_WR) < 0 && errno != ENOTCONN)
+			goto fail;
+	}
 	/* EPOLLHUP: the FIN (or a reset) waits to be read like any input. */
 	if ((events & (EPOLLIN | EPOLLHUP)) && !p->dir[side].done && p->dir[side].len == 0 &&
 	    floor_read(p, side) < 0)
