@@ -51,10 +51,14 @@ void
 relay_policy_queued(struct relay_policy_state *s, size_t queued,
     size_t capacity)
 {
-	/* Nothing yet (a read that will say EAGAIN, or EOF): no answer, and
-	 * the first read that finds bytes asks again. */
-	if (queued == 0)
+	/* Nothing yet: the direction started before its peer spoke (or is
+	 * at EOF). Asking again at each wake-up would cost every exchange a
+	 * syscall; the counters decide, and a read that fills the buffer
+	 * asks again. */
+	if (queued == 0) {
+		s->ask = false;
 		return;
+	}
 	if (queued < capacity)
 		s->queue = RELAY_QUEUE_TAIL;
 	else if (s->burst + queued >= s->threshold)

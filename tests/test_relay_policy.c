@@ -265,25 +265,27 @@ test_ask_queued(void **state)
 		relay_policy_wait(&s, B);
 	assert_int_equal(relay_policy_ask_queued(&s, true, false), a);
 
-	/* A question never answered (nothing queued, twice) outlives the
-	 * end of a burst; a tail answer does not. */
+	/* A question not asked yet (no pipes to splice with then) outlives
+	 * the end of a burst; a tail answer does not. */
 	relay_policy_init(&s, sp, T);
-	for (int i = 0; i < RELAY_IDLE_WAKES; i++) {
-		relay_policy_queued(&s, 0, B);
+	for (int i = 0; i < RELAY_IDLE_WAKES; i++)
 		relay_policy_wait(&s, B);
-	}
 	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
 	relay_policy_queued(&s, 10, B);
 	for (int i = 0; i < RELAY_IDLE_WAKES; i++)
 		relay_policy_wait(&s, B);
 	assert_int_equal(s.queue, RELAY_QUEUE_UNKNOWN);
 
-	/* Nothing queued yet is no answer: asked again, and the next read
-	 * decides by the counters. */
+	/* Nothing queued is no answer: the counters decide, and only a read
+	 * that fills the buffer asks again. */
 	relay_policy_init(&s, sp, T);
 	relay_policy_queued(&s, 0, B);
-	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
 	assert_int_equal(s.queue, RELAY_QUEUE_UNKNOWN);
+	assert_false(relay_policy_ask_queued(&s, true, true));
+	assert_true(relay_policy_read(&s, 10, B));
+	assert_false(relay_policy_ask_queued(&s, true, true));
+	assert_false(relay_policy_read(&s, B, B));
+	assert_int_equal(relay_policy_ask_queued(&s, true, true), a);
 
 	/* Once the answer is in, not again before the next read. */
 	relay_policy_init(&s, sp, T);

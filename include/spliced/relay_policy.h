@@ -14,9 +14,9 @@
  * the burst reaching the threshold, is a stream: it splices from there to
  * the end of the burst, so a 256 KiB response is not copied a buffer at a
  * time before it splices. Less than a buffer is a tail that one copy read
- * takes whole: it is copied, not given a pipe for a few hundred bytes. So a
- * direction of small exchanges asks once, at its first read (twice if its
- * peer had not spoken yet), and then no more.
+ * takes whole: it is copied, not given a pipe for a few hundred bytes.
+ * Nothing queued is no answer: the counters decide. So a direction of small
+ * exchanges asks once, at its first read, and then no more.
  *
  * A direction's policy state is one struct that only the functions below
  * change. They are pure (no I/O, no clock, no globals), so the decisions are
@@ -82,7 +82,8 @@ bool relay_policy_ask_queued(const struct relay_policy_state *,
 /* The kernel holds `queued` bytes on `in`; a copy read takes up to
  * `capacity` of them. At least capacity, with the burst reaching the
  * threshold: a stream, spliced until the burst ends. Less: the next read is
- * a copy that takes them all. None: no answer yet, asked again next time. */
+ * a copy that takes them all. None: no answer, and not asked again before
+ * a read fills the buffer. */
 void relay_policy_queued(struct relay_policy_state *, size_t queued,
     size_t capacity);
 /* A read carried n > 0 bytes into a holder of `capacity` bytes. Returns
