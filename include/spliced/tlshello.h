@@ -80,13 +80,13 @@ struct tlshello_parser {
 	 * as offsets into the body. */
 	int state;
 	uint32_t acc;               /* a length field being read, big-endian */
-	uint8_t acc_left;           /* its bytes still to come */
 	size_t field_end;
 	size_t ext_end;             /* end of the extensions block */
 	size_t ext_item_end;        /* end of the extension being read */
 	size_t sni_list_end;        /* end of the server_name list */
 	uint16_t ext_type;
 	uint8_t name_type;
+	bool sni_seen;              /* the first server_name was reached */
 	size_t name_len;
 	char name[TLSHELLO_NAME_MAX + 1];
 	bool has_name;
