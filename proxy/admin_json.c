@@ -196,7 +196,23 @@ jw_listener(struct jw *w, const struct config_listener *l,
 		jw_str(w, addr_written(&l->binds[k], text, sizeof(text)));
 	}
 	jw_printf(w, "], \"backend\": ");
-	jw_str(w, l->backend_name);
+	if (l->backend_name != NULL)
+		jw_str(w, l->backend_name);
+	else
+		jw_printf(w, "null");
+	jw_printf(w, ", \"routes\": [");
+	for (size_t k = 0; k < l->nroutes; k++) {
+		char name[260];
+
+		snprintf(name, sizeof(name), "%s%s", l->routes[k].wildcard ?
+		    "*" : "", l->routes[k].name);
+		jw_printf(w, "%s{\"name\": ", k > 0 ? ", " : "");
+		jw_str(w, name);
+		jw_printf(w, ", \"backend\": ");
+		jw_str(w, l->routes[k].backend_name);
+		jw_printf(w, "}");
+	}
+	jw_printf(w, "]");
 	jw_printf(w, ", \"active\": %llu, \"total\": %llu, \"bytes\": ",
 	    sl ? (unsigned long long)sl->active : 0ull,
 	    sl ? (unsigned long long)sl->connections : 0ull);
@@ -285,6 +301,11 @@ admin_json_connections(struct evbuffer *out, const struct stats_sample *s)
 		jw_str(&w, c->client);
 		jw_printf(&w, ", \"server\": ");
 		jw_str(&w, c->server);
+		jw_printf(&w, ", \"sni\": ");
+		if (c->sni[0] != '\0')
+			jw_str(&w, c->sni);
+		else
+			jw_printf(&w, "null");
 		jw_printf(&w, ", \"age_s\": %.3f, \"connecting\": %s, \"bytes\": ",
 		    (double)c->age_ms / 1000, c->connecting ? "true" : "false");
 		jw_bytes(&w, c->bytes);
@@ -341,7 +362,7 @@ admin_text_status(struct evbuffer *out, const struct admin_view *v,
 		const struct stats_listener *sl = stats_sample_listener(s, l->name);
 
 		jw_printf(&w, "%-16s %-8s %8llu %10llu ", l->name,
-		    l->backend_name, sl ? (unsigned long long)sl->active : 0ull,
+		    l->backend_name != NULL ? l->backend_name : "-", sl ? (unsigned long long)sl->active : 0ull,
 		    sl ? (unsigned long long)sl->connections : 0ull);
 		for (size_t k = 0; k < l->nbinds; k++)
 			jw_printf(&w, " %s", addr_written(&l->binds[k], text,

@@ -114,7 +114,8 @@ sect_create(struct config *cfg, enum config_sect kind, const char *name,
 		    .name = copy, .line = line,
 		    .timeout_connect_ms = 5 * 1000,
 		    .timeout_idle_ms = 5 * 60 * 1000,
-		    .timeout_handshake_ms = 5 * 1000, .source_prefix_v6 = 64 };
+		    .timeout_handshake_ms = 5 * 1000, .source_prefix_v6 = 64,
+		    .sni_max_bytes = 16 << 10 };
 	} else {
 		if ((b = grow(cfg->backends, cfg->nbackends, sizeof(*b))) == NULL)
 			goto fail;
@@ -204,6 +205,7 @@ key_repeats(const struct config_key *k)
 	case CONFIG_KEY_PROXY_FROM:
 	case CONFIG_KEY_ALLOW:
 	case CONFIG_KEY_DENY:
+	case CONFIG_KEY_ROUTE:
 		return true;
 	default:
 		return false;
@@ -224,6 +226,8 @@ key_sub(const struct config *cfg, struct sect s, const struct config_key *k)
 	case CONFIG_KEY_ALLOW:
 	case CONFIG_KEY_DENY:
 		return cfg->listeners[s.idx].nrules - 1;
+	case CONFIG_KEY_ROUTE:
+		return cfg->listeners[s.idx].nroutes - 1;
 	default:
 		return 0;
 	}
@@ -438,6 +442,11 @@ config_unref(struct config *cfg)
 		free(cfg->listeners[i].backend_name);
 		free(cfg->listeners[i].accept_proxy_from);
 		free(cfg->listeners[i].rules);
+		for (size_t j = 0; j < cfg->listeners[i].nroutes; j++) {
+			free(cfg->listeners[i].routes[j].name);
+			free(cfg->listeners[i].routes[j].backend_name);
+		}
+		free(cfg->listeners[i].routes);
 	}
 	for (size_t i = 0; i < cfg->nbackends; i++) {
 		struct config_backend *b = &cfg->backends[i];

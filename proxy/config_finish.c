@@ -2,7 +2,7 @@
  *
  * Each value was range-checked on its line when it was set (config_keys.c);
  * what is left needs all the sections: a listener has binds and a backend
- * that exists, a backend has servers, no address is bound twice. The
+ * that exists (or routes to backends that exist), a backend has servers, no address is bound twice. The
  * listeners without their own splice, splice_threshold or tcp_keepalive
  * take [global]'s here, since [global] may come after them; accept_proxy_from
  * needs accept_proxy, and a backend's health checks learn the PROXY header
@@ -140,9 +140,67 @@ finish_proxy(struct config *cfg, struct sect s, const char *label, char *err,
 		    "the peers that may send a PROXY header)");
 		return -1;
 	}
-	if (l->proxy_protocol != CONFIG_PROXY_OFF &&
-	    l->backend->check_proxy == CONFIG_PROXY_OFF)
+	if (l->proxy_protocol == CONFIG_PROXY_OFF)
+		return 0;
+	if (l->backend != NULL && l->backend->check_proxy == CONFIG_PROXY_OFF)
 		l->backend->check_proxy = l->proxy_protocol;
+	for (size_t i = 0; i < l->nroutes; i++)
+		if (l->routes[i].backend->check_proxy == CONFIG_PROXY_OFF)
+			l->routes[i].backend->check_proxy = l->proxy_protocol;
+	return 0;
+}
+
+/* The backend named at line of key (sub: which of its lines), or -1. */
+static int
+find_backend(struct config *cfg, struct sect s, const char *label,
+    const char *key, size_t sub, const char *name,
+    struct config_backend **out, char *err, size_t errlen)
+{
+	char why[CONFIG_WHY_MAX];
+	size_t bi;
+
+	if (config_sect_find(cfg, CONFIG_SECT_BACKEND, name, &bi)) {
+		*out = &cfg->backends[bi];
+		return 0;
+	}
+	snprintf(why, sizeof(why), "no [backend %s] section", name);
+	config_err_put(err, errlen, cfg->path, config_mark_line(cfg, s, key,
+	    sub), label, key, why);
+	return -1;
+}
+
+/* A listener's backend, and its routes' (DESIGN section 8): with routes
+ * the backend is the default, and may be left out; then clients that
+ * match no route are refused. sni_max_bytes without a route would bound
+ * a read that never happens. */
+static int
+finish_routes(struct config *cfg, struct sect s, const char *label,
+    char *err, size_t errlen)
+{
+	struct config_listener *l = &cfg->listeners[s.idx];
+
+	if (l->backend_name == NULL && l->nroutes == 0) {
+		config_err_put(err, errlen, cfg->path, l->line, label,
+		    "backend", "missing (name the [backend NAME] to relay "
+		    "to, or route clients by server name with route lines)");
+		return -1;
+	}
+	if (l->backend_name != NULL && find_backend(cfg, s, label, "backend",
+	    0, l->backend_name, &l->backend, err, errlen) == -1)
+		return -1;
+	for (size_t i = 0; i < l->nroutes; i++)
+		if (find_backend(cfg, s, label, "route", i,
+		    l->routes[i].backend_name, &l->routes[i].backend, err,
+		    errlen) == -1)
+			return -1;
+	if (l->nroutes == 0 && config_mark_line(cfg, s, "sni_max_bytes",
+	    0) >= 0) {
+		config_err_put(err, errlen, cfg->path,
+		    config_mark_line(cfg, s, "sni_max_bytes", 0), label,
+		    "sni_max_bytes", "needs route lines (it bounds the "
+		    "ClientHello read to route by server name)");
+		return -1;
+	}
 	return 0;
 }
 
@@ -152,9 +210,8 @@ int
 config_finish(struct config *cfg, char *err, size_t errlen)
 {
 	struct config_priv *p = config_priv(cfg);
-	char label[CONFIG_LABEL_MAX], why[CONFIG_WHY_MAX];
+	char label[CONFIG_LABEL_MAX];
 	struct sect s;
-	size_t bi;
 
 	if (cfg->nlisteners == 0) {
 		/* No line holds the problem: name the last, where a listener
@@ -176,22 +233,8 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 			    "'bind = ADDRESS:PORT')");
 			return -1;
 		}
-		if (l->backend_name == NULL) {
-			config_err_put(err, errlen, cfg->path, l->line, label,
-			    "backend", "missing (name the [backend NAME] "
-			    "to relay to)");
+		if (finish_routes(cfg, s, label, err, errlen) < 0)
 			return -1;
-		}
-		if (!config_sect_find(cfg, CONFIG_SECT_BACKEND, l->backend_name,
-		    &bi)) {
-			snprintf(why, sizeof(why), "no [backend %s] section",
-			    l->backend_name);
-			config_err_put(err, errlen, cfg->path,
-			    config_mark_line(cfg, s, "backend", 0), label,
-			    "backend", why);
-			return -1;
-		}
-		l->backend = &cfg->backends[bi];
 		if (finish_proxy(cfg, s, label, err, errlen) < 0)
 			return -1;
 		/* Inherited only now: [global] may come after the listener. */

@@ -83,6 +83,8 @@ static const struct config_key listener_keys[] = {
 	NUM("connection_rate_per_source", UINT, L(connection_rate_per_source),
 	    0, 1000000, "0..1000000"),
 	NUM("source_prefix_v6", UINT, L(source_prefix_v6), 1, 128, "1..128"),
+	KW("route", ROUTE, 0),
+	NUM("sni_max_bytes", SIZE, L(sni_max_bytes), KIB, MIB, "1k..1m"),
 	{ .name = NULL },
 };
 
@@ -766,6 +768,8 @@ config_key_set(const struct config_key *k, void *base, const char *v,
 	case CONFIG_KEY_ALLOW:
 	case CONFIG_KEY_DENY:
 		return config_acl_set(k, base, v, line, why, n);
+	case CONFIG_KEY_ROUTE:
+		return config_route_set(base, v, line, why, n);
 	case CONFIG_KEY_HEALTH:
 		if ((i = keyword(v, health_names, 2)) < 0) {
 			snprintf(why, n, "'%s' is not a health check "

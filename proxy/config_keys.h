@@ -46,6 +46,8 @@ enum config_key_type {
 	CONFIG_KEY_PROXY_FROM,      /* accept_proxy_from: a CIDR; repeats */
 	CONFIG_KEY_ALLOW,           /* a CIDR or all, into rules; repeats */
 	CONFIG_KEY_DENY,            /* the same, denying */
+	/* Routing by server name: config_route.c parses this. */
+	CONFIG_KEY_ROUTE,           /* NAME BACKEND, into routes; repeats */
 };
 
 struct config_key {
@@ -77,6 +79,11 @@ int config_key_set(const struct config_key *, void *base, const char *value,
  * the struct config_listener at base; an allow or deny keeps line. */
 int config_acl_set(const struct config_key *, void *base, const char *value,
     int line, char *why, size_t whylen);
+
+/* config_key_set() for route (config_route.c): NAME BACKEND appended to
+ * the struct config_listener at base, with line. */
+int config_route_set(void *base, const char *value, int line, char *why,
+    size_t whylen);
 
 /* A listener, backend or server name: [A-Za-z0-9_.-]+, for logs and
  * metric labels. */

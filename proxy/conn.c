@@ -129,6 +129,8 @@ access_log(struct conn *c, enum conn_reason why, uint64_t age_us)
 	addr_format((struct sockaddr *)&c->peer, client, sizeof(client));
 	if (server_text(c, server, sizeof(server)))
 		a.server = server;
+	a.routed = c->l->cfg->nroutes > 0;
+	a.sni = c->sni;
 	log_batch_access(c->h->log, &a);
 }
 
@@ -323,6 +325,7 @@ conn_relay(struct conn *c)
 		return;
 	}
 	relay_pair(&c->up, &c->down);
+	relay_count_copied(&c->up, c->held);
 	c->relaying = true;
 	event_assign(&c->timer, c->h->base, -1, 0, idle_cb, c);
 	if (!timer_add(c, lc->timeout_idle_ms))
@@ -711,6 +714,8 @@ conn_home_sample(const struct conn_home *h, struct stats_sample *s)
 		addr_format((const struct sockaddr *)&c->peer, sc.client,
 		    sizeof(sc.client));
 		sc.connecting = !c->relaying;
+		if (c->sni != NULL)
+			snprintf(sc.sni, sizeof(sc.sni), "%s", c->sni);
 		if (server_text(c, sc.server, sizeof(sc.server))) {
 			sc.state[STATS_UP] = c->up.state;
 			sc.state[STATS_DOWN] = c->down.state;

@@ -1,23 +1,30 @@
-/* proxy/conn_ident.c: who a connection's client is, and whether it may
- * go on.
+/* proxy/conn_ident.c: who a connection's client is, whether it may go
+ * on, and where.
  *
  *   conn_ident_start --accept_proxy--> handshake (PROXY header) --+
  *          |                                                        v
- *          +---------------------------------------------> admission --> conn_connect
- *                                                               | refused
- *                                                               v
- *                                                  conn_close(CONN_REFUSED): RST
+ *          +---------------------------------------------> admission --routes--> ClientHello --+
+ *                                                               |   \                             |
+ *                                                       refused |    +-----------> conn_connect <-+ a backend
+ *                                                               v                                  | none
+ *                                                  conn_close(CONN_REFUSED): RST <-----------------+
  *
  * From the header on, its source is the client (c->peer) for everything:
  * admission, `source` balancing, the access log, /connections, and the
- * header sent on; a LOCAL header keeps the peer. With proxy_protocol,
- * the header for the servers is made once, when the client is admitted,
- * and sent to each server reached before the relay starts. */
+ * header sent on; a LOCAL header keeps the peer. Admission comes before
+ * the hello, so a refused source costs no buffer. With routes, the
+ * hello's server name picks the backend (route.h), and the listener's
+ * backend takes the rest. The prelude for the servers (the PROXY header
+ * with proxy_protocol, made once when the client is admitted, then the
+ * bytes the hello's read took off the socket) is sent to each server
+ * reached before the relay starts. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 
 #include "conn_int.h"
 #include "spliced/cidr.h"
@@ -25,6 +32,7 @@
 #include "spliced/handshake.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
+#include "spliced/route.h"
 #include "spliced/worker.h"  /* struct worker_snap: data only */
 
 static void
@@ -52,20 +60,128 @@ header_make(struct conn *c, const struct sockaddr_storage *dst)
 		addr_unmap(&local, &len);
 		dst = &local;
 	}
-	if ((c->hdr = calloc(1, sizeof(*c->hdr))) == NULL)
+	if ((c->pre = calloc(1, sizeof(*c->pre))) == NULL)
 		return -1;
 	if (v == CONFIG_PROXY_V1)
-		n = proxyproto_encode_v1((char *)c->hdr->buf,
-		    sizeof(c->hdr->buf), (const struct sockaddr *)&c->peer,
+		n = proxyproto_encode_v1((char *)c->pre->hdr,
+		    sizeof(c->pre->hdr), (const struct sockaddr *)&c->peer,
 		    (const struct sockaddr *)dst);
 	else
-		n = proxyproto_encode_v2(c->hdr->buf, sizeof(c->hdr->buf),
+		n = proxyproto_encode_v2(c->pre->hdr, sizeof(c->pre->hdr),
 		    (const struct sockaddr *)&c->peer,
 		    (const struct sockaddr *)dst, false);
 	if (n < 0)
 		return -1;
-	c->hdr->len = (uint16_t)n;
+	c->pre->hdrlen = (uint16_t)n;
 	return 0;
+}
+
+static const char *
+hello_detail(enum stats_hs_result r)
+{
+	switch (r) {
+	case STATS_HS_DEFAULT: return "its server name matches no route";
+	case STATS_HS_NO_SNI: return "its ClientHello names no server";
+	case STATS_HS_NOT_TLS: return "it did not start with a TLS ClientHello";
+	case STATS_HS_TIMEOUT: return "no complete ClientHello within "
+	    "timeout_handshake";
+	case STATS_HS_TOO_LARGE: return "its ClientHello is longer than "
+	    "sni_max_bytes";
+	default: return "its ClientHello is not valid TLS";
+	}
+}
+
+/* The hello is read, or cannot be: route the client by it. */
+static void
+hello_done_cb(struct handshake_hello_done *d, void *arg)
+{
+	struct conn *c = arg;
+	const struct config_listener *lc = c->l->cfg;
+	const struct config_route *r = NULL;
+	enum stats_hs_result result = d->result;
+	char detail[CONFIG_ERR_MAX];
+	/* The parser's own words add to the result's (not a timeout's). */
+	const char *why = d->why != NULL && d->result != STATS_HS_TIMEOUT ?
+	    d->why : "";
+
+	if (d->name != NULL) {
+		r = route_match(lc->routes, lc->nroutes, d->name);
+		if (r == NULL)
+			result = STATS_HS_DEFAULT;
+		c->sni = strdup(d->name);   /* only shown: NULL is no harm */
+	}
+	if (d->held != NULL && c->pre == NULL &&
+	    (c->pre = calloc(1, sizeof(*c->pre))) == NULL)
+		free(d->held);
+	else if (d->held != NULL) {
+		c->pre->held = d->held;
+		c->pre->nheld = d->nheld;
+	}
+	handshake_hello_free(c->hello);
+	c->hello = NULL;
+	c->sl->handshake[STATS_HS_SNI][result]++;
+	if (d->gone) {
+		/* Nothing to route, and no stream cut: it ended its own. */
+		conn_close(c, d->err == 0 ? CONN_CLIENT_EOF : d->err ==
+		    ECONNRESET ? CONN_CLIENT_RESET : CONN_CLIENT_ERROR);
+		return;
+	}
+	if (d->held != NULL && c->pre == NULL) {
+		log_warn("listener %s: out of memory holding a ClientHello; "
+		    "closing the client", lc->name);
+		conn_close(c, CONN_LOCAL_ERROR);
+		return;
+	}
+	c->bc = r != NULL ? r->backend : lc->backend;
+	if (c->bc == NULL) {
+		snprintf(detail, sizeof(detail), "%s%s%s, and the listener has "
+		    "no default backend", hello_detail(result), why[0] != '\0' ?
+		    ": " : "", why);
+		refuse(c, STATS_DENY_NO_ROUTE, detail);
+		return;
+	}
+	if (result != STATS_HS_OK)
+		log_debug("listener %s: %s%s%s; to the default backend %s",
+		    lc->name, hello_detail(result), why[0] != '\0' ? ": " : "",
+		    why, c->bc->name);
+	conn_connect(c);
+}
+
+/* What is left of timeout_handshake, which a PROXY header may have used:
+ * it bounds both. At least 1 ms, so the hello is still read at once. */
+static unsigned
+handshake_left_ms(const struct conn *c)
+{
+	struct timespec now;
+	int64_t used;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	used = (int64_t)(now.tv_sec - c->started.tv_sec) * 1000 +
+	    (now.tv_nsec - c->started.tv_nsec) / 1000000;
+	if (used < 0)
+		used = 0;
+	if ((uint64_t)used >= c->l->cfg->timeout_handshake_ms)
+		return 1;
+	return c->l->cfg->timeout_handshake_ms - (unsigned)used;
+}
+
+/* Admitted: route by the hello, or connect at once. */
+static void
+read_hello(struct conn *c)
+{
+	const struct config_listener *lc = c->l->cfg;
+
+	if (lc->nroutes == 0) {
+		conn_connect(c);
+		return;
+	}
+	if ((c->hello = handshake_hello_start(c->h->base, c->cfd,
+	    handshake_left_ms(c), lc->sni_max_bytes, hello_done_cb,
+	    c)) == NULL) {
+		log_warn("listener %s: cannot wait for a ClientHello: %s; "
+		    "closing the client", lc->name, strerror(errno));
+		conn_close(c, CONN_LOCAL_ERROR);
+	}
 }
 
 /* The client is known: admit it or refuse it, before any server. */
@@ -90,7 +206,7 @@ admit(struct conn *c, const struct sockaddr_storage *dst)
 		conn_close(c, CONN_LOCAL_ERROR);
 		return;
 	}
-	conn_connect(c);
+	read_hello(c);
 }
 
 static void
@@ -144,64 +260,82 @@ conn_ident_start(struct conn *c)
 	}
 }
 
-static void header_cb(evutil_socket_t, short, void *);
+static void prelude_cb(evutil_socket_t, short, void *);
 
-/* The rest of the header, then the relay. A fresh socket's send buffer
- * takes a header whole; a short send waits for room, within
+/* The rest of the prelude, then the relay. A fresh socket's send buffer
+ * takes a header and a hello whole; a short send waits for room, within
  * timeout_connect. */
 static void
 send_rest(struct conn *c)
 {
-	struct conn_header *hd = c->hdr;
+	struct conn_prelude *p = c->pre;
+	size_t total = p->hdrlen + p->nheld;
 	unsigned ms = c->l->cfg->timeout_connect_ms;
 	struct timeval tv = clock_timeval_ms(ms);
+	struct iovec iov[2];
+	struct msghdr msg = { .msg_iov = iov };
 	char why[128];
 	ssize_t n;
 
-	while (hd->off < hd->len) {
-		n = send(c->bfd, hd->buf + hd->off, hd->len - hd->off,
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (p->off < total) {
+		msg.msg_iovlen = 0;
+		if (p->off < p->hdrlen)
+			iov[msg.msg_iovlen++] = (struct iovec){ p->hdr + p->off,
+			    p->hdrlen - p->off };
+		if (p->nheld > 0) {
+			size_t at = p->off > p->hdrlen ? p->off - p->hdrlen : 0;
+
+			iov[msg.msg_iovlen++] = (struct iovec){ p->held + at,
+			    p->nheld - at };
+		}
+		n = sendmsg(c->bfd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
-			hd->off += (uint16_t)n;
+			p->off += (size_t)n;
 			continue;
 		}
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN) {
 			event_assign(&c->cev, c->h->base, c->bfd, EV_WRITE,
-			    header_cb, c);
+			    prelude_cb, c);
 			if (event_add(&c->cev, &tv) == 0)
 				return;
 		}
-		snprintf(why, sizeof(why), "sending the PROXY header: %s",
-		    n == -1 ? strerror(errno) : "nothing taken");
+		snprintf(why, sizeof(why), "sending the %s: %s", p->hdrlen > 0 ?
+		    "PROXY header" : "ClientHello", n == -1 ? strerror(errno) :
+		    "nothing taken");
 		conn_connect_failed(c, why);
 		return;
 	}
-	/* No retry after this: the header is done with. */
-	free(c->hdr);
-	c->hdr = NULL;
+	/* No retry after this: the prelude is done with. */
+	c->held = p->nheld;
+	free(p->held);
+	free(p);
+	c->pre = NULL;
 	conn_reached(c);
 }
 
 static void
-header_cb(evutil_socket_t fd, short what, void *arg)
+prelude_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct conn *c = arg;
+
 	(void)fd;
 	if (what & EV_TIMEOUT)
-		conn_connect_failed(arg, "timed out sending the PROXY header");
+		conn_connect_failed(c, c->pre->hdrlen > 0 ? "timed out sending "
+		    "the PROXY header" : "timed out sending the ClientHello");
 	else
-		send_rest(arg);
+		send_rest(c);
 }
 
 void
 conn_ident_send(struct conn *c)
 {
-	if (c->hdr == NULL) {
+	if (c->pre == NULL) {
 		conn_reached(c);
 		return;
 	}
-	c->hdr->off = 0;            /* each server reached gets all of it */
+	c->pre->off = 0;            /* each server reached gets all of it */
 	send_rest(c);
 }
 
@@ -210,9 +344,15 @@ conn_ident_cleanup(struct conn *c)
 {
 	handshake_free(c->hs);
 	c->hs = NULL;
+	handshake_hello_free(c->hello);
+	c->hello = NULL;
 	if (srctable_ticket_held(&c->ticket))
 		srctable_release(listener_proc_sources(c->snap->conf->ls->proc),
 		    &c->ticket);
-	free(c->hdr);
-	c->hdr = NULL;
+	if (c->pre != NULL)
+		free(c->pre->held);
+	free(c->pre);
+	c->pre = NULL;
+	free(c->sni);
+	c->sni = NULL;
 }

@@ -21,14 +21,18 @@
 struct backend_lb;
 struct config_backend;
 struct handshake;
+struct handshake_hello;
 struct server_state;
 
-/* The PROXY header a connection sends each server it reaches, before
- * any byte of the client. */
-struct conn_header {
-	uint8_t buf[PROXYPROTO_ENCODE_MAX];
-	uint16_t len;
-	uint16_t off;               /* sent to the current server so far */
+/* What a connection sends each server it reaches before relaying: its
+ * PROXY header, then the client's bytes read to route it (its
+ * ClientHello, and what came with it). */
+struct conn_prelude {
+	uint8_t hdr[PROXYPROTO_ENCODE_MAX];
+	uint16_t hdrlen;
+	uint8_t *held;              /* malloc'd; NULL with nheld 0 */
+	size_t nheld;
+	size_t off;                 /* of hdrlen + nheld, sent to the current server */
 };
 
 struct conn_home {
@@ -66,8 +70,11 @@ struct conn {
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
 	struct handshake *hs;       /* reading its PROXY header; NULL after */
+	struct handshake_hello *hello;   /* reading its ClientHello; NULL after */
+	char *sni;                  /* the server name it asked for, or NULL */
 	struct srctable_ticket ticket;   /* its slot as a source (srctable.h) */
-	struct conn_header *hdr;    /* the PROXY header for its servers, or NULL */
+	struct conn_prelude *pre;   /* for its servers, or NULL: none */
+	size_t held;                /* client bytes sent in the prelude */
 	ssize_t server;             /* index into lb's addresses; -1 before any */
 	bool reserved;              /* holds a slot on server (backend_lb_pick) */
 	bool trial;                 /* the trial connect of a server down */
@@ -100,13 +107,13 @@ void conn_connect_failed(struct conn *, const char *why);
 
 /* conn_ident.c */
 /* A client just taken over: read its PROXY header first (accept_proxy),
- * admit it, and connect (or refuse it). */
+ * admit it, read its ClientHello (routes) and connect (or refuse it). */
 void conn_ident_start(struct conn *);
-/* Send the header to the server just connected, then conn_reached():
+/* Send the prelude to the server just connected, then conn_reached():
  * at once, or once the socket takes it; a failure is the attempt's
  * (conn_connect_failed). */
 void conn_ident_send(struct conn *);
-/* What the client's identity holds (handshake, source slot, header):
+/* What the client's identity holds (handshakes, source slot, prelude):
  * given back as the connection closes. */
 void conn_ident_cleanup(struct conn *);
 

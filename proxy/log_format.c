@@ -229,11 +229,13 @@ log_format_access(char *dst, size_t cap, struct log_style st,
 	if (st.format == CONFIG_LOG_FORMAT_TEXT) {
 		put_head(&o, st, CONFIG_LOG_INFO);
 		snprintf(o.p + o.len, o.cap - o.len + 1, "access listener=%s "
-		    "client=%s server=%s up_splice=%" PRIu64 " up_copy=%" PRIu64
-		    " down_splice=%" PRIu64 " down_copy=%" PRIu64 " duration_ms=%"
-		    PRId64 " reason=%s", a->listener, a->client,
-		    a->server != NULL ? a->server : "-", a->up_splice, a->up_copy,
-		    a->down_splice, a->down_copy, a->duration_ms, a->reason);
+		    "client=%s server=%s%s%s up_splice=%" PRIu64 " up_copy=%"
+		    PRIu64 " down_splice=%" PRIu64 " down_copy=%" PRIu64
+		    " duration_ms=%" PRId64 " reason=%s", a->listener, a->client,
+		    a->server != NULL ? a->server : "-", a->routed ? " sni=" :
+		    "", !a->routed ? "" : a->sni != NULL ? a->sni : "-", a->up_splice,
+		    a->up_copy, a->down_splice, a->down_copy, a->duration_ms,
+		    a->reason);
 		o.len += strlen(o.p + o.len);
 		o.cap = cap;
 		return put_end(&o);
@@ -248,6 +250,10 @@ log_format_access(char *dst, size_t cap, struct log_style st,
 		put_json_str(&o, "server", a->server, FIELD_MAX);
 	else
 		put_str(&o, ",\"server\":null");
+	if (a->routed && a->sni != NULL)
+		put_json_str(&o, "sni", a->sni, FIELD_MAX);
+	else if (a->routed)
+		put_str(&o, ",\"sni\":null");
 	snprintf(nums, sizeof(nums), ",\"up_splice\":%" PRIu64 ",\"up_copy\":%"
 	    PRIu64 ",\"down_splice\":%" PRIu64 ",\"down_copy\":%" PRIu64
 	    ",\"duration_ms\":%" PRId64, a->up_splice, a->up_copy,

@@ -186,8 +186,8 @@ prom_listeners(struct prom *pr, const struct stats_sample *s,
 		    &prom_listener(s, names[i])->duration, stats_duration_le);
 }
 
-/* The handshake results a PROXY header can have; a TLS ClientHello's
- * come with server-name routing. */
+/* The handshake results a PROXY header can have; a TLS ClientHello may
+ * have any. */
 static const enum stats_hs_result prom_proxy_results[] = {
 	STATS_HS_OK, STATS_HS_TIMEOUT, STATS_HS_TOO_LARGE, STATS_HS_INVALID,
 };
@@ -220,6 +220,13 @@ prom_admission(struct prom *pr, const struct stats_sample *s,
 			    stats_hs_result_name(prom_proxy_results[r]),
 			    prom_listener(s, names[i])->handshake[STATS_HS_PROXY]
 			    [prom_proxy_results[r]]);
+	for (size_t i = 0; i < n; i++)
+		for (int r = 0; r < STATS_HS_RESULT_MAX_; r++)
+			prom_add(pr, "spliced_handshake_total{listener=\"%s\","
+			    "kind=\"sni\",result=\"%s\"} %" PRIu64 "\n",
+			    prom_label(names[i], v, sizeof(v)),
+			    stats_hs_result_name((enum stats_hs_result)r),
+			    prom_listener(s, names[i])->handshake[STATS_HS_SNI][r]);
 	if (p->sources != NULL) {
 		struct srctable_stats st;
 

@@ -336,6 +336,13 @@ relay_init(struct relay_dir *d, struct relay_ctx *ctx, int in, int out,
 }
 
 void
+relay_count_copied(struct relay_dir *d, size_t n)
+{
+	d->bytes[RELAY_MODE_COPY] += n;
+	d->ctx->stats.bytes[RELAY_MODE_COPY] += n;
+}
+
+void
 relay_start(struct relay_dir *d)
 {
 	run(d);

@@ -609,6 +609,64 @@ test_formats(void **state)
 	release_free(&c);
 }
 
+/* A listener with routes adds sni after server: the name, or "-" / null
+ * when none was read; other listeners' lines leave it out. */
+static void
+test_format_sni(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct log_access a = { .id = 1, .listener = "tls",
+	    .client = "127.0.0.1:4000", .server = "a/127.0.0.1:9001",
+	    .routed = true, .sni = "a.example", .reason = "client_eof" };
+	struct jfield f[16];
+	struct log_batch b;
+	struct caught c;
+	char *line;
+	size_t nf;
+
+	(void)state;
+	assert_non_null(base);
+	assert_int_equal(log_batch_init(&b, base), 0);
+	catch_stderr(&c, 0);
+	log_batch_access(&b, &a);
+	a.sni = NULL;
+	log_batch_access(&b, &a);
+	log_batch_flush(&b);
+	log_set_format(CONFIG_LOG_FORMAT_JSON);
+	a.id = 2;
+	a.sni = "q\"x.example";
+	log_batch_access(&b, &a);
+	log_batch_flush(&b);
+	a.id = 3;
+	a.sni = NULL;
+	log_batch_access(&b, &a);
+	a.id = 4;
+	a.routed = false;
+	log_batch_access(&b, &a);
+	log_batch_flush(&b);
+	log_set_format(CONFIG_LOG_FORMAT_TEXT);
+	release_stderr(&c);
+	log_batch_cleanup(&b);
+	event_base_free(base);
+
+	assert_non_null(strstr(c.buf, "server=a/127.0.0.1:9001 sni=a.example "
+	    "up_splice=0"));
+	assert_non_null(strstr(c.buf, "server=a/127.0.0.1:9001 sni=- "
+	    "up_splice=0"));
+	assert_non_null(line = strstr(c.buf, "{"));
+	assert_int_equal(jparse(line, f, &nf), 0);
+	assert_string_equal(jget(f, nf, "sni"), "q\"x.example");
+	assert_non_null(line = strchr(line, '\n'));
+	assert_int_equal(jparse(line + 1, f, &nf), 0);
+	assert_string_equal(jget(f, nf, "id"), "3");
+	assert_string_equal(jget(f, nf, "sni"), "null");
+	assert_non_null(line = strchr(line + 1, '\n'));
+	assert_int_equal(jparse(line + 1, f, &nf), 0);
+	assert_string_equal(jget(f, nf, "id"), "4");
+	assert_null(jget(f, nf, "sni"));
+	release_free(&c);
+}
+
 /* Under journald (JOURNAL_STREAM names stderr): the <N> prefix, then the
  * object, without "time". */
 static void
@@ -823,6 +881,7 @@ main(void)
 		cmocka_unit_test(test_stop_without_writer),
 		cmocka_unit_test(test_json_escape),
 		cmocka_unit_test(test_formats),
+		cmocka_unit_test(test_format_sni),
 		cmocka_unit_test(test_json_journald),
 		cmocka_unit_test(test_access_open_errors),
 		cmocka_unit_test(test_access_file_reopen),

@@ -117,6 +117,18 @@ struct config_backend {
 	int line;                   /* of the section header; 0: config_set() */
 };
 
+/* A listener's route by TLS server name (DESIGN section 8): clients whose
+ * ClientHello names `name` go to `backend`. */
+struct config_route {
+	/* Lower-case. A wildcard "*.b.example" is kept as ".b.example": it
+	 * matches any name ending so, with at least one label before. */
+	char *name;
+	bool wildcard;
+	char *backend_name;
+	struct config_backend *backend;   /* resolved by validation */
+	int line;
+};
+
 /* admin: where the admin endpoint (admin.h) listens, if anywhere. */
 struct config_admin {
 	char *unix_path;            /* unix:PATH; NULL: addr, or no endpoint */
@@ -127,6 +139,8 @@ struct config_listener {
 	char *name;
 	struct addr *binds;
 	size_t nbinds;
+	/* The backend; with routes, the default one (no route matched, no
+	 * server name, not TLS, ...), and optional: NULL refuses those. */
 	char *backend_name;
 	struct config_backend *backend;   /* resolved by validation */
 	unsigned timeout_connect_ms;      /* default 5s */
@@ -146,6 +160,11 @@ struct config_listener {
 	unsigned max_connections_per_source;   /* 0 (default): none */
 	unsigned connection_rate_per_source;   /* a second; 0 (default): none */
 	unsigned source_prefix_v6;        /* default 64; 1..128 */
+	/* Routing by TLS server name (DESIGN section 8): with routes, the
+	 * ClientHello is read first (at most sni_max_bytes of it). */
+	struct config_route *routes;      /* in file order; may repeat */
+	size_t nroutes;
+	size_t sni_max_bytes;             /* default 16k; 1k..1m */
 	int line;                         /* of the section header */
 };
 

@@ -170,6 +170,11 @@ struct log_access {
 	uint64_t id;                /* unique in the process (conn.h) */
 	const char *listener, *client;
 	const char *server;         /* "NAME/ADDRESS", or NULL: none reached */
+	/* routed: a listener with routes, whose lines have sni, the server
+	 * name (NULL: none was read; "-" in text, null in JSON). Other
+	 * listeners' lines leave the field out. */
+	bool routed;
+	const char *sni;
 	uint64_t up_splice, up_copy, down_splice, down_copy;
 	int64_t duration_ms;
 	const char *reason;

@@ -104,6 +104,10 @@ void relay_ctx_cleanup(struct relay_ctx *);
  * the direction reaches RELAY_DONE or RELAY_FAILED. 0 or -1 (event setup). */
 int relay_init(struct relay_dir *, struct relay_ctx *, int in, int out,
     enum config_splice policy, size_t threshold, relay_cb cb, void *arg);
+/* n bytes moved for d before it started, by its owner (a ClientHello
+ * read to route the connection and written on): counted as copied, in d
+ * and the worker's totals, as if d had moved them. */
+void relay_count_copied(struct relay_dir *, size_t n);
 /* Read `in` now. cb may run before it returns. */
 void relay_start(struct relay_dir *);
 /* Start by waiting for `in` instead of reading it first: for a peer that has

@@ -98,6 +98,7 @@ struct stats_conn {
 	char listener[64];
 	char client[ADDR_TEXT_MAX];
 	char server[ADDR_TEXT_MAX + 64];   /* "NAME/ADDRESS", or "-" while connecting */
+	char sni[256];              /* its TLS server name (routes), or "" */
 	uint64_t age_ms;
 	uint64_t bytes[STATS_DIR_MAX_][RELAY_MODE_MAX_];
 	enum relay_state state[STATS_DIR_MAX_];
