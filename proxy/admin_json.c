@@ -362,7 +362,8 @@ admin_text_status(struct evbuffer *out, const struct admin_view *v,
 		const struct stats_listener *sl = stats_sample_listener(s, l->name);
 
 		jw_printf(&w, "%-16s %-8s %8llu %10llu ", l->name,
-		    l->backend_name != NULL ? l->backend_name : "-", sl ? (unsigned long long)sl->active : 0ull,
+		    l->backend_name != NULL ? l->backend_name : "-",
+		    sl ? (unsigned long long)sl->active : 0ull,
 		    sl ? (unsigned long long)sl->connections : 0ull);
 		for (size_t k = 0; k < l->nbinds; k++)
 			jw_printf(&w, " %s", addr_written(&l->binds[k], text,

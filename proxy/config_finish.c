@@ -2,8 +2,8 @@
  *
  * Each value was range-checked on its line when it was set (config_keys.c);
  * what is left needs all the sections: a listener has binds and a backend
- * that exists (or routes to backends that exist), a backend has servers, no address is bound twice. The
- * listeners without their own splice, splice_threshold or tcp_keepalive
+ * that exists (or routes to backends that exist), a backend has servers,
+ * no address is bound twice. The listeners without their own splice, splice_threshold or tcp_keepalive
  * take [global]'s here, since [global] may come after them; accept_proxy_from
  * needs accept_proxy, and a backend's health checks learn the PROXY header
  * its listeners send. Errors name the line of the key to blame, from the

@@ -84,7 +84,9 @@ static const struct config_key listener_keys[] = {
 	    0, 1000000, "0..1000000"),
 	NUM("source_prefix_v6", UINT, L(source_prefix_v6), 1, 128, "1..128"),
 	KW("route", ROUTE, 0),
-	NUM("sni_max_bytes", SIZE, L(sni_max_bytes), KIB, MIB, "1k..1m"),
+	/* Below 4k a browser's hello with a post-quantum key share (about
+	 * 1.8k, more with many ALPN entries or ECH) would go unrouted. */
+	NUM("sni_max_bytes", SIZE, L(sni_max_bytes), 4 * KIB, MIB, "4k..1m"),
 	{ .name = NULL },
 };
 

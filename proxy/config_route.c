@@ -62,17 +62,18 @@ int
 config_route_set(void *base, const char *v, int line, char *why, size_t n)
 {
 	struct config_listener *l = base;
-	char name[TLSHELLO_NAME_MAX + 1], *word, *backend = NULL, *copy;
+	char name[TLSHELLO_NAME_MAX + 1], *word, *backend = NULL, *copy, *save;
 	struct config_route *r;
 	bool wildcard;
 	int rc = -1;
 
 	if ((copy = strdup(v)) == NULL)
 		goto nomem;
-	word = strtok(copy, " \t");
+	word = strtok_r(copy, " \t", &save);
 	if (word != NULL)
-		backend = strtok(NULL, " \t");
-	if (word == NULL || backend == NULL || strtok(NULL, " \t") != NULL) {
+		backend = strtok_r(NULL, " \t", &save);
+	if (word == NULL || backend == NULL || strtok_r(NULL, " \t",
+	    &save) != NULL) {
 		snprintf(why, n, "'%.64s' is not NAME BACKEND (a server name "
 		    "and the [backend NAME] its clients go to)", v);
 		goto out;

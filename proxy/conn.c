@@ -325,7 +325,7 @@ conn_relay(struct conn *c)
 		return;
 	}
 	relay_pair(&c->up, &c->down);
-	relay_count_copied(&c->up, c->held);
+	relay_count_copied(&c->up, c->held_sent);
 	c->relaying = true;
 	event_assign(&c->timer, c->h->base, -1, 0, idle_cb, c);
 	if (!timer_add(c, lc->timeout_idle_ms))
@@ -446,9 +446,9 @@ connect_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	event_del(&c->timer);
-	/* With proxy_protocol the server is reached once it has the header:
-	 * until then a failure is the attempt's, and the next server gets
-	 * a try. */
+	/* With a prelude (the PROXY header, the bytes read to route the
+	 * client) the server is reached once it has it: until then a
+	 * failure is the attempt's, and the next server gets a try. */
 	conn_ident_send(c);
 }
 

@@ -2,12 +2,15 @@
  * on, and where.
  *
  *   conn_ident_start --accept_proxy--> handshake (PROXY header) --+
- *          |                                                        v
- *          +---------------------------------------------> admission --routes--> ClientHello --+
- *                                                               |   \                             |
- *                                                       refused |    +-----------> conn_connect <-+ a backend
- *                                                               v                                  | none
- *                                                  conn_close(CONN_REFUSED): RST <-----------------+
+ *          |                                                        |
+ *          +------------------------> admission <-------------------+
+ *                                      |      | admitted
+ *                              refused |      +--routes--> ClientHello
+ *                                      |      |                |   |
+ *                                      |      v      a backend |   | none
+ *                                      |  conn_connect <-------+   |
+ *                                      v                           |
+ *                        conn_close(CONN_REFUSED): RST <-----------+
  *
  * From the header on, its source is the client (c->peer) for everything:
  * admission, `source` balancing, the access log, /connections, and the
@@ -91,6 +94,22 @@ hello_detail(enum stats_hs_result r)
 	}
 }
 
+/* The bytes read off the client join its prelude, after any PROXY
+ * header. -1 (ENOMEM), the bytes freed. */
+static int
+prelude_hold(struct conn *c, uint8_t *held, size_t n)
+{
+	if (held == NULL)
+		return 0;
+	if (c->pre == NULL && (c->pre = calloc(1, sizeof(*c->pre))) == NULL) {
+		free(held);
+		return -1;
+	}
+	c->pre->held = held;
+	c->pre->nheld = n;
+	return 0;
+}
+
 /* The hello is read, or cannot be: route the client by it. */
 static void
 hello_done_cb(struct handshake_hello_done *d, void *arg)
@@ -103,6 +122,7 @@ hello_done_cb(struct handshake_hello_done *d, void *arg)
 	/* The parser's own words add to the result's (not a timeout's). */
 	const char *why = d->why != NULL && d->result != STATS_HS_TIMEOUT ?
 	    d->why : "";
+	bool ours = d->gone && d->err == ENOMEM;
 
 	if (d->name != NULL) {
 		r = route_match(lc->routes, lc->nroutes, d->name);
@@ -110,15 +130,16 @@ hello_done_cb(struct handshake_hello_done *d, void *arg)
 			result = STATS_HS_DEFAULT;
 		c->sni = strdup(d->name);   /* only shown: NULL is no harm */
 	}
-	if (d->held != NULL && c->pre == NULL &&
-	    (c->pre = calloc(1, sizeof(*c->pre))) == NULL)
-		free(d->held);
-	else if (d->held != NULL) {
-		c->pre->held = d->held;
-		c->pre->nheld = d->nheld;
-	}
+	if (prelude_hold(c, d->held, d->nheld) == -1)
+		ours = true;
 	handshake_hello_free(c->hello);
 	c->hello = NULL;
+	if (ours) {
+		log_warn("listener %s: out of memory holding a ClientHello; "
+		    "closing the client", lc->name);
+		conn_close(c, CONN_LOCAL_ERROR);
+		return;
+	}
 	c->sl->handshake[STATS_HS_SNI][result]++;
 	if (d->gone) {
 		/* Nothing to route, and no stream cut: it ended its own. */
@@ -126,17 +147,12 @@ hello_done_cb(struct handshake_hello_done *d, void *arg)
 		    ECONNRESET ? CONN_CLIENT_RESET : CONN_CLIENT_ERROR);
 		return;
 	}
-	if (d->held != NULL && c->pre == NULL) {
-		log_warn("listener %s: out of memory holding a ClientHello; "
-		    "closing the client", lc->name);
-		conn_close(c, CONN_LOCAL_ERROR);
-		return;
-	}
 	c->bc = r != NULL ? r->backend : lc->backend;
 	if (c->bc == NULL) {
-		snprintf(detail, sizeof(detail), "%s%s%s, and the listener has "
-		    "no default backend", hello_detail(result), why[0] != '\0' ?
-		    ": " : "", why);
+		snprintf(detail, sizeof(detail), "%s%s%s%s%s%s, and the listener "
+		    "has no default backend", hello_detail(result), d->name ?
+		    " (" : "", d->name ? d->name : "", d->name ? ")" : "",
+		    why[0] != '\0' ? ": " : "", why);
 		refuse(c, STATS_DENY_NO_ROUTE, detail);
 		return;
 	}
@@ -262,9 +278,16 @@ conn_ident_start(struct conn *c)
 
 static void prelude_cb(evutil_socket_t, short, void *);
 
+/* The part of the prelude a failure stopped in. */
+static const char *
+prelude_part(const struct conn_prelude *p)
+{
+	return p->off < p->hdrlen ? "PROXY header" : "ClientHello";
+}
+
 /* The rest of the prelude, then the relay. A fresh socket's send buffer
- * takes a header and a hello whole; a short send waits for room, within
- * timeout_connect. */
+ * usually takes a header and a hello whole; a short send waits for room,
+ * within timeout_connect. */
 static void
 send_rest(struct conn *c)
 {
@@ -276,6 +299,7 @@ send_rest(struct conn *c)
 	struct msghdr msg = { .msg_iov = iov };
 	char why[128];
 	ssize_t n;
+	int err;
 
 	while (p->off < total) {
 		msg.msg_iovlen = 0;
@@ -295,20 +319,21 @@ send_rest(struct conn *c)
 		}
 		if (n == -1 && errno == EINTR)
 			continue;
+		err = n == -1 ? errno : 0;
 		if (n == -1 && errno == EAGAIN) {
 			event_assign(&c->cev, c->h->base, c->bfd, EV_WRITE,
 			    prelude_cb, c);
 			if (event_add(&c->cev, &tv) == 0)
 				return;
 		}
-		snprintf(why, sizeof(why), "sending the %s: %s", p->hdrlen > 0 ?
-		    "PROXY header" : "ClientHello", n == -1 ? strerror(errno) :
-		    "nothing taken");
+		snprintf(why, sizeof(why), "sending the %s: %s", prelude_part(p),
+		    err == EAGAIN ? "cannot wait for room" : err != 0 ?
+		    strerror(err) : "nothing taken");
 		conn_connect_failed(c, why);
 		return;
 	}
 	/* No retry after this: the prelude is done with. */
-	c->held = p->nheld;
+	c->held_sent = p->nheld;
 	free(p->held);
 	free(p);
 	c->pre = NULL;
@@ -319,12 +344,14 @@ static void
 prelude_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	char why[64];
 
 	(void)fd;
-	if (what & EV_TIMEOUT)
-		conn_connect_failed(c, c->pre->hdrlen > 0 ? "timed out sending "
-		    "the PROXY header" : "timed out sending the ClientHello");
-	else
+	if (what & EV_TIMEOUT) {
+		snprintf(why, sizeof(why), "timed out sending the %s",
+		    prelude_part(c->pre));
+		conn_connect_failed(c, why);
+	} else
 		send_rest(c);
 }
 

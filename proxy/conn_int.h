@@ -1,6 +1,7 @@
 /* proxy/conn_int.h: a connection's insides, shared by conn.c (its life:
- * connect, relay, close) and conn_ident.c (who the client is: its PROXY
- * header, its admission, the header sent on). Not for other modules. */
+ * connect, relay, close) and conn_ident.c (who the client is and where it
+ * goes: its PROXY header, its admission, its route by ClientHello, the
+ * prelude sent on). Not for other modules. */
 #ifndef SPLICED_CONN_INT_H
 #define SPLICED_CONN_INT_H
 
@@ -74,7 +75,7 @@ struct conn {
 	char *sni;                  /* the server name it asked for, or NULL */
 	struct srctable_ticket ticket;   /* its slot as a source (srctable.h) */
 	struct conn_prelude *pre;   /* for its servers, or NULL: none */
-	size_t held;                /* client bytes sent in the prelude */
+	size_t held_sent;           /* client bytes the prelude sent on */
 	ssize_t server;             /* index into lb's addresses; -1 before any */
 	bool reserved;              /* holds a slot on server (backend_lb_pick) */
 	bool trial;                 /* the trial connect of a server down */

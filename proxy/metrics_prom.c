@@ -192,6 +192,24 @@ static const enum stats_hs_result prom_proxy_results[] = {
 	STATS_HS_OK, STATS_HS_TIMEOUT, STATS_HS_TOO_LARGE, STATS_HS_INVALID,
 };
 
+/* Whether listener name reads ClientHellos: it has routes, or had them
+ * before a reload and counted some. Other listeners have no sni series. */
+static bool
+prom_routes(const struct metrics_process *p, const struct stats_sample *s,
+    const char *name)
+{
+	const struct stats_listener *sl = prom_listener(s, name);
+
+	for (size_t i = 0; i < p->cfg->nlisteners; i++)
+		if (strcmp(p->cfg->listeners[i].name, name) == 0 &&
+		    p->cfg->listeners[i].nroutes > 0)
+			return true;
+	for (int r = 0; r < STATS_HS_RESULT_MAX_; r++)
+		if (sl->handshake[STATS_HS_SNI][r] > 0)
+			return true;
+	return false;
+}
+
 static void
 prom_admission(struct prom *pr, const struct stats_sample *s,
     const struct metrics_process *p)
@@ -221,7 +239,8 @@ prom_admission(struct prom *pr, const struct stats_sample *s,
 			    prom_listener(s, names[i])->handshake[STATS_HS_PROXY]
 			    [prom_proxy_results[r]]);
 	for (size_t i = 0; i < n; i++)
-		for (int r = 0; r < STATS_HS_RESULT_MAX_; r++)
+		for (int r = 0; r < STATS_HS_RESULT_MAX_ &&
+		    prom_routes(p, s, names[i]); r++)
 			prom_add(pr, "spliced_handshake_total{listener=\"%s\","
 			    "kind=\"sni\",result=\"%s\"} %" PRIu64 "\n",
 			    prom_label(names[i], v, sizeof(v)),

@@ -138,10 +138,10 @@ test_errors(void **state)
 	    "not a server name");
 	EXPECT_ERR(TLS("route = a.example a/b\n"), "t.ini:3:",
 	    "not a backend name");
-	EXPECT_ERR(TLS("route = a.example a\nsni_max_bytes = 512\n"),
-	    "t.ini:4:", "sni_max_bytes", "1k..1m");
+	EXPECT_ERR(TLS("route = a.example a\nsni_max_bytes = 2k\n"),
+	    "t.ini:4:", "sni_max_bytes", "4k..1m");
 	EXPECT_ERR(TLS("route = a.example a\nsni_max_bytes = 2m\n"),
-	    "t.ini:4:", "1k..1m");
+	    "t.ini:4:", "4k..1m");
 	EXPECT_ERR(TLS("backend = app\nsni_max_bytes = 4k\n"), "t.ini:4:",
 	    "sni_max_bytes", "needs route lines");
 	EXPECT_ERR(TLS(""), "t.ini:1:", "[listener tls]", "backend",

@@ -164,7 +164,7 @@ struct config_listener {
 	 * ClientHello is read first (at most sni_max_bytes of it). */
 	struct config_route *routes;      /* in file order; may repeat */
 	size_t nroutes;
-	size_t sni_max_bytes;             /* default 16k; 1k..1m */
+	size_t sni_max_bytes;             /* default 16k; 4k..1m */
 	int line;                         /* of the section header */
 };
 

@@ -64,7 +64,8 @@ struct handshake_hello_done {
 	enum stats_hs_result result;
 	const char *name;           /* with OK: lower-case, the hello's */
 	/* The client closed (err 0) or its socket failed (err) before the
-	 * hello was complete: there is nothing to route (result INVALID). */
+	 * hello was complete: there is nothing to route (result INVALID).
+	 * err ENOMEM: the buffer could not grow, a failure of ours. */
 	bool gone;
 	int err;
 	const char *why;            /* unless OK or NO_SNI: one line, static */
