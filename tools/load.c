@@ -4,9 +4,10 @@
  *     spliced-load idle  --connect ADDR:PORT --connections N ...
  * (options: load_usage() below).
  *
- * fetch: keeps C connections in flight; each connects, sends nothing, reads
- * to EOF and must get exactly SIZE bytes (only the count is checked, never
- * the content). It stops after TOTAL connections or S seconds (those in
+ * fetch: keeps C connections in flight; each connects, sends nothing (or,
+ * with --prefix FILE, that file's bytes: a captured TLS ClientHello for a
+ * proxy that routes by it), reads to EOF and must get exactly SIZE bytes
+ * (only the count is checked, never the content). It stops after TOTAL connections or S seconds (those in
  * flight finish, or with --cut are closed at S) and prints one JSON line.
  * --discard reads with MSG_TRUNC: the kernel drops the bytes without copying
  * them out, so the client costs next to nothing per byte.
@@ -51,6 +52,7 @@
 #define READ_SIZE       (256 << 10)  /* bytes asked of one recv() */
 #define READS_PER_WAKE  16           /* then let the other connections run */
 #define SPARE_FDS       32           /* stdio, epoll, libevent's own */
+#define PREFIX_MAX      (1 << 20)    /* --prefix: as much as sni_max_bytes may hold */
 
 #if defined(__linux__)
 #define LOAD_DISCARD_FLAG MSG_TRUNC  /* tcp(7): the data is dropped, not copied */
@@ -77,7 +79,7 @@ static const char *const load_err_names[LOAD_ERR_COUNT] = {
 };
 
 enum load_conn_state {
-	LOAD_CONN_CONNECTING,   /* idle: waiting for the connect to finish */
+	LOAD_CONN_CONNECTING,   /* idle, fetch with a prefix: until it is sent */
 	LOAD_CONN_WAITING,      /* fetch: reading; idle: waiting for the echo */
 	LOAD_CONN_HELD,         /* idle: open and echoed */
 };
@@ -93,6 +95,8 @@ struct load {
 	double seconds, hold, timeout;
 	int rflags;
 	bool cut;                   /* fetch: at --seconds, close those in flight */
+	char *prefix;               /* fetch: sent first on every connection */
+	size_t prefix_len;
 
 	/* Progress. */
 	uint64_t started, done, inflight, held, bytes, ncut;
@@ -114,6 +118,7 @@ struct load_conn {
 	int fd;
 	enum load_conn_state state;
 	uint64_t got;
+	size_t sent;                /* fetch: of the prefix */
 	struct timespec start;
 	struct event *ev;
 	LIST_ENTRY(load_conn) entry;
@@ -241,6 +246,45 @@ static void load_fetch_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* fetch with a prefix: the connect finished (or failed), or the socket
+ * has room again; sends what is left of the prefix, then reads. */
+static void load_fetch_send_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct load_conn *c = arg;
+	struct load *l = c->load;
+	struct timeval tv = load_tv(l->timeout);
+	socklen_t len = sizeof(int);
+	int err = 0;
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		load_conn_end(c, LOAD_ERR_TIMEOUT);
+		return;
+	}
+	if (c->sent == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err != 0) {
+		load_conn_end(c, load_errno_kind(err));
+		return;
+	}
+	n = send(fd, l->prefix + c->sent, l->prefix_len - c->sent, MSG_NOSIGNAL);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		load_conn_end(c, load_errno_kind(errno));
+		return;
+	}
+	if (n > 0)
+		c->sent += (size_t)n;
+	if (c->sent < l->prefix_len) {
+		if (event_add(c->ev, &tv) < 0)
+			load_conn_end(c, LOAD_ERR_OTHER);
+		return;
+	}
+	c->state = LOAD_CONN_WAITING;
+	if (event_assign(c->ev, l->base, fd, EV_READ | EV_PERSIST, load_fetch_cb, c) < 0 ||
+	    event_add(c->ev, &tv) < 0)
+		load_conn_end(c, LOAD_ERR_OTHER);
+}
+
 /* idle: the held byte came back, or the connection ended. */
 static void load_idle_read_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -339,9 +383,12 @@ static int load_conn_start(struct load *l)
 	}
 	/* fetch reads at once: a failed connect shows as a readable socket
 	 * whose recv() returns the error, which saves a wake-up. */
-	if (l->mode == LOAD_FETCH) {
+	if (l->mode == LOAD_FETCH && l->prefix_len == 0) {
 		c->state = LOAD_CONN_WAITING;
 		c->ev = event_new(l->base, fd, EV_READ | EV_PERSIST, load_fetch_cb, c);
+	} else if (l->mode == LOAD_FETCH) {
+		c->state = LOAD_CONN_CONNECTING;
+		c->ev = event_new(l->base, fd, EV_WRITE, load_fetch_send_cb, c);
 	} else {
 		c->state = LOAD_CONN_CONNECTING;
 		c->ev = event_new(l->base, fd, EV_WRITE, load_idle_connect_cb, c);
@@ -508,9 +555,10 @@ static void load_print_fetch(struct load *l)
 	load_print_errors(l);
 	printf(", \"bytes\": %" PRIu64 ", \"seconds\": %.3f, \"conns_per_s\": %.1f"
 	    ", \"gbps\": %.3f, \"p50_us\": %" PRIu32 ", \"p99_us\": %" PRIu32
-	    ", \"max_us\": %" PRIu32 ", \"cut\": %" PRIu64 ", \"interrupted\": %s}\n",
+	    ", \"max_us\": %" PRIu32 ", \"cut\": %" PRIu64 ", \"prefix_bytes\": %zu"
+	    ", \"interrupted\": %s}\n",
 	    l->bytes, s, (double)l->done / s, (double)l->bytes * 8 / s / 1e9,
-	    p50, p99, max, l->ncut, l->interrupted ? "true" : "false");
+	    p50, p99, max, l->ncut, l->prefix_len, l->interrupted ? "true" : "false");
 }
 
 static void load_print_closed(struct load *l)
@@ -530,7 +578,7 @@ static void load_usage(FILE *f)
 	fprintf(f,
 	    "usage: spliced-load fetch --connect ADDR:PORT --size SIZE --connections TOTAL\n"
 	    "                          [--concurrency C] [--seconds S [--cut]] [--discard]\n"
-	    "                          [--timeout S] [--max-errors N] [--verbose]\n"
+	    "                          [--prefix FILE] [--timeout S] [--max-errors N] [--verbose]\n"
 	    "       spliced-load idle  --connect ADDR:PORT --connections N\n"
 	    "                          [--concurrency C] [--hold S] [--timeout S] [--max-errors N]\n"
 	    "                          [--verbose]\n"
@@ -540,8 +588,10 @@ static void load_usage(FILE *f)
 	    "  the content. Stops after TOTAL connections or S seconds (those in flight\n"
 	    "  finish; with --cut they are closed then, their bytes counted, and \"cut\"\n"
 	    "  says how many). --discard: drop the bytes in the kernel (MSG_TRUNC, Linux)\n"
-	    "  instead of copying them out. One JSON line: connections, errors by kind,\n"
-	    "  bytes, seconds, conns_per_s, gbps, latency (connect to EOF) p50_us/p99_us.\n"
+	    "  instead of copying them out. --prefix FILE: send FILE's bytes (at most\n"
+	    "  1 MiB, e.g. a TLS ClientHello) on each connection first, then read.\n"
+	    "  One JSON line: connections, errors by kind, bytes (received), seconds,\n"
+	    "  conns_per_s, gbps, latency (connect to EOF) p50_us/p99_us, prefix_bytes.\n"
 	    "idle: opens N connections, C connecting at once (default 100); each sends\n"
 	    "  one byte and waits for its echo. Prints {\"event\": \"open\", \"open\": N, ...}\n"
 	    "  once all are open, then holds them for --hold S seconds, or until stdin\n"
@@ -585,6 +635,43 @@ static int load_parse_seconds(const char *opt, const char *text, double *out)
 	return 0;
 }
 
+/* --prefix: the whole file into l->prefix; 0, or -1 after a message. */
+static int load_read_prefix(struct load *l, const char *path)
+{
+	FILE *f;
+	size_t n;
+	int rc = -1;
+
+	if (!(f = fopen(path, "rb"))) {
+		fprintf(stderr, "spliced-load: --prefix: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	/* One byte more than allowed tells a file that is too long. */
+	if (!(l->prefix = malloc(PREFIX_MAX + 1))) {
+		fprintf(stderr, "spliced-load: --prefix: out of memory\n");
+		goto out;
+	}
+	n = fread(l->prefix, 1, PREFIX_MAX + 1, f);
+	if (ferror(f)) {
+		fprintf(stderr, "spliced-load: --prefix: %s: read error\n", path);
+		goto out;
+	}
+	if (n == 0 || n > PREFIX_MAX) {
+		fprintf(stderr, "spliced-load: --prefix: %s: %s\n", path,
+		    n == 0 ? "empty" : "more than 1 MiB");
+		goto out;
+	}
+	l->prefix_len = n;
+	rc = 0;
+out:
+	if (rc < 0) {
+		free(l->prefix);
+		l->prefix = NULL;
+	}
+	fclose(f);
+	return rc;
+}
+
 /* Options into l; 0, or -1 after a message (exit 2). */
 static int load_parse(struct load *l, int argc, char **argv)
 {
@@ -599,11 +686,12 @@ static int load_parse(struct load *l, int argc, char **argv)
 		{ "max-errors", required_argument, NULL, 'E' },
 		{ "discard", no_argument, NULL, 'd' },
 		{ "cut", no_argument, NULL, 'k' },
+		{ "prefix", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *connect_to = NULL;
+	const char *connect_to = NULL, *prefix = NULL;
 	char err[256];
 	bool have_size = false, have_total = false, discard = false;
 	uint64_t v;
@@ -629,6 +717,7 @@ static int load_parse(struct load *l, int argc, char **argv)
 		case 'c': connect_to = optarg; break;
 		case 'd': discard = true; break;
 		case 'k': l->cut = true; break;
+		case 'p': prefix = optarg; break;
 		case 'v': log_set_level(CONFIG_LOG_DEBUG); break;
 		case 's':
 			if (config_parse_size(optarg, &size) < 0) {
@@ -707,14 +796,17 @@ static int load_parse(struct load *l, int argc, char **argv)
 			return -1;
 		}
 		l->rflags = discard ? LOAD_DISCARD_FLAG : 0;
+		if (prefix && load_read_prefix(l, prefix) < 0)
+			return -1;
 	} else {
 		if (!have_total) {
 			fprintf(stderr, "spliced-load: idle: --connections is required\n");
 			goto usage;
 		}
-		if (have_size || l->seconds > 0 || discard || l->cut) {
+		if (have_size || l->seconds > 0 || discard || l->cut || prefix) {
 			fprintf(stderr, "spliced-load: %s: only for fetch\n", have_size ? "--size" :
-			    l->seconds > 0 ? "--seconds" : discard ? "--discard" : "--cut");
+			    l->seconds > 0 ? "--seconds" : discard ? "--discard" :
+			    l->cut ? "--cut" : "--prefix");
 			return -1;
 		}
 	}
@@ -796,5 +888,6 @@ fail:
 		event_base_free(l.base);
 	free(l.buf);
 	free(l.lat);
+	free(l.prefix);
 	return rc;
 }
