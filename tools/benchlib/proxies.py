@@ -43,6 +43,12 @@ opts (a dict; every key optional):
                 `user` (its workers; the master stays root)
   extra_config  dict of spliced [global] keys (value strings), overriding
                 the above
+  routes        spliced only: [(server name, [(host, port), ...]), ...]:
+                the listener routes TLS clients by SNI (`route = NAME rN`,
+                a [backend rN] per route); the other variants refuse it
+                (RunError). The listener's `backend` stays the default
+  default_backends  with routes: the default backend's servers instead of
+                `backends` (an empty list: no default backend)
   haproxy_threads / nginx_workers   override nbthread / worker_processes
   scrape_metrics  seconds: spliced gets `admin = 127.0.0.1:PORT` and a
                 thread GETs /metrics at that interval for as long as the
@@ -249,10 +255,18 @@ def _spliced(variant, port, backends, workdir, opts, tag):
     if opts.get("admin_port"):
         glob["admin"] = f"127.0.0.1:{opts['admin_port']}"
     glob.update({k: str(v) for k, v in (opts.get("extra_config") or {}).items()})
+    routes = opts.get("routes") or []
+    default = opts.get("default_backends", backends) if routes else backends
     lines = ["[global]"] + [f"{k} = {v}" for k, v in glob.items()]
-    lines += ["", "[listener bench]", f"bind = 127.0.0.1:{port}", "backend = bench", "",
-              "[backend bench]"]
-    lines += [f"server = s{i} {h}:{p}" for i, (h, p) in enumerate(backends, 1)]
+    lines += ["", "[listener bench]", f"bind = 127.0.0.1:{port}"]
+    lines += ["backend = bench"] if default else []
+    lines += [f"route = {name} r{i}" for i, (name, _) in enumerate(routes, 1)]
+    if default:
+        lines += ["", "[backend bench]"]
+        lines += [f"server = s{i} {h}:{p}" for i, (h, p) in enumerate(default, 1)]
+    for i, (_, servers) in enumerate(routes, 1):
+        lines += ["", f"[backend r{i}]"]
+        lines += [f"server = s{j} {h}:{p}" for j, (h, p) in enumerate(servers, 1)]
     conf = write_file(os.path.join(workdir, f"{tag}.ini"), "\n".join(lines) + "\n")
     binary = opts.get("spliced") or DEFAULT_SPLICED
     return [binary, "-c", conf], conf, _nofile_for(maxconn), opts.get("user")
@@ -366,6 +380,8 @@ def start_proxy(variant, backends, workdir, opts=None):
         raise RunError(f"{variant}: maxconn {maxconn} does not fit in the fd limit: "
                        f"at most {max_clients()} client connections (hard RLIMIT_NOFILE "
                        f"{nofile_hard()}, which this process cannot raise)")
+    if opts.get("routes") and family(variant) != "spliced":
+        raise RunError(f"{variant}: routing by SNI is configured for spliced only here")
     _seq[0] += 1
     tag = f"{_seq[0]:03d}-{variant}"
     port = free_port()

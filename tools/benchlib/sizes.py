@@ -23,8 +23,8 @@ connect to last EOF), CPU s/GB (the proxy's utime+stime per 10^9 bytes),
 errors (connections that failed or got a wrong byte count), plus the
 generic CPU, user, sys and context switches/s.
 
-This module also holds what flows.py shares: ZcSource, run_fetch(),
-tool_path().
+This module also holds what flows.py and sni.py share: ZcSource,
+run_fetch(), fetch_metrics(), tool_path().
 """
 
 import json
@@ -111,16 +111,19 @@ class ZcSource:
 
 
 def run_fetch(binary, port, size, total, concurrency, seconds, logpath, cut=False,
-              timeout=30):
+              timeout=30, prefix=None):
     """One `spliced-load fetch` through 127.0.0.1:port; its JSON report.
-    RunError when it cannot run or prints no report (a report with errors
-    is returned: the caller judges)."""
+    prefix: a file each connection sends first (--prefix). RunError when it
+    cannot run or prints no report (a report with errors is returned: the
+    caller judges)."""
     cmd = [binary, "fetch", "--connect", f"127.0.0.1:{port}", "--size", str(size),
            "--connections", str(total), "--concurrency", str(concurrency),
            "--seconds", f"{seconds:g}", "--discard", "--timeout", f"{timeout:g}",
            "--max-errors", str(max(100, concurrency))]
     if cut:
         cmd.append("--cut")
+    if prefix:
+        cmd += ["--prefix", prefix]
     # In flight at the deadline may still take a while to finish; each wait
     # for bytes is bounded by --timeout.
     limit = seconds * 3 + timeout + 30
