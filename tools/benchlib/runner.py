@@ -11,7 +11,9 @@ The sections are classes named Section in tools/benchlib/<name>.py (see
 bulk.py for the interface); sizes, idle and flows are used when their files
 exist. The opt-in variants (proxies.OPT_IN: the floor) run only in the
 sections that list them in Section.extra_variants (small), unless --proxies
-names them.
+names them. A section may keep to some variants (Section.only_variants: sni
+runs spliced's splicing variants only). The opt-in sections (OPT_IN_SECTIONS:
+sni) run when --sections names them, and in --smoke runs.
 """
 
 import argparse
@@ -31,7 +33,11 @@ from . import proxies, report
 from .common import (RunError, apt_install, command_output, cpu_model, loadavg, make_workdir,
                      note, tail, which)
 
-SECTIONS = ["bulk", "small", "sizes", "idle", "flows"]
+SECTIONS = ["bulk", "small", "sizes", "idle", "flows", "sni"]
+# Left out of a full run unless --sections names them: sni answers one
+# question about spliced alone (what routing by SNI costs) and would add
+# minutes to every comparison. --smoke runs them too: it checks the tool.
+OPT_IN_SECTIONS = ["sni"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Debian packages for what the full comparison uses (smoke runs install
@@ -119,8 +125,9 @@ def build_parser(mods):
         prog="tools/bench", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="tools/bench sweep --help: spliced's own pipe_size/buffer_size sweep.")
-    p.add_argument("--sections", type=_list(SECTIONS, "section"), default=list(SECTIONS),
-                   help="comma-separated subset of " + ",".join(SECTIONS) + " (default: all)")
+    p.add_argument("--sections", type=_list(SECTIONS, "section"), default=None,
+                   help="comma-separated subset of " + ",".join(SECTIONS) + " (default: all "
+                   "but " + ", ".join(OPT_IN_SECTIONS) + "; --smoke: all)")
     p.add_argument("--proxies", type=_list(proxies.VARIANTS, "proxy", families),
                    help="comma-separated subset of " + ",".join(proxies.VARIANTS) +
                    "; 'spliced', 'haproxy', 'nginx' name a family (default: all; "
@@ -156,11 +163,21 @@ def build_parser(mods):
     return p
 
 
+def used_variants(args, mods, variants):
+    """Of variants, those some requested section may run (a section with
+    only_variants keeps to those)."""
+    out = set()
+    for name in args.sections:
+        only = getattr(getattr(mods.get(name), "Section", None), "only_variants", None)
+        out |= {v for v in variants if only is None or v in only}
+    return [v for v in variants if v in out]
+
+
 def ensure_packages(args, mods):
     """Full runs: apt-get install what the requested sections and proxies
     need and is missing."""
     need = []
-    fams = {proxies.family(v) for v in args.proxies}
+    fams = {proxies.family(v) for v in used_variants(args, mods, args.proxies)}
     if "bulk" in args.sections or "sweep" in args.sections:
         need.append("iperf3")
     if "haproxy" in fams:
@@ -253,10 +270,13 @@ def _logged(proxy):
 
 def section_variants(run, section):
     """The variants a section runs: all of the run's, but an opt-in one
-    (the floor) only when the section asks for it or --proxies named it."""
+    (the floor) only when the section asks for it or --proxies named it,
+    and only those in the section's only_variants when it has that."""
     extra = set(getattr(section, "extra_variants", None) or ())
+    only = getattr(section, "only_variants", None)
     return [v for v in run.variants
-            if v not in proxies.OPT_IN or v in extra or run.named]
+            if (v not in proxies.OPT_IN or v in extra or run.named) and
+            (only is None or v in only)]
 
 
 def run_section(run, ctx, name, section):
@@ -363,6 +383,8 @@ def main(argv):
         args.proxies = list(proxies.VARIANTS)
     if args.smoke:
         args.seconds, args.repeat = 1, 1
+    if args.sections is None:
+        args.sections = [s for s in SECTIONS if args.smoke or s not in OPT_IN_SECTIONS]
     for opt in ("seconds", "repeat"):
         if getattr(args, opt) < 1:
             parser.error(f"--{opt} must be at least 1")
@@ -406,7 +428,7 @@ def main(argv):
         opts["scrape_metrics"] = args.scrape_metrics
     ctx = types.SimpleNamespace(args=args, workdir=workdir, opts=opts, variants=run.variants,
                                 smoke=args.smoke)
-    run.versions = versions(args, run.variants)
+    run.versions = versions(args, used_variants(args, mods, run.variants))
     if args.scrape_metrics:
         run.versions.append(f"spliced scraped: GET /metrics every {args.scrape_metrics:g} s "
                             "(--scrape-metrics)")
@@ -438,6 +460,12 @@ def main(argv):
             except Exception:
                 run.problems.append(f"section {name}: "
                                     + traceback.format_exc().strip().splitlines()[-1])
+                continue
+            if not section_variants(run, section):
+                only = ", ".join(getattr(section, "only_variants", None) or ())
+                run.skipped.append(f"section {name}: none of its proxies ({only}) is in "
+                                   "this run")
+                note(f"section {name}: skipped: none of its proxies ({only}) is in this run")
                 continue
             run.sections.append(section)
             note(f"section {name}: {section.title}")
