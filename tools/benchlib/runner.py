@@ -12,7 +12,8 @@ bulk.py for the interface); sizes, idle and flows are used when their files
 exist. The opt-in variants (proxies.OPT_IN: the floor) run only in the
 sections that list them in Section.extra_variants (small), unless --proxies
 names them. A section may keep to some variants (Section.only_variants: sni
-runs spliced's splicing variants only). The opt-in sections (OPT_IN_SECTIONS:
+runs spliced's splicing variants only) and order its cases per repetition
+(Section.order(rep, cases): sni alternates which of a pair runs first). The opt-in sections (OPT_IN_SECTIONS:
 sni) run when --sections names them, and in --smoke runs.
 """
 
@@ -311,8 +312,9 @@ def run_section(run, ctx, name, section):
         _stop_backends(run, name, section)
         return
     try:
+        order = getattr(section, "order", None)
         for rep in range(args.repeat):
-            for case in cases:
+            for case in (order(rep, cases) if order else cases):
                 for v in variants:
                     n += 1
                     label = f"[{name} {n}/{total}] {case} / {v}"
