@@ -34,6 +34,8 @@ each ratio key gets a bar chart):
   xlabel   optional x axis label
   logx     optional bool (lines: log scale x); logy likewise
   xtics    optional {number: label} for the x axis (lines), e.g. {1024: "1k"}
+  rotate   optional (bars): the case labels turned by this many degrees,
+           for long ones
 """
 
 import os
@@ -314,6 +316,9 @@ def _bars(spec, meds, cases, variants, datafile, term):
             f.write(" ".join(row) + "\n")
     n = len(vs)
     width = max(900, min(1600, 140 * len(cases) * max(1, n) // 4 + 300))
+    rot = spec.get("rotate")
+    xtics = (f"set xtics nomirror scale 0 noenhanced rotate by {-abs(rot)} left"
+             if rot else "set xtics nomirror scale 0 noenhanced")
     plots, labels = [], []
     for i, v in enumerate(vs):
         col = i + 2
@@ -332,7 +337,7 @@ set style fill solid 0.9 border lc rgb '#333333'
 set boxwidth 1
 set datafile missing '?'
 set key outside right top vertical Left reverse noenhanced
-set xtics nomirror scale 0 noenhanced
+{xtics}
 set ytics nomirror
 set border 3
 set grid ytics lc rgb '#dddddd'
