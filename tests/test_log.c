@@ -788,9 +788,12 @@ reopen_producer(void *arg)
 			log_batch_flush(&b);
 			atomic_fetch_add(ra->done, 5);
 		}
-		/* 50 lines a ms: a queue holds 40 ms of them, four times
-		 * what the writer gathers for; nothing is dropped. */
-		if (i % 50 == 49)
+		/* At most 10 lines a ms (usleep only oversleeps): a queue
+		 * holds 200 ms of them, enough for a writer thread the
+		 * scheduler leaves waiting on a loaded machine (two busy
+		 * loops beside three producers dropped lines at 50 a ms);
+		 * nothing is dropped. */
+		if (i % 10 == 9)
 			usleep(1000);
 	}
 	log_batch_cleanup(&b);
