@@ -132,6 +132,7 @@ hello_done_cb(struct handshake_hello_done *d, void *arg)
 	}
 	if (prelude_hold(c, d->held, d->nheld) == -1)
 		ours = true;
+	/* d->name lives in it: c->sni is the name from here on. */
 	handshake_hello_free(c->hello);
 	c->hello = NULL;
 	if (ours) {
@@ -150,8 +151,8 @@ hello_done_cb(struct handshake_hello_done *d, void *arg)
 	c->bc = r != NULL ? r->backend : lc->backend;
 	if (c->bc == NULL) {
 		snprintf(detail, sizeof(detail), "%s%s%s%s%s%s, and the listener "
-		    "has no default backend", hello_detail(result), d->name ?
-		    " (" : "", d->name ? d->name : "", d->name ? ")" : "",
+		    "has no default backend", hello_detail(result), c->sni ?
+		    " (" : "", c->sni ? c->sni : "", c->sni ? ")" : "",
 		    why[0] != '\0' ? ": " : "", why);
 		refuse(c, STATS_DENY_NO_ROUTE, detail);
 		return;
