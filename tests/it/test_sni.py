@@ -243,7 +243,9 @@ def expected_report(who, sent):
 
 
 def backends_cfg(bes):
-    return {who: {"server": "s " + be.addr} for who, be in bes.items()}
+    """One server per backend, named as the backend: the access line's and
+    /connections' server is then WHO/ADDRESS."""
+    return {who: {"server": "%s %s" % (who, be.addr)} for who, be in bes.items()}
 
 
 # --------------------------------------------------------------------------
@@ -592,9 +594,14 @@ def check_counts(aport, want):
                    "result, and spliced_denied_connections_total{reason=no_route}" % lst)
 
 
-def check_sni(p, cport, mark, name, what):
+def check_sni(p, cport, mark, name, what, be=None):
+    """The access line of client port cport says sni=name (and, with be,
+    server=WHO/ADDRESS of that backend)."""
     a = p.access_for(cport, since=mark, timeout=20)
     H.check_eq(a.get("sni"), name, what + ": the access line's sni (%r)" % (a,))
+    if be is not None:
+        H.check_eq(a.get("server"), "%s/%s" % (be.name, be.addr),
+                   what + ": the access line's server")
     return a
 
 
@@ -622,7 +629,7 @@ def test_routes(ctx):
     for name, who in (("a.example", "ta"), ("x.b.example", "tb"), ("y.x.b.example", "tb"),
                       ("unknown.example", "td"), ("b.example", "td"), (None, "td")):
         cport = tls_trip(ctx, port, name, who, "Python ssl, server_hostname=%s" % name)
-        lines[cport] = name or "-"
+        lines[cport] = (name or "-", tls[who])
     # openssl s_client, its hostname check on; the name's case is not the route's
     for name, who, low in (("x.b.example", "tb", "x.b.example"), ("A.EXAMPLE", "ta", "a.example")):
         before = tls[who].accepted
@@ -643,8 +650,8 @@ def test_routes(ctx):
         p.wait_access_count(1, since=smark, timeout=20)
         H.check_eq([a.get("sni") for a in p.access(smark)], [low],
                    "s_client -servername %s: the access line's sni (lower-cased)" % name)
-    for cport, name in lines.items():
-        check_sni(p, cport, mark, name, "tls listener, server_hostname=%s" % name)
+    for cport, (name, be) in lines.items():
+        check_sni(p, cport, mark, name, "tls listener, server_hostname=%s" % name, be)
     for who, be in tls.items():
         errs = [r for r in be.results if "error" in r]
         H.check_eq(errs, [], "TLS backend %s: connections without an error" % who)
@@ -652,7 +659,7 @@ def test_routes(ctx):
     # plain HTTP: the default (a plain backend) takes it byte-exact
     cport = routed_raw(p.port("raw"), "rd", [HTTP], "plain HTTP on the raw listener",
                        be=raw["rd"])
-    check_sni(p, cport, mark, "-", "plain HTTP on the raw listener")
+    check_sni(p, cport, mark, "-", "plain HTTP on the raw listener", raw["rd"])
     routed_raw(p.port("raw"), "ra", [hello("a.example", pq=False)],
                "a hello for a.example on the raw listener", be=raw["ra"])
 
@@ -768,6 +775,7 @@ def test_incomplete(ctx):
     # with one: the bytes held go there
     dp = p.port("dflt")
     c = dial(dp)
+    c.settimeout(10)
     t0 = time.monotonic()
     c.sendall(part)
     greet = recv_line(c.recv)
@@ -834,7 +842,7 @@ def test_download(ctx):
     res = tls["ta"].result(0)
     H.check_eq((n, h.hexdigest(), last), (DOWNLOAD, res.get("sha"), "eof"),
                "64 MiB from ta over TLS: (bytes, sha256 of the plaintext, end)")
-    a = check_sni(p, cport, mark, "a.example", "the 64 MiB download")
+    a = check_sni(p, cport, mark, "a.example", "the 64 MiB download", tls["ta"])
     H.check_access(a, what="the 64 MiB download's access line")
     H.check_eq((H.access_total(a, "up"), H.access_total(a, "down")), (t.up, t.down),
                "the download's access line (up, down) against the raw TLS bytes the client "
@@ -880,7 +888,8 @@ def test_compose(ctx):
         r = pp["pb"].wait_results(n + 1, timeout=20)[-1]
         H.check_eq((r.get("pp", {}).get("src"), r.get("data") == hl),
                    (src, True), "pb: the v2 header's source, and the hello after it exact")
-        a = check_sni(p, src[1], mark, "x.b.example", "accept_proxy, header from %s:%d" % src)
+        a = check_sni(p, src[1], mark, "x.b.example", "accept_proxy, header from %s:%d" % src,
+                      pp["pb"])
         H.check_eq(a.get("client"), "%s:%d" % src, "the access line's client")
     # proxy_protocol alone
     hl = hello("a.example", pq=False, seed=12)
@@ -953,9 +962,9 @@ def test_connections(ctx):
         H.check(e is not None, "GET /connections: the held connection from %s" % client,
                 "listed", by)
         H.check(e.get("sni", "absent") == name and
-                str(e.get("server", "")).startswith(who + "/"),
+                e.get("server") == "%s/%s" % (who, tls[who].addr),
                 "GET /connections: the connection from %s" % client,
-                '"sni": %s, "server": "%s/..."' % (json.dumps(name), who), e)
+                '"sni": %s, "server": "%s/%s"' % (json.dumps(name), who, tls[who].addr), e)
     for t, _, _ in held.values():
         t.close()
     for who in ("ta", "td"):
