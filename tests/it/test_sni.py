@@ -34,7 +34,9 @@ incomplete: timeout_handshake = 1s, sni_max_bytes = 1k. Without a
   (invalid). With a default backend: the 60 bytes reach it at the timeout,
   byte-exact; the 2.3 KB hello for a.example and the invalid one reach it
   byte-exact (not the a.example route); a client closing half way through
-  its hello reaches no backend. Each outcome counted.
+  its hello reaches no backend. With accept_proxy, a PROXY header 0.8 s
+  late leaves the hello the rest of the same 1 s: reset 0.9..1.5 s after
+  the connect. Each outcome counted.
 download: 64 MiB over TLS from ta through a routed connection (raw TLS
   bytes counted on the client): sha256 of the plaintext both sides; the
   access line says sni=a.example, its byte counts are the client's raw
@@ -760,6 +762,7 @@ def test_incomplete(ctx):
     p, aport = start(ctx, {
         "strict": dict(short, route=routes("r")),
         "dflt": dict(short, route=routes("r"), backend="rd"),
+        "pp": dict(short, route=routes("r"), accept_proxy="on"),
     }, backends_cfg(raw))
     big = hello("a.example", size=BIG_HELLO)
     # Of a hello that fits sni_max_bytes: a longer one's declared length
@@ -775,6 +778,19 @@ def test_incomplete(ctx):
                  % len(big), within=0.8, bes=raw.values())
     expect_reset(sp, bad, "a handshake message of type 2, no default backend",
                  within=0.8, bes=raw.values())
+    # timeout_handshake bounds the PROXY header and the hello together: a
+    # header 0.8 s late leaves the hello 0.2 s (apart, the reset would
+    # come at 1.8 s)
+    c = dial(p.port("pp"))
+    t0 = time.monotonic()
+    time.sleep(0.8)         # the pace under test
+    c.sendall(H.pp_v2(("192.0.2.20", 2000), ("127.0.0.1", p.port("pp"))) + part)
+    end, _ = H.expect_closed(c, 6)
+    t = time.monotonic() - t0
+    c.close()
+    H.check(end == "reset" and 0.9 <= t <= 1.5, "a PROXY header after 0.8 s, then 60 bytes of "
+            "a hello (timeout_handshake 1s for both)", "an RST 0.9..1.5 s after the connect",
+            "%s after %.2f s" % (end, t))
 
     # with one: the bytes held go there
     dp = p.port("dflt")
@@ -809,6 +825,7 @@ def test_incomplete(ctx):
     check_counts(aport, {
         "strict": {"timeout": 1, "too_large": 1, "invalid": 1, "denied_no_route": 3},
         "dflt": {"timeout": 1, "too_large": 1, "invalid": 2},
+        "pp": {"timeout": 1, "denied_no_route": 1},
     })
     p.finish()
 
