@@ -28,12 +28,12 @@ big_hellos: a 2,300-byte ClientHello built here (GREASE, a 1,216-byte
   with 30 long ALPN entries, split in segments through the name, re-framed
   in records cutting the name, and dribbled a byte per millisecond: each
   routed and the TLS handshake completes through the proxy.
-incomplete: timeout_handshake = 1s, sni_max_bytes = 1k. Without a
+incomplete: timeout_handshake = 1s, sni_max_bytes = 4k (its least). Without a
   default backend: a hello that stops after 60 bytes is reset at the
-  timeout (not before 0.9 s, within 4 s); a 2.3 KB hello is reset at once
+  timeout (not before 0.9 s, within 4 s); a 5,000-byte hello is reset at once
   (too large), and so is a handshake message that is not a ClientHello
   (invalid). With a default backend: the 60 bytes reach it at the timeout,
-  byte-exact; the 2.3 KB hello for a.example and the invalid one reach it
+  byte-exact; the 5,000-byte hello for a.example and the invalid one reach it
   byte-exact (not the a.example route); a client closing half way through
   its hello reaches no backend. With accept_proxy, a PROXY header 0.8 s
   late leaves the hello the rest of the same 1 s: reset 0.9..1.5 s after
@@ -76,6 +76,7 @@ from ittls import (BioTLS, bio_trip, certs, client_ctx, dial, expect_reset,  # n
 RESULTS = ("ok", "default", "no_sni", "not_tls", "timeout", "too_large", "invalid")
 HTTP = b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"
 BIG_HELLO = 2300        # the hand-built hello's handshake message, bytes
+TOO_BIG = 5000          # one over sni_max_bytes = 4k
 GAP = 0.08              # between TCP segments of a split hello
 DRIBBLE_GAP = 0.001     # between single bytes of a dribbled hello
 DOWNLOAD = 64 * H.MiB
@@ -147,7 +148,7 @@ def test_routes(ctx):
     p, aport = start(ctx, {
         "tls": {"route": routes("t"), "backend": "td", "timeout_handshake": "10s"},
         "raw": {"route": routes("r"), "backend": "rd", "timeout_handshake": "10s"},
-        "strict": {"route": routes("r"), "timeout_handshake": "1s", "sni_max_bytes": "1k"},
+        "strict": {"route": routes("r"), "timeout_handshake": "1s", "sni_max_bytes": "4k"},
     }, backends_cfg(dict(tls, **raw)))
     port = p.port("tls")
     mark = p.mark()
@@ -281,13 +282,13 @@ def test_big_hellos(ctx):
 
 def test_incomplete(ctx):
     raw = {w: ctx.backend(reporter(w), name=w) for w in ("ra", "rb", "rd")}
-    short = {"timeout_handshake": "1s", "sni_max_bytes": "1k"}
+    short = {"timeout_handshake": "1s", "sni_max_bytes": "4k"}
     p, aport = start(ctx, {
         "strict": dict(short, route=routes("r")),
         "dflt": dict(short, route=routes("r"), backend="rd"),
         "pp": dict(short, route=routes("r"), accept_proxy="on"),
     }, backends_cfg(raw))
-    big = hello("a.example", size=BIG_HELLO)
+    big = hello("a.example", size=TOO_BIG)
     # Of a hello that fits sni_max_bytes: a longer one's declared length
     # is too large at once, from its first 9 bytes.
     part = hello("a.example", pq=False)[:60]
@@ -297,7 +298,7 @@ def test_incomplete(ctx):
     t = expect_reset(sp, part, "a hello that stops after 60 bytes, no default backend",
                      within=4.0, at_least=0.9, bes=raw.values())
     H.log("the incomplete hello was reset after %.2f s (timeout_handshake 1s)" % t)
-    expect_reset(sp, big, "a %d-byte hello with sni_max_bytes = 1k, no default backend"
+    expect_reset(sp, big, "a %d-byte hello with sni_max_bytes = 4k, no default backend"
                  % len(big), within=0.8, bes=raw.values())
     expect_reset(sp, bad, "a handshake message of type 2, no default backend",
                  within=0.8, bes=raw.values())
@@ -331,7 +332,7 @@ def test_incomplete(ctx):
     c.close()
     H.check_eq((got, end), (expected_report("rd", part)[len(b"rd\n"):], "eof"),
                "the 60 bytes held at the timeout reach rd byte-exact")
-    routed_raw(dp, "rd", [big], "a %d-byte hello for a.example, sni_max_bytes = 1k" % len(big),
+    routed_raw(dp, "rd", [big], "a %d-byte hello for a.example, sni_max_bytes = 4k" % len(big),
                be=raw["rd"])
     routed_raw(dp, "rd", [bad], "a handshake message of type 2", be=raw["rd"])
     # the client leaves half way through its hello: no backend
