@@ -6,7 +6,8 @@
  * beyond "no sanitizer report, no leak":
  *   - a refused config says why in one line of err, naming the file;
  *   - an accepted one is whole: every listener binds somewhere and has
- *     its backend, every backend a server, and the reference count is 1;
+ *     its backend or routes to backends (their names in the form route.h
+ *     matches), every backend a server, and the reference count is 1;
  *   - no DNS query, no file opened and no user looked up while parsing
  *     (fuzz_guard.h). */
 #include <string.h>
@@ -26,9 +27,26 @@ check_accepted(const struct config *cfg)
 		const struct config_listener *l = &cfg->listeners[i];
 
 		FUZZ_CHECK(l->nbinds > 0);
-		FUZZ_CHECK(l->backend != NULL);
-		FUZZ_CHECK(l->backend->nservers > 0);
+		/* A backend, or routes to backends (it is their default). */
+		FUZZ_CHECK(l->backend != NULL || l->nroutes > 0);
+		FUZZ_CHECK(l->backend == NULL || l->backend->nservers > 0);
 		FUZZ_CHECK(!(l->naccept_proxy_from > 0 && !l->accept_proxy));
+		FUZZ_CHECK(l->sni_max_bytes >= 4096 &&
+		    l->sni_max_bytes <= 1 << 20);
+		for (size_t r = 0; r < l->nroutes; r++) {
+			const struct config_route *rt = &l->routes[r];
+
+			FUZZ_CHECK(rt->backend != NULL &&
+			    rt->backend->nservers > 0);
+			/* Kept as route.h matches: lower-case, no '*', a
+			 * wildcard's leading dot, none at the end. */
+			FUZZ_CHECK(rt->name[0] != '\0' &&
+			    strchr(rt->name, '*') == NULL);
+			FUZZ_CHECK((rt->name[0] == '.') == rt->wildcard);
+			FUZZ_CHECK(rt->name[strlen(rt->name) - 1] != '.');
+			for (const char *c = rt->name; *c != '\0'; c++)
+				FUZZ_CHECK(!(*c >= 'A' && *c <= 'Z'));
+		}
 	}
 	for (size_t i = 0; i < cfg->nbackends; i++) {
 		const struct config_backend *b = &cfg->backends[i];
