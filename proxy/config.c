@@ -21,15 +21,6 @@
 
 /* ---- sections and keys ---- */
 
-/* Room for one more element at the end of arr. */
-static void *
-grow(void *arr, size_t n, size_t size)
-{
-	if (n >= SIZE_MAX / size - 1)
-		return NULL;
-	return realloc(arr, (n + 1) * size);
-}
-
 static void *
 sect_base(struct config *cfg, struct sect s)
 {
@@ -105,7 +96,8 @@ sect_create(struct config *cfg, enum config_sect kind, const char *name,
 	if ((copy = strdup(name)) == NULL)
 		return -1;
 	if (kind == CONFIG_SECT_LISTENER) {
-		if ((l = grow(cfg->listeners, cfg->nlisteners, sizeof(*l))) == NULL)
+		if ((l = config_grow(cfg->listeners, cfg->nlisteners,
+		    sizeof(*l))) == NULL)
 			goto fail;
 		cfg->listeners = l;
 		/* splice, splice_threshold and tcp_keepalive come in
@@ -117,7 +109,8 @@ sect_create(struct config *cfg, enum config_sect kind, const char *name,
 		    .timeout_handshake_ms = 5 * 1000, .source_prefix_v6 = 64,
 		    .sni_max_bytes = 16 << 10 };
 	} else {
-		if ((b = grow(cfg->backends, cfg->nbackends, sizeof(*b))) == NULL)
+		if ((b = config_grow(cfg->backends, cfg->nbackends,
+		    sizeof(*b))) == NULL)
 			goto fail;
 		cfg->backends = b;
 		cfg->backends[cfg->nbackends++] = (struct config_backend){
@@ -271,7 +264,8 @@ config_sect_set(struct config *cfg, struct sect s, const char *name,
 	if (config_key_set(key, sect_base(cfg, s), value, line, why, n) < 0)
 		return -1;
 	sub = key_sub(cfg, s, key);
-	if ((marks = grow(p->marks, p->nmarks, sizeof(*marks))) == NULL) {
+	if ((marks = config_grow(p->marks, p->nmarks,
+	    sizeof(*marks))) == NULL) {
 		snprintf(why, n, "out of memory");
 		return -1;
 	}

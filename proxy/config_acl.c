@@ -12,7 +12,6 @@
  * are config_finish.c's. */
 #include "config_keys.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -31,15 +30,6 @@ const char *
 config_proxy_protocol_name(enum config_proxy_protocol p)
 {
 	return (unsigned)p < NPROXY ? proxy_names[p] : "?";
-}
-
-/* Room for one more element at the end of arr (of n), or NULL. */
-static void *
-grow(void *arr, size_t n, size_t size)
-{
-	if (n >= SIZE_MAX / size - 1)
-		return NULL;
-	return realloc(arr, (n + 1) * size);
 }
 
 static int
@@ -70,14 +60,14 @@ config_acl_set(const struct config_key *k, void *base, const char *v,
 	if (cidr_parse(&net, v, why, n) < 0)
 		return -1;
 	if (k->type == CONFIG_KEY_PROXY_FROM) {
-		if ((from = grow(l->accept_proxy_from, l->naccept_proxy_from,
-		    sizeof(*from))) == NULL)
+		if ((from = config_grow(l->accept_proxy_from,
+		    l->naccept_proxy_from, sizeof(*from))) == NULL)
 			goto nomem;
 		l->accept_proxy_from = from;
 		from[l->naccept_proxy_from++] = net;
 		return 0;
 	}
-	if ((rules = grow(l->rules, l->nrules, sizeof(*rules))) == NULL)
+	if ((rules = config_grow(l->rules, l->nrules, sizeof(*rules))) == NULL)
 		goto nomem;
 	l->rules = rules;
 	rules[l->nrules++] = (struct cidr_rule){

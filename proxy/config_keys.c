@@ -375,6 +375,14 @@ config_name_ok(const char *s)
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")] == '\0';
 }
 
+void *
+config_grow(void *arr, size_t n, size_t size)
+{
+	if (n >= SIZE_MAX / size - 1)
+		return NULL;
+	return realloc(arr, (n + 1) * size);
+}
+
 /* ---- keys ---- */
 
 static const struct config_key *

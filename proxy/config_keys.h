@@ -85,6 +85,11 @@ int config_acl_set(const struct config_key *, void *base, const char *value,
 int config_route_set(void *base, const char *value, int line, char *why,
     size_t whylen);
 
+/* Room for one more element at the end of arr (of n, each size bytes):
+ * the lists of the config grow one line at a time. NULL: out of memory
+ * (arr is left as it was). */
+void *config_grow(void *arr, size_t n, size_t size);
+
 /* A listener, backend or server name: [A-Za-z0-9_.-]+, for logs and
  * metric labels. */
 bool config_name_ok(const char *);

@@ -11,7 +11,6 @@
 #include "config_keys.h"
 
 #include <ctype.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,8 +90,7 @@ config_route_set(void *base, const char *v, int line, char *why, size_t n)
 			    "line %d)", word, l->routes[i].line);
 			goto out;
 		}
-	if (l->nroutes >= SIZE_MAX / sizeof(*r) - 1 || (r = realloc(l->routes,
-	    (l->nroutes + 1) * sizeof(*r))) == NULL)
+	if ((r = config_grow(l->routes, l->nroutes, sizeof(*r))) == NULL)
 		goto nomem;
 	l->routes = r;
 	r = &l->routes[l->nroutes];
