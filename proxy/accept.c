@@ -48,6 +48,7 @@ struct acceptor {
 	void *arg;
 	struct evset *set;
 	bool fd_paused;             /* paused for lack of fds */
+	bool held;                  /* a binary upgrade holds it (accept_hold) */
 	struct event *resume;       /* ends an fd pause */
 	time_t last_fd_log;
 	struct waiting *wait;
@@ -70,7 +71,7 @@ static void
 apply(struct acceptor *a, size_t li)
 {
 	struct evset *e = a->set;
-	bool on = !a->fd_paused && !e->full[li];
+	bool on = !a->fd_paused && !a->held && !e->full[li];
 
 	for (size_t k = 0; k < e->nevl; k++) {
 		if (e->slots[k].li != li)
@@ -230,7 +231,10 @@ evset_new(struct acceptor *a, struct listener_set *ls)
 		return NULL;
 	e->ls = ls;
 	for (size_t li = 0; li < ls->n; li++)
-		e->nevl += ls->l[li].cfg->nbinds;
+		for (size_t b = 0; b < ls->l[li].cfg->nbinds; b++)
+			for (unsigned j = 0; listener_sock_fd(ls->l[li].socks[b],
+			    a->id, j) >= 0; j++)
+				e->nevl++;
 	e->evl = calloc(e->nevl ? e->nevl : 1, sizeof(*e->evl));
 	e->slots = calloc(e->nevl ? e->nevl : 1, sizeof(*e->slots));
 	e->full = calloc(ls->n ? ls->n : 1, sizeof(*e->full));
@@ -239,15 +243,20 @@ evset_new(struct acceptor *a, struct listener_set *ls)
 	for (size_t li = 0; li < ls->n; li++) {
 		struct listener *l = &ls->l[li];
 
-		for (size_t b = 0; b < l->cfg->nbinds; b++, k++) {
-			e->slots[k] = (struct slot){ a, li };
-			e->evl[k] = evconnlistener_new(a->base, accept_cb,
-			    &e->slots[k], LEV_OPT_CLOSE_ON_EXEC |
-			    (a->fd_paused ? LEV_OPT_DISABLED : 0), 0,
-			    listener_sock_fd(l->socks[b], a->id));
-			if (e->evl[k] == NULL)
-				goto fail;
-			evconnlistener_set_error_cb(e->evl[k], error_cb);
+		for (size_t b = 0; b < l->cfg->nbinds; b++) {
+			int fd;
+
+			for (unsigned j = 0; (fd = listener_sock_fd(l->socks[b],
+			    a->id, j)) >= 0; j++, k++) {
+				e->slots[k] = (struct slot){ a, li };
+				e->evl[k] = evconnlistener_new(a->base, accept_cb,
+				    &e->slots[k], LEV_OPT_CLOSE_ON_EXEC |
+				    (a->fd_paused || a->held ? LEV_OPT_DISABLED :
+				    0), 0, fd);
+				if (e->evl[k] == NULL)
+					goto fail;
+				evconnlistener_set_error_cb(e->evl[k], error_cb);
+			}
 		}
 	}
 	return e;
@@ -383,4 +392,21 @@ accept_wake(struct acceptor *a)
 	}
 	if (a->fd_paused && !evtimer_pending(a->resume, NULL))
 		try_resume(a);
+}
+
+void
+accept_hold(struct acceptor *a, bool hold)
+{
+	if (a == NULL)
+		return;
+	a->held = hold;
+	apply_all(a);
+	if (!hold)
+		accept_wake(a);
+}
+
+size_t
+accept_waiting(const struct acceptor *a)
+{
+	return a != NULL ? a->nwait : 0;
 }

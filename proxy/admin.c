@@ -14,6 +14,7 @@
 #include "spliced/admin.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -72,6 +73,7 @@ struct admin {
 	size_t npending;
 	bool paused, health_down;
 	bool closing;               /* in admin_free: the listener is gone */
+	_Atomic bool handed;        /* an upgrade's new process has the socket */
 	uint64_t start_ms;          /* clock_coarse_ms() at the process's start */
 	double start_wall;          /* the process's start, epoch seconds */
 };
@@ -166,21 +168,72 @@ admin_socket_tcp(const struct addr *a, char *why, size_t n)
 	return fd;
 }
 
+/* The old process's admin socket, between admin_take_handed() and
+ * admin_bind(): start-up only, before any thread exists. */
+static int admin_handed_fd = -1;
+
+void
+admin_take_handed(int fd)
+{
+	admin_handed_fd = fd;
+}
+
+/* Whether fd listens where cfg's admin key says. */
+static bool
+admin_fd_matches(const struct config *cfg, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		return false;
+	if (cfg->admin.unix_path != NULL)
+		return ss.ss_family == AF_UNIX &&
+		    strncmp(un->sun_path, cfg->admin.unix_path,
+		    sizeof(un->sun_path)) == 0;
+	return ss.ss_family != AF_UNIX && len == cfg->admin.addr.len &&
+	    memcmp(&ss, &cfg->admin.addr.ss, len) == 0;
+}
+
+int
+admin_listen_fd(const struct admin *a)
+{
+	return a != NULL && a->lev != NULL ? evconnlistener_get_fd(a->lev) : -1;
+}
+
+void
+admin_handed(struct admin *a, bool shared)
+{
+	if (a != NULL)
+		atomic_store(&a->handed, shared);
+}
+
 int
 admin_bind(const struct config *cfg, struct admin **out, char *err,
     size_t errlen)
 {
 	char why[CONFIG_ERR_MAX];
 	struct admin *a;
+	int handed = admin_handed_fd;
+
+	admin_handed_fd = -1;
+	if (handed != -1 && ((cfg->admin.unix_path == NULL &&
+	    cfg->admin.addr.len == 0) || !admin_fd_matches(cfg, handed))) {
+		close(handed);
+		handed = -1;
+	}
 
 	*out = NULL;
 	if (cfg->admin.unix_path == NULL && cfg->admin.addr.len == 0)
 		return 0;
 	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		if (handed != -1)
+			close(handed);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	a->fd = -1;
+	a->fd = handed;
 	if (cfg->admin_token_file != NULL &&
 	    admin_token_load(cfg->admin_token_file, &a->token, why,
 	    sizeof(why)) == -1) {
@@ -188,13 +241,17 @@ admin_bind(const struct config *cfg, struct admin **out, char *err,
 		goto fail;
 	}
 	if (cfg->admin.unix_path != NULL) {
-		a->fd = admin_socket_unix(cfg->admin.unix_path, why, sizeof(why));
+		if (a->fd == -1)
+			a->fd = admin_socket_unix(cfg->admin.unix_path, why,
+			    sizeof(why));
 		if (a->fd != -1 &&
 		    (a->unix_path = strdup(cfg->admin.unix_path)) == NULL)
 			snprintf(why, sizeof(why), "out of memory");
 		snprintf(a->where, sizeof(a->where), "unix:%s", cfg->admin.unix_path);
 	} else {
-		a->fd = admin_socket_tcp(&cfg->admin.addr, why, sizeof(why));
+		if (a->fd == -1)
+			a->fd = admin_socket_tcp(&cfg->admin.addr, why,
+			    sizeof(why));
 		addr_written(&cfg->admin.addr, a->where, sizeof(a->where));
 	}
 	if (a->fd == -1 || (cfg->admin.unix_path != NULL && a->unix_path == NULL)) {
@@ -739,7 +796,7 @@ admin_free(struct admin *a)
 		close(a->fd);
 	/* After dropping privileges the directory may not let us: the next
 	 * start replaces a stale file anyway. */
-	if (a->unix_path != NULL)
+	if (a->unix_path != NULL && !atomic_load(&a->handed))
 		unlink(a->unix_path);
 	free(a->unix_path);
 	free(a->token);

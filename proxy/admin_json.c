@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin_int.h"
 #include "spliced/addr.h"
@@ -237,7 +238,8 @@ admin_json_status(struct evbuffer *out, const struct admin_view *v,
 	struct jw w = { out, false };
 
 	admin_totals(s, &active, &total, bytes);
-	jw_printf(&w, "{\"version\": \"%s\", \"zero_copy\": ", SPLICED_VERSION);
+	jw_printf(&w, "{\"version\": \"%s\", \"pid\": %ld, \"zero_copy\": ",
+	    SPLICED_VERSION, (long)getpid());
 	jw_str(&w, zc_backend_name());
 	jw_printf(&w, ", \"uptime_s\": %.1f, \"workers\": %u, "
 	    "\"workers_answered\": %u, \"draining\": %s, \"health\": \"%s\", "

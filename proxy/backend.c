@@ -658,6 +658,27 @@ backend_lb_failed(struct backend_lb *lb, size_t i, bool trial,
 	return backend_server_set_up(st, false);
 }
 
+ssize_t
+backend_lb_adopt(struct backend_lb *lb, const char *server,
+    const struct sockaddr *addr, socklen_t len)
+{
+	for (size_t i = 0; i < lb->n; i++) {
+		const struct addr *a = &lb->shared[i]->addr;
+
+		if (strcmp(lb->entry[i]->name, server) != 0 || a->len != len ||
+		    memcmp(&a->ss, addr, len) != 0)
+			continue;
+		/* Past max_connections if need be: the connection exists. */
+		atomic_fetch_add(&lb->shared[i]->active, 1);
+		atomic_fetch_add_explicit(&lb->shared[i]->line->active, 1,
+		    memory_order_relaxed);
+		lb->stats[i].active++;
+		lb->users++;
+		return (ssize_t)i;
+	}
+	return -1;
+}
+
 void
 backend_lb_release(struct backend_lb *lb, size_t i)
 {

@@ -298,6 +298,7 @@ config_new(const char *name)
 	cfg->pipe_size = 1 << 20;
 	cfg->buffer_size = 64 << 10;    /* by benchmark: see README */
 	cfg->shutdown_timeout_ms = 30 * 1000;
+	cfg->upgrade_timeout_ms = 30 * 1000;
 	cfg->source_table_size = 100000;
 	return cfg;
 }

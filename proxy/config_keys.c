@@ -50,6 +50,8 @@ static const struct config_key global_keys[] = {
 	NUM("max_pipes", UINT, G(max_pipes), 0, MAX_CONN, "0..10000000"),
 	NUM("shutdown_timeout", DURATION, G(shutdown_timeout_ms), 0,
 	    DURATION_MAX, "0..24h"),
+	NUM("upgrade_timeout", DURATION, G(upgrade_timeout_ms), 1000,
+	    10 * 60 * 1000, "1s..10m"),
 	NUM("source_table_size", UINT, G(source_table_size), 1, MAX_CONN,
 	    "1..10000000"),
 	KW("resolver", RESOLVER, G(resolver)),

@@ -108,6 +108,10 @@ server_text(const struct conn *c, char *buf, size_t n)
 
 	if (!c->relaying)
 		return false;
+	if (c->srvtext != NULL) {
+		snprintf(buf, n, "%s", c->srvtext);
+		return true;
+	}
 	snprintf(buf, n, "%s/%s", c->lb->entry[c->server]->name,
 	    picked_addr(c, addr, sizeof(addr)));
 	return true;
@@ -147,9 +151,10 @@ conn_bytes(const struct conn *c, uint64_t b[STATS_DIR_MAX_][RELAY_MODE_MAX_])
 	}
 }
 
-static void
+void
 conn_free(struct conn *c)
 {
+	free(c->srvtext);
 	free(c);
 }
 
@@ -269,8 +274,8 @@ half_closed_failed(struct conn *c)
 	return true;
 }
 
-static void
-dir_cb(struct relay_dir *d, void *arg)
+void
+conn_dir_cb(struct relay_dir *d, void *arg)
 {
 	struct conn *c = arg;
 
@@ -281,7 +286,7 @@ dir_cb(struct relay_dir *d, void *arg)
 	if (!c->one_done) {
 		c->one_done = true;
 		c->first_end = d == &c->up ? CONN_CLIENT_EOF : CONN_SERVER_EOF;
-		/* idle_cb checks the finished side from now on. */
+		/* conn_idle_cb checks the finished side from now on. */
 		event_del(&c->timer);
 		(void)timer_add(c, CONN_HALF_CLOSED_CHECK_MS);
 		return;
@@ -289,8 +294,8 @@ dir_cb(struct relay_dir *d, void *arg)
 	conn_close(c, c->first_end);
 }
 
-static void
-idle_cb(evutil_socket_t fd, short what, void *arg)
+void
+conn_idle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	uint64_t last, now = clock_coarse_ms();
@@ -318,16 +323,16 @@ conn_relay(struct conn *c)
 	struct relay_ctx *ctx = c->h->relay;
 
 	if (relay_init(&c->up, ctx, c->cfd, c->bfd, lc->splice,
-	    lc->splice_threshold, dir_cb, c) == -1 ||
+	    lc->splice_threshold, conn_dir_cb, c) == -1 ||
 	    relay_init(&c->down, ctx, c->bfd, c->cfd, lc->splice,
-	    lc->splice_threshold, dir_cb, c) == -1) {
+	    lc->splice_threshold, conn_dir_cb, c) == -1) {
 		conn_close(c, CONN_LOCAL_ERROR);
 		return;
 	}
 	relay_pair(&c->up, &c->down);
 	relay_count_copied(&c->up, c->held_sent);
 	c->relaying = true;
-	event_assign(&c->timer, c->h->base, -1, 0, idle_cb, c);
+	event_assign(&c->timer, c->h->base, -1, 0, conn_idle_cb, c);
 	if (!timer_add(c, lc->timeout_idle_ms))
 		return;
 	/* The client may have spoken already; the server, only just

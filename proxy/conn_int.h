@@ -81,6 +81,8 @@ struct conn {
 	bool trial;                 /* the trial connect of a server down */
 	unsigned attempts;
 	bool relaying, closed;
+	bool frozen;                /* handed over, unless the upgrade fails */
+	char *srvtext;              /* taken over: "NAME/ADDRESS" of its server */
 	bool fdwait;                /* on h->fdwait */
 	unsigned pins;              /* >0: a caller up the stack still uses c */
 	bool one_done;
@@ -96,6 +98,8 @@ struct conn {
 
 /* conn.c */
 void conn_close(struct conn *, enum conn_reason);
+/* Free c, closed or never started (its fields released already). */
+void conn_free(struct conn *);
 /* Abortive close of fd: its peer sees an RST. */
 void conn_reset_fd(int fd);
 /* Pick a server and connect (the first attempt: avoid NULL). */
@@ -105,6 +109,10 @@ void conn_connect(struct conn *);
 void conn_reached(struct conn *);
 /* The attempt on the server picked failed (why): the next one, if any. */
 void conn_connect_failed(struct conn *, const char *why);
+
+/* The callbacks of a relaying connection (conn_handover.c arms them). */
+void conn_dir_cb(struct relay_dir *, void *arg);
+void conn_idle_cb(evutil_socket_t fd, short what, void *arg);
 
 /* conn_ident.c */
 /* A client just taken over: read its PROXY header first (accept_proxy),

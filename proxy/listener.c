@@ -25,6 +25,11 @@ struct listener_sock {
 	LIST_ENTRY(listener_sock) link;         /* proc->bound; not passed ones */
 	struct addr addr;           /* as the bind line says, or as passed */
 	bool passed;                /* systemd's: one socket for every worker */
+	/* Handed over by the process before a binary upgrade, with as many
+	 * sockets as it had workers (at least as many as this process has:
+	 * dups make up the difference). Worker w accepts on fds[i] for
+	 * every i = w mod nworkers, so no socket's backlog goes unread. */
+	bool handed;
 	bool used;                  /* passed: some set took it */
 	char *name;                 /* passed: its FileDescriptorName */
 	int *fds;                   /* [nfds]; -1 once closed (a drain) */
@@ -42,6 +47,8 @@ struct listener_proc {
 	atomic_uint active;         /* every client connection */
 	struct listener_sock **passed;
 	size_t npassed;
+	struct listener_sock **handed;  /* not yet taken by a set */
+	size_t nhanded;
 	unsigned gen;               /* of the newest set bound (main thread) */
 	/* Every socket spliced bound itself and has not closed. A worker
 	 * that skipped a generation (the mailbox keeps only the newest)
@@ -104,7 +111,7 @@ sock_alloc(struct listener_proc *p, const struct addr *a, unsigned nfds)
 {
 	struct listener_sock *k = calloc(1, sizeof(*k));
 
-	if (k == NULL || (k->fds = malloc(nfds * sizeof(*k->fds))) == NULL) {
+	if (k == NULL || (k->fds = malloc((nfds ? nfds : 1) * sizeof(*k->fds))) == NULL) {
 		free(k);
 		return NULL;
 	}
@@ -136,9 +143,13 @@ sock_unref(struct listener_sock *k)
 }
 
 int
-listener_sock_fd(const struct listener_sock *k, unsigned id)
+listener_sock_fd(const struct listener_sock *k, unsigned id, unsigned j)
 {
-	return k->passed ? k->fds[0] : k->fds[id];
+	size_t i = (size_t)id + (size_t)j * k->proc->nworkers;
+
+	if (k->passed)
+		return j == 0 ? k->fds[0] : -1;
+	return i < k->nfds ? k->fds[i] : -1;
 }
 
 /* A passed socket serves bind address a: the same address (a dual-stack
@@ -155,12 +166,12 @@ sock_matches(const struct listener_sock *k, const struct addr *a)
 	    addr_port(&k->addr) == addr_port(a);
 }
 
-/* A passed fd as a listener_sock, or NULL (logged) when it is no
- * listening TCP socket or cannot be set up. */
-static struct listener_sock *
-sock_passed(int fd, const char *name)
+/* Check that fd is a listening TCP socket, set it up to accept from a
+ * worker and read its address into *out. 0, or -1 (logged, as `who`
+ * passed it). */
+static int
+sock_check(int fd, const char *name, const char *who, struct addr *out)
 {
-	struct listener_sock *k;
 	struct addr a = { .len = sizeof(a.ss) };
 	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a.ss;
 	int type = 0, listening = 0, one = 1, fl, v6only = 1;
@@ -171,24 +182,38 @@ sock_passed(int fd, const char *name)
 	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len)) == -1 ||
 	    !listening || getsockname(fd, (struct sockaddr *)&a.ss, &a.len) == -1 ||
 	    (a.ss.ss_family != AF_INET && a.ss.ss_family != AF_INET6)) {
-		log_warn("socket activation: fd %d (%s) is not a listening TCP "
-		    "socket; left alone", fd, name);
-		return NULL;
+		log_warn("%s: fd %d (%s) is not a listening TCP "
+		    "socket; left alone", who, fd, name);
+		return -1;
 	}
 	/* Accepting must never block a worker; accepted sockets inherit
 	 * TCP_NODELAY, as from the sockets spliced binds itself. */
 	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
 	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1) {
-		log_warn("socket activation: fd %d (%s): %s; left alone", fd,
+		log_warn("%s: fd %d (%s): %s; left alone", who, fd,
 		    name, strerror(errno));
-		return NULL;
+		return -1;
 	}
 	/* [::] without IPV6_V6ONLY takes IPv4 too: what `*:P` binds. */
 	len = sizeof(v6only);
 	if (a.ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) &&
 	    getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0)
 		a.wildcard = !v6only;
+	*out = a;
+	return 0;
+}
+
+/* A passed fd as a listener_sock, or NULL (logged) when it is no
+ * listening TCP socket or cannot be set up. */
+static struct listener_sock *
+sock_passed(int fd, const char *name)
+{
+	struct listener_sock *k;
+	struct addr a;
+
+	if (sock_check(fd, name, "socket activation", &a) == -1)
+		return NULL;
 	if ((k = sock_alloc(NULL, &a, 1)) == NULL || (k->name = strdup(name)) == NULL) {
 		sock_unref(k);
 		return NULL;
@@ -222,6 +247,117 @@ listener_proc_new(unsigned nworkers, const struct sdnotify_fd *fds, size_t nfds)
 	return p;
 }
 
+/* The group of handed sockets of address a, made if new. NULL: ENOMEM. */
+static struct listener_sock *
+handed_group(struct listener_proc *p, const struct addr *a)
+{
+	struct listener_sock *k, **grown;
+
+	for (size_t i = 0; i < p->nhanded; i++)
+		if (addr_equal(&p->handed[i]->addr, a) &&
+		    p->handed[i]->addr.wildcard == a->wildcard)
+			return p->handed[i];
+	if ((grown = realloc(p->handed, (p->nhanded + 1) *
+	    sizeof(*grown))) == NULL)
+		return NULL;
+	p->handed = grown;
+	if ((k = sock_alloc(p, a, 0)) == NULL)
+		return NULL;
+	k->handed = true;
+	p->handed[p->nhanded++] = k;
+	return k;
+}
+
+/* fd joins k's sockets. -1: ENOMEM (fd is the caller's still). */
+static int
+sock_add_fd(struct listener_sock *k, int fd)
+{
+	int *grown = realloc(k->fds, (k->nfds + 1) * sizeof(*grown));
+
+	if (grown == NULL)
+		return -1;
+	k->fds = grown;
+	k->fds[k->nfds++] = fd;
+	return 0;
+}
+
+int
+listener_proc_take_handed(struct listener_proc *p, const int *fds, size_t n)
+{
+	struct listener_sock *k;
+	struct addr a;
+	int d;
+
+	for (size_t i = 0; i < n; i++) {
+		if (sock_check(fds[i], "handed over", "upgrade", &a) == -1) {
+			close(fds[i]);
+			continue;
+		}
+		if ((k = handed_group(p, &a)) == NULL ||
+		    sock_add_fd(k, fds[i]) == -1) {
+			for (size_t j = i; j < n; j++)
+				close(fds[j]);
+			return -1;
+		}
+	}
+	/* Fewer sockets than workers (the old process had fewer): the
+	 * extra workers share them, each through an fd of its own so that
+	 * closing its own (a drain) leaves the others'. */
+	for (size_t g = 0; g < p->nhanded; g++) {
+		k = p->handed[g];
+		for (unsigned j = 0; k->nfds < p->nworkers; j++) {
+			if ((d = fcntl(k->fds[j], F_DUPFD_CLOEXEC, 0)) == -1)
+				return -1;
+			if (sock_add_fd(k, d) == -1) {
+				close(d);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+int
+listener_proc_fds(struct listener_proc *p, struct listener_fd **out, size_t *n)
+{
+	struct listener_fd *v = NULL, *grown;
+	struct listener_sock *k;
+	size_t cap = 0;
+	int rc = -1;
+
+	*n = 0;
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->npassed; i++) {
+		if ((grown = realloc(v, (*n + 1) * sizeof(*v))) == NULL)
+			goto out;
+		v = grown;
+		v[(*n)++] = (struct listener_fd){ p->passed[i]->fds[0],
+		    p->passed[i]->name };
+	}
+	LIST_FOREACH(k, &p->bound, link)
+		for (unsigned i = 0; i < k->nfds; i++) {
+			if (k->fds[i] < 0)
+				continue;
+			if (*n == cap) {
+				cap = cap ? cap * 2 : 16;
+				if ((grown = realloc(v, cap * sizeof(*v))) == NULL)
+					goto out;
+				v = grown;
+			}
+			v[(*n)++] = (struct listener_fd){ k->fds[i], NULL };
+		}
+	rc = 0;
+out:
+	pthread_mutex_unlock(&p->lock);
+	if (rc == -1) {
+		free(v);
+		v = NULL;
+		*n = 0;
+	}
+	*out = v;
+	return rc;
+}
+
 void
 listener_proc_free(struct listener_proc *p)
 {
@@ -230,6 +366,9 @@ listener_proc_free(struct listener_proc *p)
 	for (size_t i = 0; i < p->npassed; i++)
 		sock_unref(p->passed[i]);
 	free(p->passed);
+	for (size_t i = 0; i < p->nhanded; i++)
+		sock_unref(p->handed[i]);
+	free(p->handed);
 	pthread_mutex_destroy(&p->lock);
 	srctable_free(listener_proc_sources(p));
 	free(p);
@@ -248,6 +387,22 @@ listener_proc_report_unused(const struct listener_proc *p)
 			    "(%s) matches no bind line; it stays open, unused",
 			    k->name, addr_written(&k->addr, text, sizeof(text)));
 	}
+}
+
+void
+listener_proc_close_handed(struct listener_proc *p)
+{
+	char text[ADDR_TEXT_MAX];
+
+	for (size_t i = 0; i < p->nhanded; i++) {
+		log_info("upgrade: the listening socket %s is in no bind line "
+		    "of this config; closed", addr_written(&p->handed[i]->addr,
+		    text, sizeof(text)));
+		sock_unref(p->handed[i]);
+	}
+	free(p->handed);
+	p->handed = NULL;
+	p->nhanded = 0;
 }
 
 unsigned
@@ -276,6 +431,19 @@ sock_get(struct listener_set *ls, const struct config_listener *l, size_t b0,
 				return k;
 			}
 		}
+	for (size_t i = 0; i < p->nhanded; i++) {
+		k = p->handed[i];
+		if (!addr_equal(&k->addr, a) || k->addr.wildcard != a->wildcard)
+			continue;
+		/* The set takes the list's reference: bound from now on, as
+		 * if this process had bound it. */
+		p->handed[i] = p->handed[--p->nhanded];
+		k->gen = ls->gen;
+		pthread_mutex_lock(&p->lock);
+		LIST_INSERT_HEAD(&p->bound, k, link);
+		pthread_mutex_unlock(&p->lock);
+		return k;
+	}
 	for (size_t i = 0; i < p->npassed; i++) {
 		k = p->passed[i];
 		if (!sock_matches(k, a))
@@ -492,6 +660,13 @@ listener_admit(struct listener_set *ls, struct listener *l, bool *wake)
 	return true;
 }
 
+void
+listener_adopt(struct listener_set *ls, struct listener *l)
+{
+	atomic_fetch_add(&ls->proc->active, 1);
+	atomic_fetch_add(&l->count->active, 1);
+}
+
 bool
 listener_release(struct listener_set *ls, struct listener *l)
 {
@@ -539,12 +714,15 @@ listener_close_own(struct listener_proc *p, unsigned id,
 	struct listener_sock *k;
 
 	pthread_mutex_lock(&p->lock);
-	LIST_FOREACH(k, &p->bound, link)
-		if (k->fds[id] >= 0 && (keep == NULL ||
-		    (k->gen <= keep->gen && !binds(keep, k)))) {
-			close(k->fds[id]);
-			k->fds[id] = -1;
-		}
+	LIST_FOREACH(k, &p->bound, link) {
+		if (keep != NULL && (k->gen > keep->gen || binds(keep, k)))
+			continue;
+		for (size_t i = id; i < k->nfds; i += p->nworkers)
+			if (k->fds[i] >= 0) {
+				close(k->fds[i]);
+				k->fds[i] = -1;
+			}
+	}
 	pthread_mutex_unlock(&p->lock);
 }
 

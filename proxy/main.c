@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "proc.h"
 #include "spliced/admin.h"
@@ -39,6 +40,7 @@
 #include "spliced/resolve.h"
 #include "spliced/sdnotify.h"
 #include "spliced/supervise.h"
+#include "spliced/upgrade.h"
 #include "spliced/worker.h"
 #include "spliced/zerocopy.h"
 
@@ -114,25 +116,54 @@ main_unresolved_cb(const char *msg, void *arg)
 	log_warn("%s; it stays down until it resolves", msg);
 }
 
-/* The sockets systemd passed, and the process's listening state over
- * them. -1 (logged) on malformed variables or no memory. */
+/* A binary upgrade's new process: the sockets the old one handed over. */
+struct main_handed {
+	struct upgrade_child *uc;   /* NULL: not an upgrade */
+	int *bound;
+	size_t nbound;
+	struct sdnotify_fd *passed;
+	size_t npassed;
+	int admin;
+};
+
+/* The sockets systemd passed (or, after an upgrade, the old process),
+ * and the process's listening state over them. -1 (logged) on
+ * malformed variables or no memory. */
 static int
-main_take_sockets(struct proc *p)
+main_take_sockets(struct proc *p, struct main_handed *hd)
 {
 	char err[CONFIG_ERR_MAX];
-	struct sdnotify_fd *fds = NULL;
+	struct sdnotify_fd *fds = NULL, *all;
 	size_t n = 0;
 
 	if (sdnotify_listen_fds(&fds, &n, err, sizeof(err)) == -1) {
 		log_error("socket activation: %s", err);
 		return -1;
 	}
+	/* After an upgrade, systemd's sockets come from the old process. */
+	if (hd->npassed > 0) {
+		if ((all = realloc(fds, (n + hd->npassed) * sizeof(*all))) == NULL) {
+			sdnotify_fds_free(fds, n);
+			log_error("out of memory");
+			return -1;
+		}
+		fds = all;
+		memcpy(fds + n, hd->passed, hd->npassed * sizeof(*fds));
+		n += hd->npassed;
+		free(hd->passed);
+		hd->passed = NULL;
+		hd->npassed = 0;
+	}
 	p->lp = listener_proc_new(p->nw, fds, n);
 	sdnotify_fds_free(fds, n);
-	if (p->lp == NULL) {
+	if (p->lp == NULL ||
+	    listener_proc_take_handed(p->lp, hd->bound, hd->nbound) == -1) {
 		log_error("out of memory");
 		return -1;
 	}
+	free(hd->bound);
+	hd->bound = NULL;
+	hd->nbound = 0;
 	return 0;
 }
 
@@ -164,6 +195,7 @@ main_serve(struct proc *p)
 	struct admin *admin = NULL;
 	sigset_t block, old;
 	struct privs_user user = { 0 };
+	struct main_handed hd = { .admin = -1 };
 	unsigned per_worker;
 	size_t budget;
 	int rc = 1;
@@ -178,23 +210,36 @@ main_serve(struct proc *p)
 	if (p->path != NULL && privs_stays_root(p->cfg))
 		log_warn("%s", PRIVS_ROOT_WARNING);
 	reload_raise_nofile(p, p->cfg);
-	if (main_take_sockets(p) == -1)
+	if (upgrade_child_open(&hd.uc) == -1 || (hd.uc != NULL &&
+	    upgrade_child_listeners(hd.uc, &hd.bound, &hd.nbound, &hd.passed,
+	    &hd.npassed, &hd.admin) == -1))
+		goto out;
+	if (main_take_sockets(p, &hd) == -1)
 		goto out;
 	if ((p->ls = listener_set_bind(p->lp, p->cfg, NULL, err, sizeof(err))) == NULL) {
 		log_error("%s", err);
+		upgrade_child_fail(hd.uc, err);
 		goto out;
 	}
 	listener_proc_report_unused(p->lp);
+	listener_proc_close_handed(p->lp);
 	/* As who started spliced: SIGUSR1 reopens it as [global] user. */
 	if (log_access_start(p->cfg, err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		goto out;
 	}
 	/* Bound as the listeners are: before privileges drop. */
+	admin_take_handed(hd.admin);
+	hd.admin = -1;
 	if (admin_bind(p->cfg, &admin, err, sizeof(err)) == -1) {
 		log_error("%s", err);
+		upgrade_child_fail(hd.uc, err);
 		goto out;
 	}
+	/* Until the commit the old process serves on it too: a failed
+	 * upgrade must not remove its unix socket's file. */
+	admin_handed(admin, hd.uc != NULL);
+	p->admin = admin;
 	if (main_become_user(p, &user) == -1)
 		goto out;
 	/* The first thread: from here on no log line blocks on stderr. */
@@ -230,6 +275,14 @@ main_serve(struct proc *p)
 	for (unsigned i = 0; i < p->nw; i++)
 		worker_link(p->w[i], p->w, p->nw, supervise_exited_event(sv));
 	main_pipes_report(p->cfg, per_worker, budget);
+	/* The old process's connections, before any worker runs: they start
+	 * with it. */
+	if (hd.uc != NULL) {
+		if (upgrade_child_take(hd.uc, p->w, p->nw,
+		    p->cfg->upgrade_timeout_ms) == -1)
+			goto out;
+		admin_handed(admin, false);
+	}
 	/* The workers never see those signals: only this thread does. */
 	supervise_sigset(&block);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
@@ -255,12 +308,26 @@ main_serve(struct proc *p)
 	    p->cfg->nlisteners, p->cfg->nlisteners == 1 ? "" : "s", p->nw,
 	    p->nw == 1 ? "" : "s", zc_backend_name(),
 	    config_splice_name(p->cfg->splice));
-	sdnotify_ready(supervise_status(sv, st, sizeof(st)));
+	if (hd.uc != NULL) {
+		pid_t from;
+		size_t socks, conns;
+
+		upgrade_child_report(hd.uc, &from, &socks, &conns);
+		log_info("upgrade: took %zu listening sockets and %zu "
+		    "connections from pid %ld", socks, conns, (long)from);
+		upgrade_child_free(hd.uc);
+		hd.uc = NULL;
+		sdnotify_mainpid_ready((long)getpid(),
+		    supervise_status(sv, st, sizeof(st)));
+	} else
+		sdnotify_ready(supervise_status(sv, st, sizeof(st)));
 	event_base_dispatch(p->base);
 	rc = supervise_failed(sv) ? 1 : 0;
 out:
+	supervise_upgrade_join(sv);
 	/* First: its requests may be waiting on the workers. */
 	admin_free(admin);
+	p->admin = NULL;
 	/* On a failed start, the workers that run are stopped the same way. */
 	for (unsigned i = 0; p->w != NULL && i < p->nw; i++)
 		if (p->w[i] != NULL)
@@ -286,6 +353,15 @@ out:
 	listener_set_unref(p->ls);
 	listener_proc_free(p->lp);
 	privs_user_cleanup(&user);
+	upgrade_child_free(hd.uc);
+	for (size_t i = 0; i < hd.nbound; i++)
+		close(hd.bound[i]);
+	free(hd.bound);
+	for (size_t i = 0; i < hd.npassed; i++)
+		close(hd.passed[i].fd);
+	sdnotify_fds_free(hd.passed, hd.npassed);
+	if (hd.admin != -1)
+		close(hd.admin);
 	return rc;
 }
 
@@ -332,6 +408,7 @@ main(int argc, char **argv)
 	/* The admin endpoint's client: its own options and exit codes. */
 	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
 		return ctl_main(argc - 1, argv + 1);
+	upgrade_remember(argc, argv);
 	log_init();
 	if (cli_parse(argc, argv, &o, err, sizeof(err)) == -1) {
 		rc = main_usage_error(errno, err);

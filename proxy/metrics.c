@@ -56,6 +56,12 @@ metrics_totals_text(const struct worker_totals *t, char *buf, size_t n)
 	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
 		metrics_append(buf, n, &off, " %s=%" PRIu64,
 		    relay_fallback_name((enum relay_fallback)f), rs->fallbacks[f]);
+	/* Binary upgrades: the connections that went to the new process
+	 * (counted there when they end) and those that came from the old. */
+	if (st->handed > 0)
+		metrics_append(buf, n, &off, " handed_over=%" PRIu64, st->handed);
+	if (st->adopted > 0)
+		metrics_append(buf, n, &off, " taken_over=%" PRIu64, st->adopted);
 	return buf;
 }
 

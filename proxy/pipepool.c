@@ -201,3 +201,20 @@ pipepool_stats(const struct pipepool *pp, struct pipepool_stats *st)
 	*st = pp->st;
 	st->pooled = pp->nidle;
 }
+
+void
+pipepool_adopt(struct pipepool *pp, const struct spipe *p)
+{
+	pp->st.in_use++;
+	pp->st.held += p->size;
+}
+
+void
+pipepool_forget(struct pipepool *pp, struct spipe *p)
+{
+	if (p->rfd < 0)
+		return;
+	pp->st.in_use--;
+	close_pipe(pp, p);
+	p->queued = 0;
+}

@@ -18,6 +18,7 @@
 
 #include "spliced/privs.h"
 
+struct admin;
 struct backend_set;
 struct config;
 struct event_base;
@@ -43,6 +44,7 @@ struct proc {
 	struct resolver *retired;   /* earlier ones, until their queries end */
 	struct health *health;      /* checks, on the main loop */
 	struct privs_nofile nofile; /* RLIMIT_NOFILE, as last logged */
+	struct admin *admin;        /* the admin endpoint, or NULL */
 };
 
 #endif

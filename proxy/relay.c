@@ -32,9 +32,11 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "spliced/clock.h"
+#include "spliced/handover.h"
 #include "spliced/log.h"
 #include "spliced/zerocopy.h"
 
@@ -371,4 +373,103 @@ relay_cleanup(struct relay_dir *d)
 	 * closed by the pool, never reused. */
 	relay_copy_mover.release(d);
 	relay_splice_mover.release(d);
+}
+
+void
+relay_freeze(struct relay_dir *d)
+{
+	(void)arm(d, false, false);
+}
+
+int
+relay_thaw(struct relay_dir *d)
+{
+	switch (d->state) {
+	case RELAY_READING:
+		return arm(d, true, false);
+	case RELAY_WRITING:
+		return arm(d, false, true);
+	default:
+		return 0;
+	}
+}
+
+void
+relay_export(const struct relay_dir *d, struct handover_dir *hd)
+{
+	const struct relay_policy_state *p = &d->policy;
+
+	*hd = (struct handover_dir){ .state = (uint8_t)d->state,
+	    .mode = (uint8_t)d->mover->mode, .short_read = d->short_read,
+	    .has_pipe = d->pipe.rfd >= 0,
+	    .pipe_size = (uint32_t)d->pipe.size,
+	    .pipe_queued = (uint32_t)d->pipe.queued,
+	    .buf_len = d->buf != NULL ? (uint32_t)(d->len - d->off) : 0,
+	    .bytes = { d->bytes[0], d->bytes[1] }, .last_io_ms = d->last_io_ms,
+	    .p_splice = (uint8_t)p->splice, .p_no_splice = p->no_splice,
+	    .p_ask = p->ask, .p_queue = (uint8_t)p->queue,
+	    .p_full_reads = p->full_reads, .p_short_wakes = p->short_wakes,
+	    .p_threshold = p->threshold, .p_burst = p->burst,
+	    .p_wake_bytes = p->wake_bytes };
+}
+
+int
+relay_adopt(struct relay_dir *d, const struct handover_dir *hd, int rfd,
+    int wfd, const void *data)
+{
+	struct relay_policy_state *p = &d->policy;
+	size_t n = hd->buf_len;
+
+	/* Bytes are held only while WRITING, and by the mover in use: a
+	 * record saying otherwise did not come from a clean point. */
+	if ((hd->state != RELAY_READING && hd->state != RELAY_WRITING &&
+	    hd->state != RELAY_DONE) || hd->mode >= RELAY_MODE_MAX_ ||
+	    (hd->has_pipe && (rfd < 0 || wfd < 0 || d->ctx->pipes == NULL)) ||
+	    (hd->state == RELAY_WRITING) != (hd->pipe_queued > 0 || n > 0) ||
+	    (n > 0 && hd->mode != RELAY_MODE_COPY) ||
+	    (hd->pipe_queued > 0 && (hd->mode != RELAY_MODE_SPLICE ||
+	    !hd->has_pipe))) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (n > 0) {
+		/* A buffer at least as large as the bytes: buffer_size may
+		 * have shrunk across the upgrade, and the copy mover reuses
+		 * a larger one harmlessly. */
+		if ((d->buf = malloc(n > d->ctx->buffer_size ? n :
+		    d->ctx->buffer_size)) == NULL)
+			return -1;
+		memcpy(d->buf, data, n);
+		d->off = 0;
+		d->len = n;
+	}
+	if (hd->has_pipe) {
+		d->pipe = (struct spipe){ .rfd = rfd, .wfd = wfd,
+		    .size = hd->pipe_size, .queued = hd->pipe_queued };
+		pipepool_adopt(d->ctx->pipes, &d->pipe);
+	}
+	d->mover = hd->mode == RELAY_MODE_SPLICE ? &relay_splice_mover :
+	    &relay_copy_mover;
+	d->state = (enum relay_state)hd->state;
+	d->short_read = hd->short_read;
+	d->bytes[0] = hd->bytes[0];
+	d->bytes[1] = hd->bytes[1];
+	d->last_io_ms = hd->last_io_ms;
+	p->splice = (enum config_splice)hd->p_splice;
+	p->no_splice = hd->p_no_splice;
+	p->ask = hd->p_ask;
+	p->queue = (enum relay_queue)hd->p_queue;
+	p->full_reads = hd->p_full_reads;
+	p->short_wakes = hd->p_short_wakes;
+	p->threshold = (size_t)hd->p_threshold;
+	p->burst = hd->p_burst;
+	p->wake_bytes = hd->p_wake_bytes;
+	return 0;
+}
+
+void
+relay_forget_pipe(struct relay_dir *d)
+{
+	if (d->pipe.rfd >= 0)
+		pipepool_forget(d->ctx->pipes, &d->pipe);
 }

@@ -83,6 +83,15 @@ sdnotify_ready(const char *status)
 }
 
 int
+sdnotify_mainpid_ready(long pid, const char *status)
+{
+	char state[64];
+
+	snprintf(state, sizeof(state), "MAINPID=%ld\nREADY=1", pid);
+	return notify_state(state, status);
+}
+
+int
 sdnotify_reloading(const char *status)
 {
 	struct timespec ts;
@@ -205,6 +214,13 @@ int
 sdnotify_ready(const char *status)
 {
 	(void)status;
+	return 0;
+}
+
+int
+sdnotify_mainpid_ready(long pid, const char *status)
+{
+	(void)pid, (void)status;
 	return 0;
 }
 

@@ -266,16 +266,11 @@ sample_server(struct stats_sample *s, const char *backend, const char *name)
 	return &v[s->ns++];
 }
 
-/* Add one block into the sample's block of the same name. 0 / -1. */
-static int
-sample_add_listener(struct stats_sample *s, const struct stats_listener *f)
+/* f's counters into t (not `active`, a gauge). */
+static void
+listener_sum(struct stats_listener *t, const struct stats_listener *f)
 {
-	struct stats_listener *t = sample_listener(s, f->name);
-
-	if (t == NULL)
-		return -1;
 	t->connections += f->connections;
-	t->active += f->active;
 	for (int r = 0; r < CONN_REASON_MAX_; r++)
 		t->closed[r] += f->closed[r];
 	for (int r = 0; r < STATS_DENY_MAX_; r++)
@@ -285,6 +280,18 @@ sample_add_listener(struct stats_sample *s, const struct stats_listener *f)
 			t->handshake[k][r] += f->handshake[k][r];
 	stats_bytes_add(t->bytes, f->bytes);
 	stats_hist_sum(&t->duration, &f->duration);
+}
+
+/* Add one block into the sample's block of the same name. 0 / -1. */
+static int
+sample_add_listener(struct stats_sample *s, const struct stats_listener *f)
+{
+	struct stats_listener *t = sample_listener(s, f->name);
+
+	if (t == NULL)
+		return -1;
+	listener_sum(t, f);
+	t->active += f->active;
 	return 0;
 }
 
@@ -465,4 +472,36 @@ stats_sample_server(const struct stats_sample *s, const char *backend,
 		    strcmp(s->s[i].name, server) == 0)
 			return &s->s[i];
 	return NULL;
+}
+
+int
+stats_worker_adopt(struct stats_worker *w, const struct stats_sample *s)
+{
+	for (size_t i = 0; i < s->nl; i++) {
+		struct stats_listener *t = stats_worker_listener(w, s->l[i].name);
+
+		if (t == NULL)
+			goto fail;
+		listener_sum(t, &s->l[i]);
+	}
+	for (size_t i = 0; i < s->nb; i++) {
+		struct stats_backend *t = stats_worker_backend(w, s->b[i].name);
+
+		if (t == NULL)
+			goto fail;
+		stats_hist_sum(&t->connect, &s->b[i].connect);
+	}
+	for (size_t i = 0; i < s->ns; i++) {
+		struct stats_server *t = stats_worker_server(w, s->s[i].backend,
+		    s->s[i].name);
+
+		if (t == NULL)
+			goto fail;
+		t->connections += s->s[i].connections;
+		t->connect_failures += s->s[i].connect_failures;
+	}
+	return 0;
+fail:
+	errno = ENOMEM;
+	return -1;
 }

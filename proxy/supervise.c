@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +20,14 @@
 #include "spliced/reload.h"
 #include "spliced/sdnotify.h"
 #include "spliced/supervise.h"
+#include "spliced/upgrade.h"
 #include "spliced/worker.h"
 
 /* How often STATUS= is sent. */
 #define SUPERVISE_STATUS_S 2
 
-static const int supervise_signums[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+static const int supervise_signums[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1,
+    SIGUSR2 };
 #define SUPERVISE_NSIGS \
 	(sizeof(supervise_signums) / sizeof(supervise_signums[0]))
 
@@ -35,12 +38,26 @@ struct supervise {
 	unsigned ping;              /* the watchdog's last question */
 	bool stuck;                 /* a worker has not answered it */
 	bool draining, failed;
+	/* A binary upgrade (upgrade.h): running while up is set and
+	 * up_done has not fired. */
+	struct upgrade *up;
+	struct event *up_done;
+	bool upgrading;
+	bool stop_later;            /* stop_all waits for the upgrade's end */
+	int stop_sig;               /* a stop asked during the upgrade */
 };
 
-/* Close every connection now; the workers then exit. */
+/* Close every connection now; the workers then exit. Not while an
+ * upgrade runs: its thread still reads the frozen connections; asked to
+ * stop, it gives up at its next step, and the stop follows (up_done). */
 static void
-supervise_stop_all(const struct supervise *sv)
+supervise_stop_all(struct supervise *sv)
 {
+	if (sv->upgrading) {
+		sv->stop_later = true;
+		upgrade_cancel(sv->up);
+		return;
+	}
 	for (unsigned i = 0; i < sv->p->nw; i++)
 		worker_stop(sv->p->w[i]);
 }
@@ -120,6 +137,53 @@ supervise_exited_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(p->base);
 }
 
+/* The upgrade's thread ended. Handed over: this process holds nothing
+ * and exits 0 (a stop asked meanwhile goes to the new process). Failed:
+ * everything runs as before (upgrade.c logged why). */
+static void
+supervise_upgrade_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervise *sv = arg;
+	pid_t pid = upgrade_new_pid(sv->up);
+
+	(void)fd, (void)what;
+	sv->upgrading = false;
+	if (upgrade_handed(sv->up)) {
+		if (sv->stop_sig != 0) {
+			log_info("upgrade: %s came during the handover: passed "
+			    "on to pid %ld", strsignal(sv->stop_sig), (long)pid);
+			kill(pid, sv->stop_sig);
+		}
+		sv->draining = true;
+		evtimer_del(sv->drain_timer);
+		for (unsigned i = 0; i < sv->p->nw; i++)
+			worker_stop(sv->p->w[i]);
+		return;
+	}
+	upgrade_free(sv->up);
+	sv->up = NULL;
+	if (sv->stop_later) {
+		sv->stop_later = false;
+		supervise_stop_all(sv);
+	}
+}
+
+/* SIGUSR2. */
+static void
+supervise_upgrade(struct supervise *sv)
+{
+	if (sv->draining) {
+		log_info("upgrade: SIGUSR2 while shutting down: ignored");
+		return;
+	}
+	if (sv->up != NULL) {
+		log_info("upgrade: one is running already: SIGUSR2 ignored");
+		return;
+	}
+	if ((sv->up = upgrade_start(sv->p, sv->p->admin, sv->up_done)) != NULL)
+		sv->upgrading = true;
+}
+
 static void
 supervise_drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -157,12 +221,23 @@ supervise_signal_cb(evutil_socket_t sig, short what, void *arg)
 		log_reopen();
 		return;
 	}
+	if (sig == SIGUSR2) {
+		supervise_upgrade(sv);
+		return;
+	}
 	if (sig == SIGHUP) {
 		if (sv->draining)
 			log_warn("SIGHUP while shutting down: not reloading");
+		else if (sv->up != NULL)
+			log_warn("SIGHUP during a binary upgrade: not reloading "
+			    "(the new process reads the config itself)");
 		else
 			supervise_reload(sv);
 		return;
+	}
+	if (sv->upgrading) {
+		sv->stop_sig = (int)sig;
+		upgrade_cancel(sv->up);
 	}
 	if (sv->draining) {
 		log_warn("%s again: closing every connection now", strsignal((int)sig));
@@ -195,7 +270,9 @@ supervise_timers(struct supervise *sv)
 	sv->drain_timer = evtimer_new(base, supervise_drain_timeout_cb, sv);
 	sv->exited = event_new(base, -1, 0, supervise_exited_cb, sv);
 	sv->status = event_new(base, -1, EV_PERSIST, supervise_status_cb, sv);
+	sv->up_done = event_new(base, -1, 0, supervise_upgrade_done_cb, sv);
 	if (sv->drain_timer == NULL || sv->exited == NULL || sv->status == NULL ||
+	    sv->up_done == NULL ||
 	    event_add(sv->status, &every) == -1)
 		return -1;
 	if (usec == 0)
@@ -240,6 +317,10 @@ supervise_free(struct supervise *sv)
 	for (size_t i = 0; i < SUPERVISE_NSIGS; i++)
 		if (sv->sigs[i] != NULL)
 			event_free(sv->sigs[i]);
+	/* Its thread may still run (a failed start): wait for it. */
+	upgrade_free(sv->up);
+	if (sv->up_done != NULL)
+		event_free(sv->up_done);
 	if (sv->drain_timer != NULL)
 		event_free(sv->drain_timer);
 	if (sv->exited != NULL)
@@ -275,4 +356,15 @@ bool
 supervise_failed(const struct supervise *sv)
 {
 	return sv->failed;
+}
+
+void
+supervise_upgrade_join(struct supervise *sv)
+{
+	if (sv == NULL || sv->up == NULL)
+		return;
+	upgrade_cancel(sv->up);
+	upgrade_free(sv->up);
+	sv->up = NULL;
+	sv->upgrading = false;
 }

@@ -578,6 +578,8 @@ worker_totals_add(const struct worker *w, struct worker_totals *t)
 
 	t->conn.connections += st->connections;
 	t->conn.connect_failures += st->connect_failures;
+	t->conn.handed += st->handed;
+	t->conn.adopted += st->adopted;
 	for (int r = 0; r < CONN_REASON_MAX_; r++)
 		t->conn.reasons[r] += st->reasons[r];
 	for (int m = 0; m < RELAY_MODE_MAX_; m++)
@@ -661,4 +663,70 @@ worker_sample(struct worker *w, struct stats_sample *s)
 	}
 	s->workers++;
 	return 0;
+}
+
+void
+worker_hold(struct worker *w, bool hold)
+{
+	accept_hold(w->acc, hold);
+}
+
+unsigned
+worker_unsettled(struct worker *w)
+{
+	return conn_home_unsettled(w->home) + (unsigned)accept_waiting(w->acc);
+}
+
+int
+worker_export(struct worker *w, struct handover_items *items)
+{
+	return conn_home_export(w->home, w->id, items);
+}
+
+void
+worker_thaw(struct worker *w)
+{
+	conn_home_thaw(w->home);
+}
+
+unsigned
+worker_release(struct worker *w)
+{
+	return conn_home_release(w->home);
+}
+
+bool
+worker_adopt_check(const struct worker *w, const struct handover_conn *r,
+    char *err, size_t errlen)
+{
+	return conn_adopt_check(w->cur, r, err, errlen);
+}
+
+void
+worker_adopt(struct worker *w, const struct handover_conn *r, const int *fds,
+    const void *const data[2])
+{
+	conn_adopt(w->home, r, fds, data);
+}
+
+int
+worker_counters(struct worker *w, struct stats_sample *s,
+    struct worker_totals *t)
+{
+	worker_totals_add(w, t);
+	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
+		s->fallbacks[f] += w->relay.stats.fallbacks[f];
+	return stats_sample_add_worker(s, w->stats);
+}
+
+int
+worker_adopt_stats(struct worker *w, const struct stats_sample *s,
+    const struct worker_totals *t)
+{
+	conn_home_add_stats(w->home, &t->conn);
+	for (int m = 0; m < RELAY_MODE_MAX_; m++)
+		w->relay.stats.bytes[m] += t->relay.bytes[m];
+	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
+		w->relay.stats.fallbacks[f] += t->relay.fallbacks[f];
+	return stats_worker_adopt(w->stats, s);
 }

@@ -228,7 +228,7 @@ test_switch(void **state)
 	assert_false(fx_held(c));
 	assert_true(fx_held(b));
 	FX_WAIT(f, fx_closed(c));
-	assert_int_equal(listener_sock_fd(g1->ls->l[1].socks[0], 0), -1);
+	assert_int_equal(listener_sock_fd(g1->ls->l[1].socks[0], 0, 0), -1);
 	assert_int_equal(fx_connect_errno(f->port[1]), ECONNREFUSED);
 
 	/* D carries on under the old config. */
@@ -260,7 +260,7 @@ test_switch_keeps_order(void **state)
 
 	g1 = fx_gen_add(f, WEB APP, f->port[0], MAX1, f->sport[0]);
 	begin(x, g1);
-	lfd = listener_sock_fd(g1->ls->l[0].socks[0], 0);
+	lfd = listener_sock_fd(g1->ls->l[0].socks[0], 0, 0);
 	a = fx_dial(f, f->port[0], 'A');
 	FX_WAIT(f, (sa = fx_served(f, 0)) != NULL);
 	b = fx_dial(f, f->port[0], 'B');
@@ -309,7 +309,7 @@ test_accept_free(void **state)
 	accept_free(x->acc);
 	x->acc = NULL;
 	assert_false(fx_held(b));
-	assert_int_equal(listener_sock_fd(g->ls->l[0].socks[0], 0), -1);
+	assert_int_equal(listener_sock_fd(g->ls->l[0].socks[0], 0, 0), -1);
 	assert_int_equal(fx_connect_errno(f->port[0]), ECONNREFUSED);
 	FX_WAIT(f, fx_closed(b));
 	assert_int_equal(b->rx_n, 0);

@@ -44,7 +44,7 @@ static struct fx_peer *
 start(struct fx *f, struct fx_gen *g, int seed, unsigned fail)
 {
 	struct listener *l = &g->ls->l[0];
-	int lfd = listener_sock_fd(l->socks[0], 0), fd;
+	int lfd = listener_sock_fd(l->socks[0], 0, 0), fd;
 	struct fx_peer *c = fx_dial(f, f->port[0], seed);
 	struct sockaddr_storage ss;
 	socklen_t len;

@@ -55,7 +55,7 @@ static void
 check_sock(const struct listener_sock *k, unsigned port, int *fds)
 {
 	for (unsigned w = 0; w < NWORKERS; w++) {
-		fds[w] = listener_sock_fd(k, w);
+		fds[w] = listener_sock_fd(k, w, 0);
 		assert_true(fds[w] >= 0);
 		assert_true(listening(fds[w]));
 		assert_int_equal(fx_sock_port(fds[w]), port);
@@ -114,10 +114,10 @@ test_reload_keeps(void **state)
 	int db[NWORKERS];
 
 	for (unsigned w = 0; w < NWORKERS; w++) {
-		assert_int_equal(listener_sock_fd(web2->socks[0], w),
-		    listener_sock_fd(web1->socks[0], w));
-		assert_int_equal(listener_sock_fd(front->socks[0], w),
-		    listener_sock_fd(api->socks[0], w));
+		assert_int_equal(listener_sock_fd(web2->socks[0], w, 0),
+		    listener_sock_fd(web1->socks[0], w, 0));
+		assert_int_equal(listener_sock_fd(front->socks[0], w, 0),
+		    listener_sock_fd(api->socks[0], w, 0));
 	}
 	assert_ptr_equal(web2->socks[0], web1->socks[0]);
 	check_sock(g2->ls->l[2].socks[0], f->port[2], db);
@@ -217,12 +217,12 @@ test_close_own(void **state)
 
 	/* Worker 0 moves to g2: api is gone there, db is newer than g2. */
 	listener_close_own(f->lp, 0, g2->ls);
-	assert_int_equal(listener_sock_fd(api, 0), -1);
+	assert_int_equal(listener_sock_fd(api, 0, 0), -1);
 	assert_false(is_open(apifd[0]));
-	assert_int_equal(listener_sock_fd(api, 1), apifd[1]);
+	assert_int_equal(listener_sock_fd(api, 1, 0), apifd[1]);
 	assert_true(listening(apifd[1]));
-	assert_int_equal(listener_sock_fd(web, 0), webfd[0]);
-	assert_int_equal(listener_sock_fd(db, 0), dbfd[0]);
+	assert_int_equal(listener_sock_fd(web, 0, 0), webfd[0]);
+	assert_int_equal(listener_sock_fd(db, 0, 0), dbfd[0]);
 	assert_true(listening(webfd[0]) && listening(dbfd[0]));
 	/* api's clients now all go to worker 1. */
 	(void)fx_dial(f, f->port[1], 'C');
@@ -230,8 +230,8 @@ test_close_own(void **state)
 
 	/* Worker 0 drains. */
 	listener_close_own(f->lp, 0, NULL);
-	assert_int_equal(listener_sock_fd(web, 0), -1);
-	assert_int_equal(listener_sock_fd(db, 0), -1);
+	assert_int_equal(listener_sock_fd(web, 0, 0), -1);
+	assert_int_equal(listener_sock_fd(db, 0, 0), -1);
 	assert_false(is_open(webfd[0]) || is_open(dbfd[0]));
 	for (unsigned i = 0; i < 3; i++) {
 		int *fds = i == 0 ? webfd : i == 1 ? apifd : dbfd;
@@ -240,10 +240,10 @@ test_close_own(void **state)
 	}
 	/* Worker 1 moves to g3: api was its last socket of port[1]. */
 	listener_close_own(f->lp, 1, g3->ls);
-	assert_int_equal(listener_sock_fd(api, 1), -1);
+	assert_int_equal(listener_sock_fd(api, 1, 0), -1);
 	assert_false(is_open(apifd[1]));
 	assert_int_equal(fx_connect_errno(f->port[1]), ECONNREFUSED);
-	assert_int_equal(listener_sock_fd(web, 1), webfd[1]);
+	assert_int_equal(listener_sock_fd(web, 1, 0), webfd[1]);
 }
 
 /* An address that cannot be bound fails the whole set, naming the line
@@ -291,12 +291,12 @@ test_passed(void **state)
 	assert_non_null(f->lp = listener_proc_new(NWORKERS, &passed, 1));
 	g1 = fx_gen_add(f, GLOBAL WEB FX_APP, port, "", f->sport[0]);
 	k = g1->ls->l[0].socks[0];
-	assert_int_equal(listener_sock_fd(k, 0), fd);
-	assert_int_equal(listener_sock_fd(k, 1), fd);
+	assert_int_equal(listener_sock_fd(k, 0, 0), fd);
+	assert_int_equal(listener_sock_fd(k, 1, 0), fd);
 	g2 = fx_gen_add(f, GLOBAL API FX_APP, f->port[0], "", f->sport[0]);
 	listener_close_own(f->lp, 0, g2->ls);
 	listener_close_own(f->lp, 1, NULL);
-	assert_int_equal(listener_sock_fd(k, 0), fd);
+	assert_int_equal(listener_sock_fd(k, 0, 0), fd);
 	assert_true(listening(fd));
 	(void)fx_dial(f, port, 'C');
 	FX_WAIT(f, took(fd));

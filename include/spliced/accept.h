@@ -25,6 +25,9 @@
 #ifndef SPLICED_ACCEPT_H
 #define SPLICED_ACCEPT_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #define ACCEPT_FD_PAUSE_MS 200
 
 struct acceptor;
@@ -56,5 +59,12 @@ void accept_wake(struct acceptor *);
 /* The worker ran short of fds (err, opening `what`): pause accepting
  * rather than take clients it cannot serve. Logged at most once a second. */
 void accept_pause(struct acceptor *, int err, const char *what);
+/* A binary upgrade: stop accepting, keeping the sockets (hold), or go on
+ * (the upgrade failed). New clients wait in the kernel's backlog
+ * meanwhile, which the new process reads once it commits. NULL is fine. */
+void accept_hold(struct acceptor *, bool hold);
+/* Clients accepted that wait for a slot (none take part in an upgrade:
+ * it waits for them to be admitted). NULL is fine. */
+size_t accept_waiting(const struct acceptor *);
 
 #endif

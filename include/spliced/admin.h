@@ -65,6 +65,15 @@ struct supervise;
  * bind 127.0.0.1:9090: Address already in use"). */
 int admin_bind(const struct config *cfg, struct admin **out, char *err,
     size_t errlen);
+/* A binary upgrade. The new process: the old one's admin socket (-1:
+ * none) is used when it is the one cfg's admin key names, else closed;
+ * call before admin_bind(), which then binds only what is missing. */
+void admin_take_handed(int fd);
+/* Its listening socket (-1: none), and whether another process holds it
+ * too (the old one, before the commit; the new one, after it): then
+ * admin_free() leaves a unix socket's file in place. Any thread. */
+int admin_listen_fd(const struct admin *);
+void admin_handed(struct admin *, bool shared);
 /* Serve on p->base (after the workers exist: p->w), reading p's current
  * generation (p->cfg, p->bs) at every request, and sv for the drain. 0,
  * or -1 with errno. */

@@ -248,6 +248,11 @@ bool backend_lb_connected(struct backend_lb *, size_t i);
  * server already down, begun before it went down, change nothing. */
 bool backend_lb_failed(struct backend_lb *, size_t i, bool trial,
     uint64_t now_ms);
+/* A binary upgrade: a connection the old process made to server line
+ * `server` at addr takes a slot on that address of lb (even past its
+ * max_connections). Its index, or -1 when lb has no such address. */
+ssize_t backend_lb_adopt(struct backend_lb *, const char *server,
+    const struct sockaddr *addr, socklen_t len);
 /* A connection to server i (connected) ended: its slot is given back. */
 void backend_lb_release(struct backend_lb *, size_t i);
 

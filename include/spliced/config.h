@@ -187,6 +187,7 @@ struct config {
 	size_t buffer_size;         /* default 64k; 1k..64m */
 	unsigned max_pipes;         /* 0 = derived */
 	unsigned shutdown_timeout_ms;      /* default 30s */
+	unsigned upgrade_timeout_ms;       /* SIGUSR2: the whole handover; 30s */
 	unsigned source_table_size;        /* default 100000; 1..10000000 */
 	/* The user to run as after binding (privs.h), as written: a name
 	 * from the password database (digits are looked up as a name too,

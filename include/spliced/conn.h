@@ -62,6 +62,9 @@ struct conn_stats {
 	uint64_t connections;
 	uint64_t reasons[CONN_REASON_MAX_];
 	uint64_t connect_failures;  /* attempts, including retried ones */
+	/* A binary upgrade: handed over to the new process (counted there
+	 * when they end), or taken over from the old one. */
+	uint64_t handed, adopted;
 };
 
 /* How a home's connections report to whoever runs them (the worker). The
@@ -126,6 +129,39 @@ void conn_start(struct conn_home *, struct listener *, int fd,
 int conn_home_sample(const struct conn_home *, struct stats_sample *);
 /* Close every connection of the home with reason CONN_SHUTDOWN. */
 void conn_close_all(struct conn_home *);
+
+/* A binary upgrade (upgrade.h), on the home's thread. A connection is
+ * handed over whole once it relays; until then (its handshakes, its
+ * connect, a wait for an fd) it is "unsettled" and finishes here first. */
+struct handover_conn;
+struct handover_items;
+unsigned conn_home_unsettled(const struct conn_home *);
+/* The old process's totals, continued here. */
+void conn_home_add_stats(struct conn_home *, const struct conn_stats *);
+/* Freeze every connection (none unsettled: the caller checked) and
+ * describe it at the end of *items, worker: this home's index. 0, or -1
+ * with ENOMEM: then none is frozen. */
+int conn_home_export(struct conn_home *, unsigned worker,
+    struct handover_items *);
+/* The upgrade failed: every frozen connection runs again as it was. */
+void conn_home_thaw(struct conn_home *);
+/* The new process holds the frozen connections: close this process's
+ * copies of their fds (their peers see nothing), give their slots back
+ * and free them, counted as handed over (no access line, no close).
+ * Returns how many. */
+unsigned conn_home_release(struct conn_home *);
+/* Whether rec can be taken over under snap's config (its listener
+ * exists, its directions make sense); false with err naming why. */
+bool conn_adopt_check(const struct worker_snap *, const struct handover_conn *,
+    char *err, size_t errlen);
+/* Take over the connection rec describes, with its fds (rec->nfds: the
+ * client's and backend's sockets, then each direction's pipe, up's
+ * first) and copy-buffer bytes (data[0] up's, data[1] down's), under
+ * the home's current snap, and run it. The fds are the connection's
+ * either way: on failure (logged) they are closed, the client's and
+ * server's with an RST. */
+void conn_adopt(struct conn_home *, const struct handover_conn *rec,
+    const int *fds, const void *const data[2]);
 
 const char *conn_reason_name(enum conn_reason);
 

@@ -87,6 +87,9 @@ void listener_set_diff(const struct listener_set *ls,
  * when either is full. *wake is set when a global slot taken and given back
  * (l was full) may have made another worker pause: wake the workers. */
 bool listener_admit(struct listener_set *, struct listener *, bool *wake);
+/* A binary upgrade: a client the old process admitted takes a slot of l
+ * whatever the limits say (it is connected already). */
+void listener_adopt(struct listener_set *, struct listener *);
 /* Give a slot back. True when a limit was reached before, i.e. someone may
  * be waiting for this slot and the workers should be woken. */
 bool listener_release(struct listener_set *, struct listener *);
@@ -108,8 +111,27 @@ void listener_proc_sources_fit(struct listener_proc *, const struct config *);
  * set in use has it (counts carry over a reload). */
 uint32_t listener_scope(const struct listener *);
 
-/* Worker id's socket of k: its own, or the passed one every worker shares. */
-int listener_sock_fd(const struct listener_sock *, unsigned id);
+/* Worker id's j-th socket of k (j = 0, 1, ... until -1): its own, the
+ * passed one every worker shares, or the handed ones it accepts on. */
+int listener_sock_fd(const struct listener_sock *, unsigned id, unsigned j);
+
+/* A binary upgrade (upgrade.h). The old process: every listening fd it
+ * has, the passed ones with their name (name NULL: bound by spliced);
+ * *out malloc'd, the fds still the process's. 0, or -1 (ENOMEM). Any
+ * thread. */
+struct listener_fd {
+	int fd;
+	const char *name;
+};
+int listener_proc_fds(struct listener_proc *, struct listener_fd **out,
+    size_t *n);
+/* The new process, before its first bind: the sockets the old one bound
+ * (one per worker it had), taken over (closed on failure). A bind line
+ * of their address uses them, as if bound here. 0, or -1 (ENOMEM). */
+int listener_proc_take_handed(struct listener_proc *, const int *fds,
+    size_t n);
+/* After the first bind: close the handed sockets no bind line took. */
+void listener_proc_close_handed(struct listener_proc *);
 /* Worker id will not accept on them again: close its own socket of every
  * address that keep (a set in use) no longer binds, of keep's generation
  * or an older one; keep NULL (a drain): of every address. Passed sockets

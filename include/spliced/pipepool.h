@@ -63,6 +63,13 @@ void pipepool_free(struct pipepool *);        /* NULL is fine */
 int pipepool_get(struct pipepool *, struct spipe *p, enum pipepool_fail *why);
 /* Returns the pipe (empty: kept; holding bytes: closed). *p is cleared. */
 void pipepool_put(struct pipepool *, struct spipe *p);
+/* A binary upgrade: a pipe another process handed over, bytes in it,
+ * counted as one of this pool's in use from now on (even past max: it
+ * exists already). */
+void pipepool_adopt(struct pipepool *, const struct spipe *p);
+/* A pipe of this pool handed over to another process, which holds its
+ * bytes now: closed here, not counted as dirty. *p is cleared. */
+void pipepool_forget(struct pipepool *, struct spipe *p);
 /* Close the idle pipes that sat unused too long (see above).
  * now_ms: CLOCK_MONOTONIC_COARSE in milliseconds. */
 void pipepool_trim(struct pipepool *, uint64_t now_ms);

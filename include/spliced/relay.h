@@ -121,6 +121,33 @@ void relay_pair(struct relay_dir *, struct relay_dir *);
  * still holding bytes is closed). The sockets are the caller's. */
 void relay_cleanup(struct relay_dir *);
 
+/* A binary upgrade (handover.h). At a clean point (between callbacks, as
+ * every caller on the worker's loop is) a direction is wholly described
+ * by its state, its mover, its policy, and the bytes it holds: a pipe
+ * (with the count in it) or buf[off..len).
+ *
+ * Stop polling: the direction stays as it is until relay_thaw() (or
+ * relay_cleanup()). */
+void relay_freeze(struct relay_dir *);
+/* Poll again as its state asks. 0, or -1 with errno (the caller ends
+ * the connection). */
+int relay_thaw(struct relay_dir *);
+struct handover_dir;
+/* Describe a frozen direction; its held bytes stay where they are. */
+void relay_export(const struct relay_dir *, struct handover_dir *);
+/* A direction set up by relay_init() takes over one exported by another
+ * process: its counters and policy, pipe (rfd, wfd: the pipe's fds, or
+ * -1 when it had none; taken into the worker's pool, which must exist)
+ * and copy-buffer bytes (data, hd->buf_len of them, copied). It stays
+ * frozen: relay_thaw() starts it. 0, or -1 with errno (EINVAL: a record
+ * that makes no sense here; ENOMEM); the fds are then still the
+ * caller's. */
+int relay_adopt(struct relay_dir *, const struct handover_dir *hd, int rfd,
+    int wfd, const void *data);
+/* The pipe of a direction whose bytes another process now holds: its fds
+ * are closed, and it leaves the pool's count (not counted as dirty). */
+void relay_forget_pipe(struct relay_dir *);
+
 /* "reading", "writing", "done", "failed". */
 const char *relay_state_name(enum relay_state);
 /* "copy", "splice": the mode label of logs, metrics and /connections. */

@@ -37,6 +37,10 @@ bool sdnotify_built_in(void);
 
 /* READY=1 with STATUS=status (NULL: no STATUS). Every listener is bound. */
 int sdnotify_ready(const char *status);
+/* MAINPID=pid and READY=1 (with STATUS=status), in one message: after a
+ * binary upgrade, the new process (pid) tells systemd it is the main one
+ * now (the unit needs NotifyAccess=all: the sender is not MAINPID yet). */
+int sdnotify_mainpid_ready(long pid, const char *status);
 /* RELOADING=1 with MONOTONIC_USEC= of CLOCK_MONOTONIC now, as systemd's
  * reload protocol (Type=notify-reload) asks; a READY=1 must follow. */
 int sdnotify_reloading(const char *status);

@@ -160,6 +160,11 @@ void stats_sample_sort_conns(struct stats_sample *);
 int stats_sample_init(struct stats_sample *, size_t conn_limit);
 void stats_sample_cleanup(struct stats_sample *);
 
+/* A binary upgrade: the counters of s (another process's, its open
+ * connections left out) added to w's, blocks matched by name (made as
+ * needed); gauges (`active`) are not. 0, or -1 with ENOMEM. */
+int stats_worker_adopt(struct stats_worker *w, const struct stats_sample *s);
+
 /* Lookups in a sample by name; NULL when absent. */
 const struct stats_listener *stats_sample_listener(const struct stats_sample *,
     const char *name);

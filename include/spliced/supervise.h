@@ -45,6 +45,9 @@ const char *supervise_status(const struct supervise *, char *buf, size_t n);
 /* Whether a drain began (SIGTERM, SIGINT, or a worker that failed): what
  * the admin endpoint's /healthz reports as 503 "draining". */
 bool supervise_draining(const struct supervise *);
+/* At exit, before the workers are freed: an upgrade still running gives
+ * up, and its thread is joined. NULL is fine. */
+void supervise_upgrade_join(struct supervise *);
 /* Whether the main loop ended because a worker failed: exit 1. */
 bool supervise_failed(const struct supervise *);
 

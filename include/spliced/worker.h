@@ -143,6 +143,34 @@ bool worker_query_cancel(struct worker *, struct worker_query *);
  * or -1 ENOMEM. */
 int worker_sample(struct worker *, struct stats_sample *);
 
+/* A binary upgrade (upgrade.h, conn.h). From a query's fn only: */
+/* Stop accepting, keeping the sockets, or go on. */
+void worker_hold(struct worker *, bool hold);
+/* Connections not yet relaying, and clients waiting for a slot: what
+ * must settle before the worker's connections can be handed over. */
+unsigned worker_unsettled(struct worker *);
+/* Freeze every connection and describe it at the end of *items. 0, or
+ * -1 (ENOMEM: none frozen). */
+int worker_export(struct worker *, struct handover_items *);
+void worker_thaw(struct worker *);
+/* Let go of the frozen connections (the new process has them). */
+unsigned worker_release(struct worker *);
+/* The new process, before worker_start(), on the starting thread: */
+bool worker_adopt_check(const struct worker *, const struct handover_conn *,
+    char *err, size_t errlen);
+void worker_adopt(struct worker *, const struct handover_conn *,
+    const int *fds, const void *const data[2]);
+/* What the old process counted (metrics continue across an upgrade):
+ * added once to this worker's counters. 0, or -1 (ENOMEM). */
+struct stats_sample;
+struct worker_totals;
+int worker_adopt_stats(struct worker *, const struct stats_sample *,
+    const struct worker_totals *);
+/* From a query's fn: the worker's counters (not its open connections'
+ * bytes) added to s and t. 0, or -1 (ENOMEM). */
+int worker_counters(struct worker *, struct stats_sample *,
+    struct worker_totals *);
+
 /* After worker_join: add what the worker counted, in total and for
  * server s (in its current balancer of every backend that has s). */
 void worker_totals_add(const struct worker *, struct worker_totals *);
