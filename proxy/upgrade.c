@@ -82,6 +82,7 @@ upgrade_remember(int argc, char **argv)
 struct upgrade_ask {
 	struct upgrade *u;
 	struct worker_query q;
+	struct event *done;         /* one each: activations do not add up */
 	void (*fn)(struct upgrade_ask *, struct worker *);
 	unsigned index;
 	unsigned answer;
@@ -108,41 +109,44 @@ ask_done_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Run fn on every worker's loop and wait for all of them: workers answer
  * within a loop turn, so no deadline is needed. The sum of their
- * answers; *failed when any returned -1. */
+ * answers; *failed when any returned -1. An event per worker: two
+ * activations of one event before its callback runs make one call. */
 static unsigned
 ask_all(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
     bool *failed)
 {
-	unsigned nw = u->p->nw, sum = 0;
+	unsigned nw = u->p->nw, sum = 0, asked = 0;
 	struct upgrade_ask *a = calloc(nw, sizeof(*a));
 	atomic_uint left;
-	struct event *done = NULL;
 
 	*failed = a == NULL;
 	if (a == NULL)
 		return 0;
 	atomic_init(&left, nw);
-	if ((done = event_new(u->base, -1, EV_PERSIST, ask_done_cb, &left)) ==
-	    NULL || event_add(done, NULL) == -1) {
-		*failed = true;
-		goto out;
-	}
 	for (unsigned i = 0; i < nw; i++) {
 		a[i] = (struct upgrade_ask){ .u = u, .fn = fn, .index = i,
 		    .left = &left };
-		a[i].q = (struct worker_query){ .fn = ask_fn, .arg = &a[i],
-		    .done = done };
-		worker_query(u->p->w[i], &a[i].q);
+		if ((a[i].done = event_new(u->base, -1, 0, ask_done_cb,
+		    &left)) == NULL) {
+			*failed = true;
+			goto out;
+		}
+	}
+	for (; asked < nw; asked++) {
+		a[asked].q = (struct worker_query){ .fn = ask_fn,
+		    .arg = &a[asked], .done = a[asked].done };
+		worker_query(u->p->w[asked], &a[asked].q);
 	}
 	while (atomic_load(&left) > 0)
-		event_base_loop(u->base, EVLOOP_ONCE);
+		event_base_loop(u->base, EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY);
 	for (unsigned i = 0; i < nw; i++) {
 		sum += a[i].answer;
 		*failed |= a[i].rc == -1;
 	}
 out:
-	if (done != NULL)
-		event_free(done);
+	for (unsigned i = 0; i < nw; i++)
+		if (a[i].done != NULL)
+			event_free(a[i].done);
 	free(a);
 	return sum;
 }
@@ -267,7 +271,8 @@ expect(struct upgrade *u, enum handover_type want, void *body, size_t cap,
 	if (t != want || n > cap)
 		return fail(u, "pid %ld sent message %d %s", (long)u->child,
 		    (int)t, step);
-	memcpy(body, buf, n);
+	if (n > 0)
+		memcpy(body, buf, n);
 	if (len != NULL)
 		*len = n;
 	return 0;
