@@ -33,7 +33,8 @@ under_upgrades: two listeners: `long` over a backend that dispatches each
   disk made invalid (the new process exits 1), a binary that exits 3 at
   once, and a binary SIGSTOPped (SPLICED_UPGRADE_FAULT, through a shell
   wrapper) after it took the listeners, then after about half the
-  connections, and SIGKILLed by the test.
+  connections, and SIGKILLed by the test (while the first is stopped, a
+  second SIGUSR2 is ignored: an info line says so, no process starts).
   A good upgrade: "started PATH as pid P" names the binary's path and a
   new pid; the old says it handed >= 200 connections to P and exits 0;
   P says it took the same number of connections and the same number of
@@ -718,10 +719,10 @@ def good_upgrade(ctx, chain, aport, rx, binpath, step, figures):
             "none; last lines:\n      " + "\n      ".join(p.lines[-10:]))
     m = re.search(r"upgrade: started (.*) as pid (\d+)", line)
     new = int(m.group(2))
+    H.check(new not in chain.seen, "step %d: the new pid" % step,
+            "one never seen before (%s)" % chain.seen, new)
     chain.saw(new)
     H.check_eq(m.group(1), binpath, "step %d: the binary the upgrade started" % step)
-    H.check(new not in chain.seen[:-1], "step %d: the new pid" % step,
-            "one never seen before (%s)" % chain.seen[:-1], new)
     line = p.wait_line(r"upgrade: handed \d+ connections to pid %d |upgrade failed: " % new,
                        90, since=mark)
     H.check(line and "upgrade failed" not in line, "step %d: the handover to pid %d" % (
@@ -814,8 +815,17 @@ def failed_upgrade(ctx, chain, aport, rx, binpath, realbin, kind, step):
                     % (step, kind), "stopped (state T) within 30 s",
                     "state %s (%s)" % (proc_state(new), proc_comm(new)))
             H.check_eq(proc_comm(new), "spliced", "step %d: the stopped process" % step)
+            if kind == "stop:listeners":
+                # An upgrade is running: another SIGUSR2 is ignored.
+                m2 = p.mark()
+                os.kill(old, signal.SIGUSR2)
+                H.check(p.wait_line(r"info: upgrade: .*ignored", 10, since=m2),
+                        "step %d: a second SIGUSR2 while the upgrade runs" % step,
+                        "an info line 'upgrade: ... ignored' within 10 s", "none")
             os.kill(new, signal.SIGKILL)
         line = p.wait_line(r"upgrade failed: |upgrade: handed ", 60, since=mark)
+        H.check_eq(len([l for l in p.lines[mark:] if re.search(r"upgrade: started ", l)]),
+                   1, "step %d (%s): processes started" % (step, kind))
         H.check(line and "upgrade failed: " in line, "step %d (%s)" % (step, kind),
                 "an 'upgrade failed: ...' warning within 60 s", line)
         m = re.search(r"warn: upgrade failed: (.*); still serving (\d+) connections$", line)
@@ -835,8 +845,10 @@ def failed_upgrade(ctx, chain, aport, rx, binpath, realbin, kind, step):
                 "still running", proc_state(old))
         H.check_eq(status_pid(aport), old, "step %d (%s): GET /status pid" % (step, kind))
         if rx:
-            extra = [f for f, _ in rx.since(nmark) if "MAINPID" in f or "READY" in f]
-            H.check_eq(extra, [], "step %d (%s): MAINPID=/READY= datagrams" % (step, kind))
+            extra = [(f, pid) for f, pid in rx.since(nmark)
+                     if "MAINPID" in f or ("READY" in f and pid != old)]
+            H.check_eq(extra, [], "step %d (%s): datagrams with MAINPID=, or READY= "
+                       "from another pid than %d" % (step, kind, old))
         if kind == "bad_config":
             H.check(p.wait_line(r"timeout_idle: '5x'", 5, since=mark),
                     "step %d: the new process's config error on stderr" % step,
