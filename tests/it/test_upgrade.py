@@ -28,12 +28,14 @@ under_upgrades: two listeners: `long` over a backend that dispatches each
     68 idle: one "ok" at the start, silent through every upgrade, then a
       1,000-byte echo exchange at the end.
   Meanwhile two client threads make short echo round trips (200 B to
-  100 KiB, sha256) through `short` without a break.
+  100 KiB, sha256) through `short` without a break. After each step, before
+  the next, every small connection completes another exchange and the short
+  loop 3 more round trips: each process serves them.
   Steps: 10 good upgrades with 4 failing ones between them: the config on
   disk made invalid (the new process exits 1), a binary that exits 3 at
   once, and a binary SIGSTOPped (SPLICED_UPGRADE_FAULT, through a shell
-  wrapper) after it took the listeners, then after about half the
-  connections, and SIGKILLed by the test (while the first is stopped, a
+  wrapper) after it took the listeners, then after the first
+  connection, and SIGKILLed by the test (while the first is stopped, a
   second SIGUSR2 is ignored: an info line says so, no process starts).
   A good upgrade: "started PATH as pid P" names the binary's path and a
   new pid; the old says it handed >= 200 connections to P and exits 0;
@@ -91,6 +93,7 @@ IDLE_END = 1000            # the idle connections' one exchange at the end
 SMALL_BUFS = 64 * H.KiB    # SO_RCVBUF/SO_SNDBUF of the bulk ends (keeps a stream in flight)
 LONG_IO = 240.0            # socket timeout of the long connections (bounded by joins)
 UPGRADE_TIMEOUT = "30s"    # [global] upgrade_timeout
+UPGRADE_WAIT = 45.0        # for the old process's verdict: upgrade_timeout + 15 s
 STEPS = ("good", "good", "bad_config", "good", "good", "exit", "good", "good",
          "stop:listeners", "good", "good", "stop:connections", "good", "good")
 HDR = struct.Struct("<4sII")
@@ -706,6 +709,22 @@ def wait_parked(run, aport, mode_splices, step):
     return not_blocked
 
 
+def traffic_after(run, short, step, what):
+    """After a step, in the process serving now: every small connection
+    completes another exchange, and the short loop 3 more round trips."""
+    small = [c for c in run.conns.values() if c.kind == "small"]
+    before = {c.id: c.exchanges for c in small}
+    done0 = short.done
+    ok = H.wait_until(lambda: all(c.exchanges > before[c.id] or c.errors for c in small)
+                      and short.done >= done0 + 3, 30, 0.05)
+    if not ok:
+        late = [repr(c) for c in small if c.exchanges <= before[c.id]]
+        H.fail("step %d (%s): traffic after it" % (step, what),
+               "each small connection one more exchange, 3 more short round trips, "
+               "within 30 s", "%d small connections stuck (e.g. %s), %d round trips" % (
+                   len(late), late[:3], short.done - done0))
+
+
 def good_upgrade(ctx, chain, aport, rx, binpath, step, figures):
     p = chain.p
     old = chain.pid
@@ -724,10 +743,21 @@ def good_upgrade(ctx, chain, aport, rx, binpath, step, figures):
     chain.saw(new)
     H.check_eq(m.group(1), binpath, "step %d: the binary the upgrade started" % step)
     line = p.wait_line(r"upgrade: handed \d+ connections to pid %d |upgrade failed: " % new,
-                       90, since=mark)
-    H.check(line and "upgrade failed" not in line, "step %d: the handover to pid %d" % (
-        step, new), "'upgrade: handed N connections to pid %d in X ms (longest pause Y ms)"
-        "; exiting'" % new, line or "nothing within 90 s")
+                       UPGRADE_WAIT, since=mark)
+    if line is None:
+        t1 = time.monotonic()
+        try:
+            cpu = H.proc_cpu_seconds(old)
+        except OSError:
+            cpu = None
+        H.fail("step %d: the handover to pid %d" % (step, new),
+               "'upgrade: handed N connections to pid %d ...; exiting' (or 'upgrade "
+               "failed') within upgrade_timeout (%s) + 15 s" % (new, UPGRADE_TIMEOUT),
+               "neither after %.0f s; old pid %d: state %s, %s s of CPU; new pid %d: %s"
+               % (t1 - t0, old, proc_state(old), cpu, new, proc_state(new)))
+    H.check("upgrade failed" not in line, "step %d: the handover to pid %d" % (step, new),
+            "'upgrade: handed N connections to pid %d in X ms (longest pause Y ms)"
+            "; exiting'" % new, line)
     m = re.search(r"handed (\d+) connections to pid \d+ in ([\d.]+) ms \(longest pause "
                   r"([\d.]+) ms\); exiting", line)
     H.check(m, "step %d: the handover line" % step, "handed N connections ... in X ms "
@@ -955,6 +985,7 @@ def test_under_upgrades(ctx):
         else:
             failed_upgrade(ctx, chain, aport, rx, binpath, realbin, what, step)
             nfailed += 1
+        traffic_after(run, short, step, what)
         bad = [repr(c) for c in run.conns.values() if c.errors]
         H.check(not bad, "step %d (%s): the long connections" % (step, what),
                 "no error", bad[:5])
