@@ -742,8 +742,16 @@ def good_upgrade(ctx, chain, aport, rx, binpath, step, figures):
             "one never seen before (%s)" % chain.seen, new)
     chain.saw(new)
     H.check_eq(m.group(1), binpath, "step %d: the binary the upgrade started" % step)
-    line = p.wait_line(r"upgrade: handed \d+ connections to pid %d |upgrade failed: " % new,
-                       UPGRADE_WAIT, since=mark)
+    line = None
+    end = time.monotonic() + UPGRADE_WAIT
+    while line is None and time.monotonic() < end:
+        line = p.wait_line(r"upgrade: handed \d+ connections to pid %d |upgrade failed: "
+                           % new, 0.5, since=mark)
+        if line is None and not chain.alive(old):
+            st = chain.reap(old, 5)
+            H.fail("step %d: the old process (pid %d) during the handover to pid %d" % (
+                step, old, new), "running until it logs 'handed ...; exiting'",
+                "it ended (%s) without that line" % status_text(st))
     if line is None:
         t1 = time.monotonic()
         try:
