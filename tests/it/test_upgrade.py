@@ -41,12 +41,13 @@ under_upgrades: two listeners: `long` over a backend that dispatches each
   new pid; the old says it handed >= 200 connections to P and exits 0;
   P says it took the same number of connections and the same number of
   listening sockets every time; GET /status "pid" is P; the NOTIFY_SOCKET
-  gets one datagram from pid P with MAINPID=P and READY=1.
+  gets a datagram from pid P with MAINPID=P and READY=1 (a build without
+  libsystemd: that part is skipped, and says so).
   A failing one: "upgrade failed: WHY; still serving N connections" with
   WHY naming the pid and the cause (exit status 1 or 3, signal 9), N >= 200,
   the failed process reaped (gone from /proc), the old still serving (its
-  pid in /status, no MAINPID= datagram, the traffic below), and the next
-  good upgrade works.
+  pid in /status, no MAINPID= datagram, the traffic after the step), and
+  the next good upgrade works.
   At the end every direction of every connection arrived whole (byte
   count and sha256 against what the other end sent) and ended in a clean
   EOF where the other end shut down, never a reset or an early EOF; each
@@ -470,7 +471,6 @@ class Long:
         self.down = Flow("down")
         self.errors = []
         self.client_port = None
-        self.proxy_up_port = None     # the proxy's local port towards the backend
         self.exchanges = 0
         self.established = threading.Event()
         self.client_done = threading.Event()
@@ -659,7 +659,6 @@ def dispatcher(run):
         c = run.conns.get(cid) if magic == MAGIC else None
         if c is None:
             return {"error": "unknown header %r" % hdr}
-        c.proxy_up_port = conn.getpeername()[1]
         c.established.set()
         try:
             backend_side(run, c, conn)
@@ -705,8 +704,7 @@ def wait_parked(run, aport, mode_splices, step):
         H.fail("step %d: each paused direction holds bytes in the proxy" % step,
                "GET /connections: state writing, mode %s" % want_mode,
                "%d not so, e.g. %s" % (len(last["bad"]), last["bad"][:4]))
-    not_blocked = sum(1 for c, f in gated if f.sent == BULK)
-    return not_blocked
+    return sum(1 for c, f in gated if f.sent == BULK)    # senders done
 
 
 def traffic_after(run, short, step, what):
@@ -984,10 +982,10 @@ def test_under_upgrades(ctx):
     nfailed = 0
     t_steps = time.monotonic()
     for step, what in enumerate(STEPS, 1):
-        unblocked = wait_parked(run, aport, ctx.splices, step)
-        if unblocked:
+        senders_done = wait_parked(run, aport, ctx.splices, step)
+        if senders_done:
             H.log("step %d: %d bulk senders had sent everything (the rest sits in "
-                  "buffers)" % (step, unblocked))
+                  "buffers)" % (step, senders_done))
         if what == "good":
             good_upgrade(ctx, chain, aport, rx, binpath, step, figures)
         else:
