@@ -76,6 +76,15 @@ upgrade_child_open(struct upgrade_child **out)
 	}
 	c->sock = (int)fd;
 	c->parent = getppid();
+	/* systemd's watchdog was the old process's (WATCHDOG_PID): it is
+	 * this one's once it is the main process. */
+	v = getenv("WATCHDOG_PID");
+	if (v != NULL && strtol(v, NULL, 10) == (long)c->parent) {
+		char pid[24];
+
+		snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+		setenv("WATCHDOG_PID", pid, 1);
+	}
 	*out = c;
 	return 0;
 }
