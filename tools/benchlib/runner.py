@@ -12,9 +12,12 @@ bulk.py for the interface); sizes, idle and flows are used when their files
 exist. The opt-in variants (proxies.OPT_IN: the floor) run only in the
 sections that list them in Section.extra_variants (small), unless --proxies
 names them. A section may keep to some variants (Section.only_variants: sni
-runs spliced's splicing variants only) and order its cases per repetition
-(Section.order(rep, cases): sni alternates which of a pair runs first). The opt-in sections (OPT_IN_SECTIONS:
-sni) run when --sections names them, and in --smoke runs.
+runs spliced's splicing variants only), to fewer when --proxies is not given
+(Section.default_variants: upgrade runs spliced-auto alone unless --proxies
+names others) and order its cases per repetition (Section.order(rep, cases):
+sni alternates which of a pair runs first). The opt-in sections
+(OPT_IN_SECTIONS: sni, upgrade) run when --sections names them, and in --smoke
+runs.
 """
 
 import argparse
@@ -34,11 +37,12 @@ from . import proxies, report
 from .common import (RunError, apt_install, command_output, cpu_model, loadavg, make_workdir,
                      note, tail, which)
 
-SECTIONS = ["bulk", "small", "sizes", "idle", "flows", "sni"]
-# Left out of a full run unless --sections names them: sni answers one
-# question about spliced alone (what routing by SNI costs) and would add
-# minutes to every comparison. --smoke runs them too: it checks the tool.
-OPT_IN_SECTIONS = ["sni"]
+SECTIONS = ["bulk", "small", "sizes", "idle", "flows", "sni", "upgrade"]
+# Left out of a full run unless --sections names them: sni and upgrade each
+# answer one question about spliced alone (what routing by SNI costs; how
+# long a binary upgrade pauses connections) and would add minutes to every
+# comparison. --smoke runs them too: it checks the tool.
+OPT_IN_SECTIONS = ["sni", "upgrade"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Debian packages for what the full comparison uses (smoke runs install
@@ -272,12 +276,15 @@ def _logged(proxy):
 def section_variants(run, section):
     """The variants a section runs: all of the run's, but an opt-in one
     (the floor) only when the section asks for it or --proxies named it,
-    and only those in the section's only_variants when it has that."""
+    and only those in the section's only_variants when it has that; without
+    --proxies, only those in its default_variants when it has that (upgrade:
+    spliced-auto)."""
     extra = set(getattr(section, "extra_variants", None) or ())
     only = getattr(section, "only_variants", None)
+    default = None if run.named else getattr(section, "default_variants", None)
     return [v for v in run.variants
             if (v not in proxies.OPT_IN or v in extra or run.named) and
-            (only is None or v in only)]
+            (only is None or v in only) and (default is None or v in default)]
 
 
 def run_section(run, ctx, name, section):
