@@ -106,6 +106,7 @@ WARMUP_S = 0.3
 BASELINE_S, SMOKE_BASELINE_S = 2.0, 0.5
 AFTER_S, SMOKE_AFTER_S = 1.0, 0.3
 STATUS_EVERY = 0.005
+STATUS_WAIT = 1.0           # a /status request not answered by then is given up
 UPGRADE_WAIT = 45.0         # upgrade_timeout is 30 s by default
 SPARE_FDS = 256             # spliced's own: listeners, admin, epoll, log, pipes
 PATTERN_LEN = (1 << 20) + 7
@@ -708,7 +709,9 @@ class Load:
 
 class StatusPoller:
     """GET /status on the admin port, one request at a time, one every
-    STATUS_EVERY; .answers: [(t, pid or None)]. A ticker of Load."""
+    STATUS_EVERY (one unanswered for STATUS_WAIT is given up); .answers:
+    [(t, pid)] (pid -1: an answer without one), .refused: the requests that
+    failed. A ticker of Load."""
 
     def __init__(self, load, port):
         self.load, self.port = load, port
@@ -717,15 +720,17 @@ class StatusPoller:
         self.next = 0.0
         self.answers = []
         self.refused = 0
-        self.events = 0
+        self.began = 0.0
         self.on = True
 
     def __call__(self, now):
         if not self.on:
             return None
+        if self.sock is not None and now - self.began > STATUS_WAIT:
+            self._done(None)        # nobody answers it: ask again
         if self.sock is None and now >= self.next:
             self._start()
-        return None if self.sock is not None else self.next
+        return self.began + STATUS_WAIT if self.sock is not None else self.next
 
     def _start(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -736,6 +741,7 @@ class StatusPoller:
             self._done(None)
             return
         self.sock, self.buf, self.stage = s, b"", "connecting"
+        self.began = time.monotonic()
         self.load.sel.register(s, selectors.EVENT_WRITE, self)
 
     def _done(self, pid):
