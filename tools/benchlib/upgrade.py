@@ -1125,6 +1125,16 @@ class Section:
         if self.backend:
             self.backend.stop()
 
+    def charts(self):
+        return [
+            {"file": "upgrade-handover.png",
+             "title": "Binary upgrade: handover time (spliced's log line)",
+             "kind": "bars", "metric": "handover_ms", "ylabel": "ms (lower is better)"},
+            {"file": "upgrade-gap.png",
+             "title": "Binary upgrade: longest gap between echoes on a ping-pong connection",
+             "kind": "bars", "metric": "gap_up_ms", "ylabel": "ms (lower is better)"},
+        ]
+
     def notes(self):
         if not self.seen:
             return []
