@@ -702,6 +702,12 @@ class Load:
         vals = [g[1] for g in src if lo < g[0] <= hi]
         return max(vals) if vals else None
 
+    def gap_span(self, which, lo, hi):
+        """(start, end) of the longest gap of gap_max(), or None."""
+        src = self.ping_gaps if which == "ping" else self.bulk_gaps
+        best = max((g for g in src if lo < g[0] <= hi), key=lambda g: g[1], default=None)
+        return None if best is None else (best[0] - best[1], best[0])
+
     def rtt_max(self, lo, hi):
         vals = [g[2] for g in self.ping_gaps if lo < g[0] <= hi]
         return max(vals) if vals else None
@@ -1073,7 +1079,10 @@ class Section:
         def g(v):
             return None if v is None else v * ms
         base_lo, base_hi = load.rec_from, t0
+        span = load.gap_span("ping", t0, t_end)
         return {
+            "gap_from_ms": None if span is None else (span[0] - t0) * ms,
+            "gap_to_ms": None if span is None else (span[1] - t0) * ms,
             "handover_ms": float(handed.group(3)),
             "log_pause_ms": float(handed.group(4)),
             "gap_up_ms": g(load.gap_max("ping", t0, t_end)),
@@ -1148,11 +1157,17 @@ class Section:
                 def med(k):
                     vals = [r[k] for r in runs if r.get(k) is not None]
                     return f"{statistics.median(vals):.1f}" if vals else "-"
-                rows.append(f"| {case} | {v} | {med('rtt_base_ms')} | {med('rtt_up_ms')} | "
+                rows.append(f"| {case} | {v} | {med('gap_from_ms')} .. {med('gap_to_ms')} | "
+                            f"{med('handover_ms')} | {med('exit_ms')} | "
+                            f"{med('rtt_base_ms')} | {med('rtt_up_ms')} | "
                             f"{med('open_s')} | {runs[-1].get('new_took', '-')} |")
-        return ["Longest ping round trip (ms; a ping sent just before the connections froze "
-                "waits for the thaw) before and during the upgrade, the time the client took "
-                "to open the held connections (s), and M of the new process's line "
-                "`upgrade: took N listening sockets and M connections`:",
-                "| case | proxy | RTT ms, before | RTT ms, upgrade | open s | new took |\n"
-                "|---|---|---:|---:|---:|---:|\n" + "\n".join(rows)]
+        return ["Where the longest ping gap of the upgrade lies (ms after SIGUSR2: from the "
+                "echo before it to the echo that ended it), next to the log's handover time "
+                "and the old process's exit; the longest ping round trip before and during the "
+                "upgrade (a ping sent just before the connections froze waits for the thaw), "
+                "the time the client took to open the held connections, and M of the new "
+                "process's line `upgrade: took N listening sockets and M connections` (medians; "
+                "new took: the last repetition):",
+                "| case | proxy | longest gap, ms after SIGUSR2 | handover ms (log) | "
+                "old exit ms | RTT ms, before | RTT ms, upgrade | open s | new took |\n"
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)]
