@@ -1157,12 +1157,20 @@ class Section:
                 def med(k):
                     vals = [r[k] for r in runs if r.get(k) is not None]
                     return f"{statistics.median(vals):.1f}" if vals else "-"
-                rows.append(f"| {case} | {v} | {med('gap_from_ms')} .. {med('gap_to_ms')} | "
+                # The span of one repetition (the one with the median gap):
+                # medians of starts and ends apart need not make a gap.
+                mid = sorted((r for r in runs if r.get("gap_up_ms") is not None),
+                             key=lambda r: r["gap_up_ms"])
+                mid = mid[(len(mid) - 1) // 2] if mid else {}
+                span = (f"{mid['gap_from_ms']:.1f} .. {mid['gap_to_ms']:.1f}"
+                        if mid.get("gap_from_ms") is not None else "-")
+                rows.append(f"| {case} | {v} | {span} | "
                             f"{med('handover_ms')} | {med('exit_ms')} | "
                             f"{med('rtt_base_ms')} | {med('rtt_up_ms')} | "
                             f"{med('open_s')} | {runs[-1].get('new_took', '-')} |")
         return ["Where the longest ping gap of the upgrade lies (ms after SIGUSR2: from the "
-                "echo before it to the echo that ended it), next to the log's handover time "
+                "echo before it to the echo that ended it; of the repetition with the median "
+                "gap), next to the log's handover time "
                 "and the old process's exit; the longest ping round trip before and during the "
                 "upgrade (a ping sent just before the connections froze waits for the thaw), "
                 "the time the client took to open the held connections, and M of the new "
