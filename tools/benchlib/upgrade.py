@@ -49,9 +49,12 @@ Metrics (the table):
   exit ms                   SIGUSR2 to the old process's exit (waitpid)
   handed                    N of the log line (the held connections and the
                             10 probes)
-results.json also has the longest ping round trip per window, the open
-time, the new process's own line (`took N listening sockets and M
-connections`), and the counts of pings and bulk bytes.
+notes() (after the table): where the longest ping gap of the upgrade lies
+(ms after SIGUSR2, from .. to) next to the log's handover time and the old
+process's exit, so a pause that outlasts the old process's line shows; the
+longest ping round trip per window, the open time and M of the new
+process's line (`took N listening sockets and M connections`). results.json
+has those and the counts of pings and bulk bytes.
 
 N: 1,000 and 10,000, and 20,000 when it fits (--upgrade-connections
 overrides). A connection costs spliced two fds (client and backend socket)
