@@ -203,6 +203,10 @@ def fit():
     """(the most held connections one measurement can have here, why)."""
     hard = nofile_hard()
     by_fds = (hard - SPARE_FDS) // 2 - PROBES
+    if by_fds + PROBES + 100 > 10000:
+        # Past spliced's default max_connections the proxy is started with
+        # maxconn, which proxies.start_proxy() bounds by max_clients().
+        by_fds = min(by_fds, max_clients() - PROBES - 100)
     by_ports = port_range() - 1000 - PROBES
     if by_ports < by_fds:
         return by_ports, (f"the ephemeral port range (net.ipv4.ip_local_port_range: "
