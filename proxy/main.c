@@ -293,6 +293,8 @@ main_serve(struct proc *p)
 			goto out;
 		}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (hd.uc != NULL)
+		upgrade_child_running(hd.uc);
 	/* Checks run here, on the main thread, never on a worker. */
 	if ((p->health = health_new(p->base, p->bs)) == NULL) {
 		log_error("cannot start health checks: %s", strerror(errno));

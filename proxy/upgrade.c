@@ -40,6 +40,9 @@ extern char **environ;
 
 /* How often the thread asks whether every connection has settled. */
 #define UPGRADE_SETTLE_POLL_MS 5
+/* After the commit: how long to wait for the new process to say its
+ * workers run (only the pause figure depends on it). */
+#define UPGRADE_RUNNING_WAIT_MS 5000
 
 static char upgrade_exe[PATH_MAX];
 static char **upgrade_argv;
@@ -77,6 +80,9 @@ upgrade_remember(int argc, char **argv)
 		upgrade_exe[n] = '\0';
 }
 
+static int fail(struct upgrade *u, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* ---- asking the workers ---- */
 
 struct upgrade_ask {
@@ -87,6 +93,7 @@ struct upgrade_ask {
 	unsigned index;
 	unsigned answer;
 	int rc;
+	bool answered;              /* done fired (the asking thread's) */
 	atomic_uint *left;
 };
 
@@ -101,20 +108,43 @@ ask_fn(struct worker *w, void *arg)
 static void
 ask_done_cb(evutil_socket_t fd, short what, void *arg)
 {
-	atomic_uint *left = arg;
+	struct upgrade_ask *a = arg;
 
 	(void)fd, (void)what;
-	atomic_fetch_sub(left, 1);
+	a->answered = true;
+	atomic_fetch_sub(a->left, 1);
 }
 
-/* Run fn on every worker's loop and wait for all of them: workers answer
- * within a loop turn, so no deadline is needed. The sum of their
- * answers; *failed when any returned -1. An event per worker: two
- * activations of one event before its callback runs make one call. */
-static unsigned
-ask_all(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
-    bool *failed)
+/* Past the deadline: take back the questions not yet asked of a worker
+ * stuck in a callback (one being answered now is waited for). True
+ * when any was taken back. */
+static bool
+ask_cancel(struct upgrade *u, struct upgrade_ask *a, unsigned n)
 {
+	bool any = false;
+
+	for (unsigned i = 0; i < n; i++)
+		if (!a[i].answered && worker_query_cancel(u->p->w[i], &a[i].q)) {
+			a[i].answered = true;
+			a[i].rc = -1;
+			atomic_fetch_sub(a[i].left, 1);
+			any = true;
+		}
+	return any;
+}
+
+/* Run fn on every worker's loop and wait for all of them. Workers answer
+ * within a loop turn; one that does not by the upgrade's deadline (stuck
+ * in a callback: the watchdog's business) fails the step, unless
+ * `undoing`: the way back waits for every worker. The sum of their
+ * answers; *failed when any returned -1 or did not answer. An event per
+ * worker: two activations of one event before its callback runs make
+ * one call. */
+static unsigned
+ask_all_(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
+    bool undoing, bool *failed)
+{
+	struct timeval slice = { 0, 100 * 1000 };
 	unsigned nw = u->p->nw, sum = 0, asked = 0;
 	struct upgrade_ask *a = calloc(nw, sizeof(*a));
 	atomic_uint left;
@@ -127,7 +157,7 @@ ask_all(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
 		a[i] = (struct upgrade_ask){ .u = u, .fn = fn, .index = i,
 		    .left = &left };
 		if ((a[i].done = event_new(u->base, -1, 0, ask_done_cb,
-		    &left)) == NULL) {
+		    &a[i])) == NULL) {
 			*failed = true;
 			goto out;
 		}
@@ -137,8 +167,15 @@ ask_all(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
 		    .arg = &a[asked], .done = a[asked].done };
 		worker_query(u->p->w[asked], &a[asked].q);
 	}
-	while (atomic_load(&left) > 0)
+	while (atomic_load(&left) > 0) {
+		if (!undoing && handover_now_ms() >= u->deadline_ms &&
+		    ask_cancel(u, a, nw))
+			fail(u, "a worker did not answer within upgrade_timeout");
+		if (atomic_load(&left) == 0)
+			break;
+		event_base_loopexit(u->base, &slice);
 		event_base_loop(u->base, EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY);
+	}
 	for (unsigned i = 0; i < nw; i++) {
 		sum += a[i].answer;
 		*failed |= a[i].rc == -1;
@@ -149,6 +186,22 @@ out:
 			event_free(a[i].done);
 	free(a);
 	return sum;
+}
+
+static unsigned
+ask_all(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
+    bool *failed)
+{
+	return ask_all_(u, fn, false, failed);
+}
+
+/* The way back (thaw, accept again): every worker, however long. */
+static void
+ask_all_undo(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *))
+{
+	bool failed;
+
+	(void)ask_all_(u, fn, true, &failed);
 }
 
 static void
@@ -199,9 +252,6 @@ release_fn(struct upgrade_ask *a, struct worker *w)
 }
 
 /* ---- the steps ---- */
-
-static int
-fail(struct upgrade *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
 fail(struct upgrade *u, const char *fmt, ...)
@@ -513,7 +563,7 @@ run(struct upgrade *u, uint64_t t0)
 	size_t socks = 0, conns = 0, n;
 	struct handover_hello hello;
 	uint64_t frozen_at, done_at;
-	bool failed;
+	bool failed, running;
 	int sv[2];
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
@@ -551,10 +601,15 @@ run(struct upgrade *u, uint64_t t0)
 	admin_handed(u->admin, true);
 	n = ask_all(u, release_fn, &failed);
 	u->frozen = false;
+	/* Their bytes move again once the new process's workers run: until
+	 * then is the pause they saw. Past the commit nothing depends on the
+	 * answer; a new process that never sends it only costs the figure. */
+	u->deadline_ms = handover_now_ms() + UPGRADE_RUNNING_WAIT_MS;
+	running = expect(u, HANDOVER_RUNNING, NULL, 0, NULL, "starting") == 0;
 	done_at = handover_now_ms();
 	log_info("upgrade: handed %zu connections to pid %ld in %" PRIu64
-	    " ms (longest pause %" PRIu64 " ms); exiting", n, (long)u->child,
-	    done_at - t0, done_at - frozen_at);
+	    " ms (longest pause %s%" PRIu64 " ms); exiting", n, (long)u->child,
+	    done_at - t0, running ? "" : "over ", done_at - frozen_at);
 	return 0;
 }
 
@@ -562,7 +617,6 @@ run(struct upgrade *u, uint64_t t0)
 static void
 undo(struct upgrade *u)
 {
-	bool failed;
 	int st;
 
 	if (u->child > 0) {
@@ -570,9 +624,9 @@ undo(struct upgrade *u)
 		(void)waitpid(u->child, &st, 0);
 	}
 	if (u->frozen)
-		ask_all(u, thaw_fn, &failed);
+		ask_all_undo(u, thaw_fn);
 	u->frozen = false;
-	ask_all(u, resume_fn, &failed);
+	ask_all_undo(u, resume_fn);
 	log_warn("upgrade failed: %s; still serving %u connections", u->why,
 	    listener_proc_active(u->p->lp));
 }

@@ -394,6 +394,13 @@ upgrade_child_report(const struct upgrade_child *c, pid_t *pid, size_t *socks,
 }
 
 void
+upgrade_child_running(struct upgrade_child *c)
+{
+	(void)handover_send(c->sock, HANDOVER_RUNNING, NULL, 0, NULL, 0,
+	    handover_now_ms() + 1000);
+}
+
+void
 upgrade_child_fail(struct upgrade_child *c, const char *why)
 {
 	if (c == NULL)

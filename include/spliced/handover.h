@@ -21,6 +21,8 @@
  *   old -> new  COMMIT
  *   new -> old  COMMITTED    the commit point: from here on the
  *                            connections are the new process's
+ *   new -> old  RUNNING      its workers run them: the end of the pause
+ *                            their bytes saw (the old one's figure)
  * Either side may send FAIL (a text) instead of its next message; the
  * old process then resumes everything it froze. */
 #ifndef SPLICED_HANDOVER_H
@@ -52,6 +54,7 @@ enum handover_type {
 	HANDOVER_COMMIT,
 	HANDOVER_COMMITTED,
 	HANDOVER_STATS,
+	HANDOVER_RUNNING,
 };
 
 struct handover_hdr {

@@ -92,6 +92,9 @@ int upgrade_child_take(struct upgrade_child *, struct worker **w,
 /* The old process's pid, and how many sockets and connections came. */
 void upgrade_child_report(const struct upgrade_child *, pid_t *pid,
     size_t *socks, size_t *conns);
+/* The workers run the connections: tell the old process (best effort;
+ * it ends the pause it reports). */
+void upgrade_child_running(struct upgrade_child *);
 /* Tell the old process why this one gives up (best effort). */
 void upgrade_child_fail(struct upgrade_child *, const char *why);
 void upgrade_child_free(struct upgrade_child *);   /* NULL is fine */
