@@ -119,18 +119,31 @@ freeze(struct conn *c)
 	c->frozen = true;
 }
 
-/* Arm what a relaying connection waits on. The timer fires at once and
- * works out the idle time left from the directions' stamps (or, half
- * closed, checks the finished side first). False when it could not (c
- * is closed then). */
+/* Arm what a relaying connection waits on: its directions' events, and
+ * its timer for the idle time left by the directions' stamps (half
+ * closed: the next check of the finished side), as conn.c's idle
+ * callback would have re-armed it; when it fires, it works the rest
+ * out itself. False when it could not (c is closed then). */
 static bool
 run_again(struct conn *c)
 {
-	struct timeval now = { 0, 0 };
+	uint64_t now = clock_coarse_ms(), limit = c->l->cfg->timeout_idle_ms;
+	uint64_t last = c->up.last_io_ms > c->down.last_io_ms ?
+	    c->up.last_io_ms : c->down.last_io_ms;
+	uint64_t left;
+	struct timeval tv;
 
+	/* One clock for the whole host: the old process's stamps are never
+	 * ahead of it, but a stamp that were must not look like an age. */
+	if (last > now)
+		last = now;
+	left = now - last >= limit ? 0 : limit - (now - last);
+	if (c->one_done && left > CONN_HALF_CLOSED_CHECK_MS)
+		left = CONN_HALF_CLOSED_CHECK_MS;
+	tv = clock_timeval_ms(left);
 	c->frozen = false;
 	if (relay_thaw(&c->up) == -1 || relay_thaw(&c->down) == -1 ||
-	    evtimer_add(&c->timer, &now) == -1) {
+	    evtimer_add(&c->timer, &tv) == -1) {
 		log_warn("listener %s: cannot poll a connection again: %s; "
 		    "closing it", c->l->cfg->name, strerror(errno));
 		conn_close(c, CONN_LOCAL_ERROR);
