@@ -145,10 +145,12 @@ sock_unref(struct listener_sock *k)
 int
 listener_sock_fd(const struct listener_sock *k, unsigned id, unsigned j)
 {
-	size_t i = (size_t)id + (size_t)j * k->proc->nworkers;
+	size_t i;
 
+	/* A passed socket has no proc: every worker shares its one fd. */
 	if (k->passed)
 		return j == 0 ? k->fds[0] : -1;
+	i = (size_t)id + (size_t)j * k->proc->nworkers;
 	return i < k->nfds ? k->fds[i] : -1;
 }
 
@@ -331,6 +333,7 @@ listener_proc_fds(struct listener_proc *p, struct listener_fd **out, size_t *n)
 		if ((grown = realloc(v, (*n + 1) * sizeof(*v))) == NULL)
 			goto out;
 		v = grown;
+		cap = *n + 1;
 		v[(*n)++] = (struct listener_fd){ p->passed[i]->fds[0],
 		    p->passed[i]->name };
 	}

@@ -54,6 +54,11 @@ struct upgrade {
 	pthread_t thread;
 	atomic_bool cancel;
 	atomic_bool handed;         /* the commit point was passed */
+	/* A cancel shuts the socket down, which ends any wait on it at
+	 * once; not once COMMIT is sent: then only the new process's answer
+	 * (COMMITTED, or its end) says who holds the connections. */
+	pthread_mutex_t lock;
+	bool committing;
 	pid_t child;
 	int sock;
 	uint64_t deadline_ms;
@@ -145,6 +150,7 @@ ask_all_(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
     bool undoing, bool *failed)
 {
 	struct timeval slice = { 0, 100 * 1000 };
+	uint64_t deadline;
 	unsigned nw = u->p->nw, sum = 0, asked = 0;
 	struct upgrade_ask *a = calloc(nw, sizeof(*a));
 	atomic_uint left;
@@ -167,8 +173,12 @@ ask_all_(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
 		    .arg = &a[asked], .done = a[asked].done };
 		worker_query(u->p->w[asked], &a[asked].q);
 	}
+	/* A healthy worker answers within milliseconds: the grace second
+	 * keeps the upgrade's own deadline checks (settle) first to say why. */
+	deadline = u->deadline_ms > handover_now_ms() + 1000 ? u->deadline_ms :
+	    handover_now_ms() + 1000;
 	while (atomic_load(&left) > 0) {
-		if (!undoing && handover_now_ms() >= u->deadline_ms &&
+		if (!undoing && handover_now_ms() >= deadline &&
 		    ask_cancel(u, a, nw))
 			fail(u, "a worker did not answer within upgrade_timeout");
 		if (atomic_load(&left) == 0)
@@ -273,6 +283,8 @@ fail_io(struct upgrade *u, const char *step, int err)
 	int st;
 	pid_t r = 0;
 
+	if (atomic_load(&u->cancel) && !u->committing)
+		return fail(u, "cancelled by a signal to stop");
 	/* It closed its end: it is exiting; give it a moment to say how. */
 	for (int i = 0; i < 100 && r == 0 && err == ECONNRESET; i++) {
 		r = waitpid(u->child, &st, WNOHANG);
@@ -307,7 +319,7 @@ expect(struct upgrade *u, enum handover_type want, void *body, size_t cap,
 	size_t n, nfds;
 	unsigned version;
 
-	if (atomic_load(&u->cancel))
+	if (atomic_load(&u->cancel) && !u->committing)
 		return fail(u, "cancelled by a signal to stop");
 	if (handover_recv(u->sock, &t, buf, sizeof(buf) - 1, &n, fds, &nfds,
 	    u->deadline_ms, &version) == -1)
@@ -332,7 +344,7 @@ static int
 send_msg(struct upgrade *u, enum handover_type t, const void *body,
     size_t len, const int *fds, size_t nfds, const char *step)
 {
-	if (atomic_load(&u->cancel))
+	if (atomic_load(&u->cancel) && !u->committing)
 		return fail(u, "cancelled by a signal to stop");
 	if (handover_send(u->sock, t, body, len, fds, nfds, u->deadline_ms) == -1)
 		return fail_io(u, step, errno);
@@ -557,6 +569,21 @@ out:
 	return rc;
 }
 
+/* From here a cancel no longer interrupts (see struct upgrade). */
+static int
+begin_commit(struct upgrade *u)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&u->lock);
+	if (atomic_load(&u->cancel))
+		rc = fail(u, "cancelled by a signal to stop");
+	else
+		u->committing = true;
+	pthread_mutex_unlock(&u->lock);
+	return rc;
+}
+
 static int
 run(struct upgrade *u, uint64_t t0)
 {
@@ -568,7 +595,9 @@ run(struct upgrade *u, uint64_t t0)
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
 		return fail(u, "socketpair: %s", strerror(errno));
+	pthread_mutex_lock(&u->lock);
 	u->sock = sv[0];
+	pthread_mutex_unlock(&u->lock);
 	if (spawn(u, sv[1]) == -1) {
 		close(sv[1]);
 		return -1;
@@ -592,7 +621,7 @@ run(struct upgrade *u, uint64_t t0)
 	if (send_conns(u, &conns) == -1 ||
 	    expect(u, HANDOVER_RECEIVED, NULL, 0, NULL,
 	    "taking the connections") == -1 ||
-	    send_stats(u) == -1 ||
+	    send_stats(u) == -1 || begin_commit(u) == -1 ||
 	    send_msg(u, HANDOVER_COMMIT, NULL, 0, NULL, 0, "at the commit") == -1 ||
 	    expect(u, HANDOVER_COMMITTED, NULL, 0, NULL, "at the commit") == -1)
 		return -1;
@@ -640,9 +669,11 @@ thread_main(void *arg)
 	u->deadline_ms = t0 + u->p->cfg->upgrade_timeout_ms;
 	if (run(u, t0) == -1)
 		undo(u);
+	pthread_mutex_lock(&u->lock);
 	if (u->sock >= 0)
 		close(u->sock);
 	u->sock = -1;
+	pthread_mutex_unlock(&u->lock);
 	for (unsigned w = 0; u->items != NULL && w < u->p->nw; w++)
 		handover_items_cleanup(&u->items[w]);
 	free(u->items);
@@ -670,6 +701,7 @@ upgrade_start(struct proc *p, struct admin *admin, struct event *finished)
 	u->child = -1;
 	atomic_init(&u->cancel, false);
 	atomic_init(&u->handed, false);
+	pthread_mutex_init(&u->lock, NULL);
 	/* Signals stay the main loop's. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -688,7 +720,11 @@ upgrade_start(struct proc *p, struct admin *admin, struct event *finished)
 void
 upgrade_cancel(struct upgrade *u)
 {
+	pthread_mutex_lock(&u->lock);
 	atomic_store(&u->cancel, true);
+	if (!u->committing && u->sock >= 0)
+		(void)shutdown(u->sock, SHUT_RDWR);
+	pthread_mutex_unlock(&u->lock);
 }
 
 bool
@@ -709,6 +745,7 @@ upgrade_free(struct upgrade *u)
 	if (u == NULL)
 		return;
 	pthread_join(u->thread, NULL);
+	pthread_mutex_destroy(&u->lock);
 	event_base_free(u->base);
 	free(u);
 }
