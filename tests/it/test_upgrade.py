@@ -1090,5 +1090,421 @@ def test_under_upgrades(ctx):
         max(u[2] for u in ups), chain.seen))
 
 
+
+# --------------------------------------------------------------------------
+# the smaller cases: shared pieces
+
+class Bins:
+    """bin/spliced, the path the test starts (what every upgrade starts),
+    and bin/real/spliced, the build's binary. The test becomes a child
+    subreaper (see Chain)."""
+
+    def __init__(self, ctx):
+        become_subreaper()
+        d = os.path.join(ctx.tmp, "bin")
+        os.makedirs(os.path.join(d, "real"), exist_ok=True)
+        self.path = os.path.join(d, "spliced")
+        self.real = os.path.join(d, "real", "spliced")
+        if not os.path.exists(self.real):
+            shutil.copyfile(ctx.spliced, self.real)
+            os.chmod(self.real, 0o755)
+        self.restore()
+
+    def restore(self):
+        replace_file(self.path, src=self.real)
+
+    def exiting(self, status):
+        replace_file(self.path, "#!/bin/sh\nexit %d\n" % status)
+
+    def fault(self, where):
+        replace_file(self.path, "#!/bin/sh\nSPLICED_UPGRADE_FAULT=%s exec %s \"$@\"\n"
+                     % (where, self.real))
+
+
+def start_chain(ctx, bins, glob, listeners, backends, allow=(), admin=True, make=None):
+    """A proxy started from bins.path (make: a function of the Ctx that
+    returns an unstarted Proxy; by default ctx.proxy with these), and the
+    Chain of its processes. glob gets the mode and, with admin, an admin
+    port on 127.0.0.1 (unless it names one). (proxy, chain, admin port)."""
+    g = {"splice": ctx.mode}
+    aport = None
+    if admin and "admin" not in glob:
+        aport = H.free_port()
+        g["admin"] = "%s:%d" % (H.LOCAL, aport)
+    g.update(glob)
+    orig = ctx.spliced
+    ctx.spliced = bins.path
+    try:
+        if make is not None:
+            p = make(ctx, g)
+        else:
+            p = ctx.proxy(glob=g, listeners=listeners, backends=backends)
+        p.allow(*allow)
+        p.start()
+    finally:
+        ctx.spliced = orig
+    return p, Chain(ctx, p), aport
+
+
+def sigusr2(chain, what):
+    """SIGUSR2 to the serving process: (new pid, log mark before it)."""
+    p = chain.p
+    mark = p.mark()
+    os.kill(chain.pid, signal.SIGUSR2)
+    line = p.wait_line(r"upgrade: started .* as pid \d+", 20, since=mark)
+    H.check(line, "%s: SIGUSR2 to pid %d" % (what, chain.pid),
+            "'upgrade: started PATH as pid N' within 20 s",
+            "none; last lines:\n      " + "\n      ".join(p.lines[-10:]))
+    new = int(re.search(r"as pid (\d+)", line).group(1))
+    H.check(new not in chain.seen, "%s: the new pid" % what,
+            "one never seen before (%s)" % chain.seen, new)
+    chain.saw(new)
+    return new, mark
+
+
+def await_verdict(chain, new, mark, what, timeout):
+    """The old process's 'handed ...' or 'upgrade failed: ...' line, failing
+    at once if the old one ends without it."""
+    p = chain.p
+    old = chain.pid
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = p.wait_line(r"upgrade: handed \d+ connections to pid %d |upgrade failed: "
+                           % new, 0.25, since=mark)
+        if line is not None:
+            return line
+        if not chain.alive(old):
+            st = chain.reap(old, 5)
+            H.fail("%s: the old process (pid %d) during the upgrade to pid %d" % (
+                what, old, new), "running until its verdict", "it ended (%s)"
+                % status_text(st))
+    H.fail("%s: the upgrade to pid %d" % (what, new),
+           "'upgrade: handed ...' or 'upgrade failed: ...' within %.0f s" % timeout,
+           "neither; old pid %d: %s, new pid %d: %s" % (
+               old, proc_state(old), new, proc_state(new)))
+
+
+def await_handover(chain, new, mark, what, aport=None, timeout=45.0):
+    """The old process hands over to new and exits 0: the chain moves on.
+    The number of connections handed."""
+    p = chain.p
+    old = chain.pid
+    line = await_verdict(chain, new, mark, what, timeout)
+    m = re.search(r"handed (\d+) connections to pid \d+ in [\d.]+ ms \(longest pause "
+                  r"[\d.]+ ms\); exiting", line)
+    H.check(m, "%s: the old process's verdict" % what,
+            "'upgrade: handed N connections to pid %d in X ms (longest pause Y ms); "
+            "exiting'" % new, line)
+    handed = int(m.group(1))
+    took = p.wait_line(r"upgrade: took \d+ listening sockets and \d+ connections from pid "
+                       r"%d\b" % old, 20, since=mark)
+    H.check(took, "%s: the new process's line" % what,
+            "'upgrade: took N listening sockets and M connections from pid %d'" % old, took)
+    H.check_eq(int(re.search(r"and (\d+) connections", took).group(1)), handed,
+               "%s: connections pid %d took (vs handed)" % (what, new))
+    st = chain.reap(old, 30)
+    H.check_eq(status_text(st), "exit 0", "%s: how the old process (pid %d) ended"
+               % (what, old))
+    H.check(chain.alive(new), "%s: the new process" % what, "running",
+            "pid %d is %s" % (new, proc_state(new)))
+    chain.pid = new
+    p.pid = new
+    if aport is not None:
+        H.check(H.wait_until(lambda: status_pid(aport) == new, 10, 0.05),
+                "%s: GET /status pid" % what, new, status_pid(aport))
+    return handed
+
+
+def upgrade(chain, what, aport=None):
+    new, mark = sigusr2(chain, what)
+    handed = await_handover(chain, new, mark, what, aport)
+    H.log("%s: pid %d took over (%d connections)" % (what, new, handed))
+    return new, handed
+
+
+def await_failure(chain, new, mark, why, what, timeout=45.0):
+    """The old process logs 'upgrade failed: WHY; still serving N
+    connections' (WHY matching the regex why and naming new), reaps new,
+    and runs on. (WHY, N)."""
+    old = chain.pid
+    line = await_verdict(chain, new, mark, what, timeout)
+    m = re.search(r"warn: upgrade failed: (.*); still serving (\d+) connections$", line)
+    H.check(m, "%s: the verdict" % what,
+            "warn: upgrade failed: WHY; still serving N connections", line)
+    H.check(re.search(why, m.group(1)), "%s: why the upgrade failed" % what,
+            "/%s/" % why, m.group(1))
+    gone = H.wait_until(lambda: proc_state(new) is None, 10)
+    H.check(gone, "%s: the failed process %d" % (what, new),
+            "reaped by the old one (gone from /proc) within 10 s",
+            "state %s" % proc_state(new))
+    chain.statuses[new] = "reaped by pid %d" % old
+    H.check(chain.alive(old), "%s: the old process" % what, "still running",
+            proc_state(old))
+    return m.group(1), int(m.group(2))
+
+
+def end_chain(chain, fds=True):
+    """The end of a case: fds back at the first process's baseline (fds),
+    nothing unexpected logged, SIGTERM: the last process exits 0, no
+    process of the test's binaries left."""
+    p = chain.p
+    if fds:
+        p.check_fds()
+    last = chain.pid
+    os.kill(last, signal.SIGTERM)
+    st = chain.reap(last, 60)
+    H.check_eq(status_text(st), "exit 0", "the last process (pid %d) after SIGTERM" % last)
+    p.stopped = True
+    p.check_log()
+    H.check_eq(chain.leftovers(), [], "processes left behind")
+
+
+class EchoConn:
+    """A client connection through an echo backend, kept open across
+    upgrades. exchange() sends blocks and compares each one's echo;
+    finish() shuts down writing, wants a clean EOF after every byte, and the
+    backend's record of what it got (byte count and sha256) to match what
+    was sent."""
+
+    def __init__(self, port, seed, header=b"", src=None, sock=None):
+        if sock is None:
+            sock = H.dial_from(src, port) if src else H.dial(port)
+        self.sock = sock
+        self.client_port = H.local_port(sock)
+        if header:
+            sock.sendall(header)
+        self.rnd = random.Random(seed)
+        self.sent = 0
+        self.got = 0
+        self.sh = hashlib.sha256()
+        self.rh = hashlib.sha256()
+
+    def send(self, data):
+        self.sock.sendall(data)
+        self.sh.update(data)
+        self.sent += len(data)
+
+    def recv_exact(self, n, what):
+        out = bytearray()
+        while len(out) < n:
+            try:
+                b = self.sock.recv(n - len(out))
+            except OSError as e:
+                H.fail("%s: the echo of %d bytes" % (what, n), "every byte",
+                       "%r after %d" % (e, len(out)))
+            if not b:
+                H.fail("%s: the echo of %d bytes" % (what, n), "every byte",
+                       "EOF after %d" % len(out))
+            out += b
+        self.rh.update(out)
+        self.got += len(out)
+        return bytes(out)
+
+    def exchange(self, size, what, chunk=64 * H.KiB):
+        left = size
+        while left > 0:
+            data = self.rnd.randbytes(min(chunk, left))
+            self.send(data)
+            back = self.recv_exact(len(data), what)
+            if back != data:
+                H.fail("%s: the echo" % what, "the bytes sent", "other bytes (at offset "
+                       "%d of the connection)" % (self.got - len(data)))
+            left -= len(data)
+
+    def finish(self, be, what):
+        self.sock.shutdown(socket.SHUT_WR)
+        end, _ = H.expect_closed(self.sock, H.IO_TIMEOUT)
+        self.sock.close()
+        H.check_eq(end, "eof", "%s: after the client's FIN" % what)
+        H.check_eq((self.got, self.rh.hexdigest()), (self.sent, self.sh.hexdigest()),
+                   "%s: bytes and sha256 echoed (client side)" % what)
+        want = (self.sent, self.sh.hexdigest(), "eof")
+        ok = H.wait_until(lambda: any((r.get("n"), r.get("sha"), r.get("end")) == want
+                                      for r in list(be.results)), 10)
+        H.check(ok, "%s: what the backend got" % what, "%d bytes, sha256 %s..., EOF" % (
+            self.sent, want[1][:12]), [r for r in list(be.results)][-4:])
+
+
+def pp_header(src, port):
+    return H.pp_v1(src, (H.LOCAL, port))
+
+
+def served(port, seed, size=4 * H.KiB, header=b"", what="a new client", deadline=10.0):
+    """One echo round trip through port (a PROXY header first, if given)."""
+    try:
+        c = H.dial(port, timeout=deadline)
+        if header:
+            c.sendall(header)
+    except OSError as e:
+        H.fail("%s through port %d" % (what, port), "connected", repr(e))
+    res = H.echo_trip(port, seed, size, deadline=deadline, sock=c)
+    H.check(res is None, "%s through port %d" % (what, port),
+            "%d bytes echoed intact within %.0f s" % (size, deadline), res)
+
+
+def no_line(p, pattern, window, since, what):
+    """Nothing matching pattern for `window` seconds (a bounded wait for a
+    line that must not come)."""
+    line = p.wait_line(pattern, window, since=since)
+    H.check(line is None, what, "no line /%s/ within %.1f s" % (pattern, window), line)
+
+
+
+def listener_active(aport, name):
+    try:
+        st = admin_json(aport, "/status", 5)
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    for lst in st["listeners"]:
+        if lst["name"] == name:
+            return lst["active"]
+    return None
+
+
+def wait_active(aport, name, n, what):
+    ok = H.wait_until(lambda: listener_active(aport, name) == n, 10)
+    H.check(ok, "%s: listener %s's open connections" % (what, name),
+            "%d within 10 s" % n, listener_active(aport, name))
+
+
+def pp_proxy(ctx, bins, glob, allow=()):
+    """A listener `pp` with accept_proxy = on over an echo backend."""
+    be = ctx.backend(H.echo(), name="echo")
+    g = {"timeout_handshake": "10s"}
+    g.update(glob)
+    p, chain, aport = start_chain(
+        ctx, bins, {k: v for k, v in g.items() if k != "timeout_handshake"},
+        {"pp": {"backend": "echo", "accept_proxy": "on",
+                "timeout_handshake": g["timeout_handshake"]}},
+        {"echo": {"server": "e " + be.addr}}, allow=allow)
+    return p, chain, aport, be
+
+
+def test_handshake_waits(ctx):
+    """A connection in its PROXY header during an upgrade: the old process
+    takes it to the end of its handshake, then hands it over."""
+    bins = Bins(ctx)
+    p, chain, aport, be = pp_proxy(ctx, bins, {"upgrade_timeout": "30s"})
+    port = p.port("pp")
+    est = EchoConn(port, 11, header=pp_header(("192.0.2.1", 4001), port))
+    est.exchange(256 * H.KiB, "the established connection, before")
+    src = ("192.0.2.7", 4711)
+    hdr = pp_header(src, port)
+    half = len(hdr) // 2
+    hs = EchoConn(port, 12, sock=H.dial(port))
+    hs.sock.sendall(hdr[:half])
+    wait_active(aport, "pp", 2, "before SIGUSR2")
+    old = chain.pid
+
+    new, mark = sigusr2(chain, "SIGUSR2 with a header half sent")
+    took = p.wait_line(r"upgrade: pid %d took \d+ listening sockets" % new, 20, since=mark)
+    H.check(took, "the old process", "'upgrade: pid %d took N listening sockets' within "
+            "20 s" % new, "none; last lines:\n      " + "\n      ".join(p.lines[-10:]))
+    # A client that comes now waits in the backlog: connected, not served.
+    late = EchoConn(port, 13, header=pp_header(("192.0.2.8", 4712), port))
+    late.send(b"x" * 1000)
+    no_line(p, r"upgrade: handed |upgrade failed: ", 1.5, mark,
+            "while a PROXY header is half sent (%d of %d bytes)" % (half, len(hdr)))
+    H.check(chain.alive(new) and chain.alive(old), "both processes while the header "
+            "waits", "running", "old %s, new %s" % (proc_state(old), proc_state(new)))
+    H.check_eq(status_pid(aport), old, "GET /status pid while the header waits")
+    late.sock.settimeout(0.2)
+    try:
+        early = late.sock.recv(1000)
+    except socket.timeout:
+        early = None
+    late.sock.settimeout(H.IO_TIMEOUT)
+    H.check(early is None, "a client that came during the hold", "no answer yet (it "
+            "waits in the backlog)", repr(early))
+    H.log("pid %d took the listening sockets; no handover for 1.5 s while the header "
+          "is half sent" % new)
+
+    # The rest of the header and some data: the handshake ends in the old
+    # process, then everything goes.
+    first = hs.rnd.randbytes(64 * H.KiB)
+    hs.sock.sendall(hdr[half:])
+    hs.send(first)
+    handed = await_handover(chain, new, mark, "after the header's end", aport)
+    H.check(handed >= 2, "connections handed", ">= 2 (the established one and the one "
+            "whose header ended)", handed)
+    after = p.mark()
+    H.check_eq(hs.recv_exact(len(first), "the first 64 KiB"), first,
+               "the echo of the bytes sent with the header's end")
+    hs.exchange(2 * H.MiB, "the handshake connection, in the new process")
+    hs.finish(be, "the handshake connection")
+    late.recv_exact(1000, "the client that waited in the backlog")
+    late.exchange(64 * H.KiB, "the client that waited in the backlog")
+    late.finish(be, "the client that waited in the backlog")
+    est.exchange(512 * H.KiB, "the established connection, after")
+    est.finish(be, "the established connection")
+    a = p.access_for(src[1], since=after, timeout=20)
+    H.check_eq(a.get("client"), "%s:%d" % src, "the handshake connection's access line: "
+               "client (the PROXY source)")
+    H.check_access(a, up=hs.sent, down=hs.got, reason="client_eof",
+                   what="the handshake connection's access line")
+    mine = [x for x in p.access() if x.get("client") == "%s:%d" % src]
+    H.check_eq(len(mine), 1, "access lines of the handshake connection (one, written "
+               "after pid %d exited)" % old)
+    H.log("the handshake connection: %d bytes each way through pid %d, its access line "
+          "names %s:%d" % (hs.sent, new, src[0], src[1]))
+    end_chain(chain)
+
+
+
+def test_handshake_stuck(ctx):
+    """A PROXY header that does not end within upgrade_timeout fails the
+    upgrade; the old process serves on, that client included."""
+    bins = Bins(ctx)
+    p, chain, aport, be = pp_proxy(ctx, bins, {"upgrade_timeout": "1s",
+                                               "timeout_handshake": "10s"},
+                                   allow=(r"^upgrade failed: ",))
+    port = p.port("pp")
+    est = EchoConn(port, 21, header=pp_header(("192.0.2.1", 4001), port))
+    est.exchange(256 * H.KiB, "the established connection, before")
+    src = ("192.0.2.9", 4721)
+    hdr = pp_header(src, port)
+    half = len(hdr) // 2
+    stuck = EchoConn(port, 22, sock=H.dial(port))
+    stuck.sock.sendall(hdr[:half])
+    wait_active(aport, "pp", 2, "before SIGUSR2")
+    old = chain.pid
+    t0 = time.monotonic()
+    new, mark = sigusr2(chain, "SIGUSR2 with a header stuck half way")
+    H.check(p.wait_line(r"upgrade: pid %d took \d+ listening sockets" % new, 20,
+                        since=mark), "the old process", "'upgrade: pid %d took N "
+            "listening sockets' within 20 s" % new, "none")
+    # A client that comes during the hold is served once it ends.
+    late = EchoConn(port, 23, header=pp_header(("192.0.2.8", 4722), port))
+    late.send(b"y" * 1000)
+    why, still = await_failure(chain, new, mark, r"\b1 connections? (was|were) still "
+                               r"connecting or in a handshake\b.*upgrade_timeout",
+                               "an upgrade past upgrade_timeout (1s)", timeout=30)
+    took = time.monotonic() - t0
+    H.check(took < 10, "the failed upgrade", "its verdict about upgrade_timeout (1 s) "
+            "after SIGUSR2", "%.1f s" % took)
+    H.check(still >= 2, "connections still served", ">= 2", still)
+    H.check_eq(status_pid(aport), old, "GET /status pid after the failed upgrade")
+    no_line(p, r"upgrade: (handed|took \d+ listening sockets and)", 0, mark,
+            "after the failed upgrade")
+    H.log("upgrade failed after %.1f s: %s; pid %d serves on" % (took, why, old))
+
+    late.recv_exact(1000, "the client that came during the hold")
+    late.exchange(64 * H.KiB, "the client that came during the hold")
+    late.finish(be, "the client that came during the hold")
+    est.exchange(1 * H.MiB, "the established connection, after the failed upgrade")
+    served(port, 24, 256 * H.KiB, header=pp_header(("192.0.2.10", 4723), port),
+           what="a new client after the failed upgrade")
+    stuck.sock.sendall(hdr[half:])
+    stuck.exchange(1 * H.MiB, "the stuck client, its header complete")
+    stuck.finish(be, "the stuck client")
+    est.finish(be, "the established connection")
+    a = p.access_for(src[1], since=mark, timeout=20)
+    H.check_eq(a.get("client"), "%s:%d" % src, "the stuck client's access line: client")
+    H.check_access(a, up=stuck.sent, down=stuck.got, reason="client_eof",
+                   what="the stuck client's access line")
+    H.check_eq(chain.pid, old, "the serving pid")
+    end_chain(chain, fds=False)
+
+
 if __name__ == "__main__":
-    H.main([test_under_upgrades], deadline=280, doc=__doc__)
+    H.main([test_under_upgrades, test_handshake_waits, test_handshake_stuck], deadline=280, doc=__doc__)
