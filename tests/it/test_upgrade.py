@@ -1506,5 +1506,53 @@ def test_handshake_stuck(ctx):
     end_chain(chain, fds=False)
 
 
+
+def test_socket_activated(ctx):
+    """A listening socket passed the systemd way (LISTEN_FDS) goes along:
+    the same socket serves in every new process, none of spliced's own
+    beside it."""
+    import test_sockact as SA
+    if not has_libsystemd(ctx.spliced):
+        raise H.Skip("spliced was built without libsystemd: no socket activation")
+    bins = Bins(ctx)
+    be = ctx.backend(H.echo(), name="echo")
+    web = ctx.register(SA.listen_socket())
+    web_port, web_ino = web.getsockname()[1], SA.inode(web)
+    other_port = H.free_port()
+    listeners = {"web": {"backend": "echo"}, "other": {"backend": "echo"}}
+    wrap = ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec "$@"', "sh"]
+
+    def make(ctx, g):
+        return SA.ActivatedProxy(ctx, {"web": [web_port], "other": [other_port]}, wrap,
+                                 fds={3: web}, glob=g, listeners=listeners,
+                                 backends={"echo": {"server": "e " + be.addr}})
+    p, chain, aport = start_chain(ctx, bins, {}, None, None, make=make)
+    SA.check_only_passed(p, web_port, web_ino, "at start")
+    web.close()          # from here on only spliced holds it
+    est = EchoConn(web_port, 31)
+    est.exchange(512 * H.KiB, "a connection through the passed socket, before")
+    nlisten = None
+    for k in (1, 2):
+        what = "upgrade %d" % k
+        mark = p.mark()
+        new, _ = upgrade(chain, what, aport)
+        took = p.wait_line(r"upgrade: took (\d+) listening sockets", 5, since=mark)
+        n = int(re.search(r"took (\d+)", took).group(1))
+        nlisten = n if nlisten is None else nlisten
+        H.check_eq(n, nlisten, "%s: listening sockets taken (as at the first)" % what)
+        SA.check_only_passed(p, web_port, web_ino, what)
+        own = SA.listening_on(other_port)
+        H.check(own and set(own) <= H.socket_inodes(new), "%s: LISTEN sockets on the "
+                "bound listener's port %d" % (what, other_port), "all pid %d's" % new, own)
+        SA.echo_both_ways(be, web_port, seed=32 + k, size=1 * H.MiB)
+        SA.echo_both_ways(be, other_port, seed=34 + k, size=256 * H.KiB)
+        est.exchange(512 * H.KiB, "the connection through the passed socket, %s" % what)
+        H.log("%s: pid %d serves the passed socket:[%d] (the only LISTEN socket on "
+              "port %d)" % (what, new, web_ino, web_port))
+    est.finish(be, "the connection through the passed socket")
+    end_chain(chain)
+
+
 if __name__ == "__main__":
-    H.main([test_under_upgrades, test_handshake_waits, test_handshake_stuck], deadline=280, doc=__doc__)
+    H.main([test_under_upgrades, test_handshake_waits, test_handshake_stuck,
+            test_socket_activated], deadline=280, doc=__doc__)
