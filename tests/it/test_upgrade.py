@@ -69,6 +69,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -1553,6 +1554,112 @@ def test_socket_activated(ctx):
     end_chain(chain)
 
 
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def unix_status_pid(path):
+    """GET /status over the admin unix socket: its "pid", or what failed."""
+    c = UnixHTTPConnection(path, 5)
+    try:
+        c.request("GET", "/status")
+        r = c.getresponse()
+        body = r.read()
+        if r.status != 200:
+            return "status %d" % r.status
+        return json.loads(body.decode()).get("pid")
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        return repr(e)
+    finally:
+        c.close()
+
+
+def ctl_status_pid(ctx, path):
+    """`spliced ctl --admin unix:PATH status --json`: its "pid", or what failed."""
+    r = H.subprocess.run([ctx.spliced, "ctl", "--admin", "unix:" + path, "status",
+                          "--json"], capture_output=True, timeout=30,
+                         stdin=H.subprocess.DEVNULL)
+    if r.returncode != 0:
+        return "exit %d: %s" % (r.returncode, r.stderr.decode(errors="replace").strip())
+    try:
+        return json.loads(r.stdout.decode()).get("pid")
+    except ValueError as e:
+        return "not JSON (%r): %r" % (e, r.stdout[:200])
+
+
+def test_admin_unix(ctx):
+    """admin = unix:PATH across upgrades: the socket file stays, the same
+    one, answered by the serving process; removed at the last exit."""
+    if ctx.mode != "auto":
+        raise H.Skip("no byte is relayed here: runs with splice=auto only")
+    bins = Bins(ctx)
+    be = ctx.backend(H.echo(), name="echo")
+    path = os.path.join(ctx.tmp, "admin.sock")
+    p, chain, _ = start_chain(ctx, bins, {"admin": "unix:" + path,
+                                          "upgrade_timeout": "30s"},
+                              {"web": {"backend": "echo"}},
+                              {"echo": {"server": "e " + be.addr}},
+                              allow=(r"^upgrade failed: ",))
+    ino = os.stat(path).st_ino
+
+    def answers(what):
+        H.check(os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode),
+                "%s: the admin socket file %s" % (what, path), "there, a socket",
+                "gone" if not os.path.exists(path) else oct(os.stat(path).st_mode))
+        H.check_eq(os.stat(path).st_ino, ino, "%s: the admin socket file's inode "
+                   "(the same socket, never bound again)" % what)
+        H.check_eq(unix_status_pid(path), chain.pid, "%s: GET /status pid over %s"
+                   % (what, path))
+        H.check_eq(ctl_status_pid(ctx, path), chain.pid,
+                   "%s: spliced ctl --admin unix:PATH status --json: pid" % what)
+    answers("at start")
+    est = EchoConn(p.port("web"), 41)
+    est.exchange(64 * H.KiB, "an open connection, at start")
+    steps = (("good", None), ("exit", r"exited with status 3\b"),
+             ("stop:listeners", r"killed by signal 9\b"), ("good", None),
+             ("stop:connections", r"killed by signal 9\b"), ("good", None))
+    for k, (kind, why) in enumerate(steps, 1):
+        what = "step %d (%s)" % (k, kind)
+        if kind == "good":
+            upgrade(chain, what)
+        else:
+            if kind == "exit":
+                bins.exiting(3)
+            else:
+                bins.fault(kind)
+            try:
+                new, mark = sigusr2(chain, what)
+                if kind.startswith("stop:"):
+                    H.check(H.wait_until(lambda: proc_state(new) == "T", 30, 0.01),
+                            "%s: the new process" % what, "stopped (state T) within "
+                            "30 s", proc_state(new))
+                    # It holds the admin socket now, stopped: the old one still
+                    # answers on it.
+                    H.check_eq(unix_status_pid(path), chain.pid, "%s: GET /status pid "
+                               "while pid %d is stopped" % (what, new))
+                    os.kill(new, signal.SIGKILL)
+                reason, _ = await_failure(chain, new, mark, why, what)
+            finally:
+                bins.restore()
+            H.log("%s: %s" % (what, reason))
+        answers("after " + what)
+        est.exchange(64 * H.KiB, "the open connection, after " + what)
+    est.finish(be, "the open connection")
+    last = chain.pid
+    end_chain(chain, fds=False)
+    H.check(not os.path.exists(path), "the admin socket file after pid %d exited" % last,
+            "removed", "still there")
+
+
 if __name__ == "__main__":
     H.main([test_under_upgrades, test_handshake_waits, test_handshake_stuck,
-            test_socket_activated], deadline=280, doc=__doc__)
+            test_socket_activated, test_admin_unix], deadline=280, doc=__doc__)
