@@ -1660,6 +1660,91 @@ def test_admin_unix(ctx):
             "removed", "still there")
 
 
+
+def listening_on(port):
+    return [r[3] for r in H.tcp_table() if r[0] == port and r[2] == "LISTEN"]
+
+
+def refuses(port):
+    """Whether a connect to 127.0.0.1:port is refused now (one that gets
+    through lands in some backlog: closed again)."""
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect((H.LOCAL, port))
+        return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def reload_to(chain, listeners, what):
+    """The config file with these listeners (same ports), SIGHUP, and the
+    'reloaded' line; returns it."""
+    p = chain.p
+    with open(p.config_path, "w") as f:
+        f.write(H.render_config(p.glob, listeners, p.backends,
+                                {n: p.ports[n] for n in listeners}))
+    mark = p.mark()
+    os.kill(chain.pid, signal.SIGHUP)
+    line = p.wait_line(r"info: reloaded |(warn|error): .*(reload|SIGHUP)", 20, since=mark)
+    H.check(line and "info: reloaded " in line, "%s: SIGHUP to pid %d" % (what, chain.pid),
+            "'reloaded PATH: ...' within 20 s", line)
+    return line
+
+
+def test_reload_after(ctx):
+    """After an upgrade the handed listening sockets are the process's own:
+    a reload that removes their listener closes every one of them (its port
+    refuses connects), one that adds it back binds and serves."""
+    if ctx.mode != "auto":
+        raise H.Skip("no byte is relayed here: runs with splice=auto only")
+    bins = Bins(ctx)
+    be = ctx.backend(H.echo(), name="echo")
+    listeners = {"keep": {"backend": "echo"}, "gone": {"backend": "echo"}}
+    p, chain, aport = start_chain(ctx, bins, {"upgrade_timeout": "30s"}, listeners,
+                                  {"echo": {"server": "e " + be.addr}})
+    keep, gone = p.port("keep"), p.port("gone")
+    est = EchoConn(gone, 51)
+    est.exchange(64 * H.KiB, "a connection through `gone`, before")
+    before = listening_on(gone)
+    upgrade(chain, "upgrade 1", aport)
+    H.check_eq(sorted(listening_on(gone)), sorted(before), "LISTEN sockets on `gone`'s "
+               "port after the upgrade (the handed ones)")
+    line = reload_to(chain, {"keep": listeners["keep"]}, "without `gone`")
+    H.check(re.search(r"\(0 added, 1 removed\)", line), "the reload without `gone`",
+            "(0 added, 1 removed)", line)
+    ok = H.wait_until(lambda: refuses(gone), 10, 0.1)
+    H.check(ok, "connects to `gone`'s port %d after the reload removed it" % gone,
+            "refused within 10 s", "accepted into a backlog; LISTEN sockets there: %s"
+            % listening_on(gone))
+    H.check_eq(listening_on(gone), [], "LISTEN sockets on `gone`'s port")
+    served(keep, 52, what="a client of `keep` after the reload")
+    est.exchange(64 * H.KiB, "the connection through `gone`, after its listener went")
+    H.log("removed after the upgrade: `gone`'s port %d refuses, its open connection "
+          "flows" % gone)
+    line = reload_to(chain, listeners, "with `gone` again")
+    H.check(re.search(r"\(1 added, 0 removed\)", line), "the reload with `gone` again",
+            "(1 added, 0 removed)", line)
+    for k in range(20):
+        served(gone, 60 + k, 1000, what="client %d of `gone` once it is back" % k)
+    mine = H.socket_inodes(chain.pid)
+    ls = listening_on(gone)
+    H.check(ls and set(ls) <= mine, "LISTEN sockets on `gone`'s port once it is back",
+            "pid %d's" % chain.pid, ls)
+    upgrade(chain, "upgrade 2", aport)
+    for k in range(20):
+        served(gone, 80 + k, 1000, what="client %d of `gone` after upgrade 2" % k)
+        served(keep, 100 + k, 1000, what="client %d of `keep` after upgrade 2" % k)
+    est.exchange(64 * H.KiB, "the connection through `gone`, after upgrade 2")
+    est.finish(be, "the connection through `gone`")
+    end_chain(chain)
+
+
 if __name__ == "__main__":
     H.main([test_under_upgrades, test_handshake_waits, test_handshake_stuck,
-            test_socket_activated, test_admin_unix], deadline=280, doc=__doc__)
+            test_socket_activated, test_admin_unix,
+            test_reload_after], deadline=280, doc=__doc__)
