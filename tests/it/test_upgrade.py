@@ -1744,7 +1744,66 @@ def test_reload_after(ctx):
     end_chain(chain)
 
 
+
+GIVE_UP = 5.0      # SIGTERM to 'upgrade failed' while the new process is stopped
+
+
+def test_sigterm_frozen(ctx):
+    """SIGTERM while the new process is stopped (after it took the
+    listening sockets): the old one gives the upgrade up at once, kills and
+    reaps the new one, drains its connections and exits 0."""
+    bins = Bins(ctx)
+    be = ctx.backend(H.echo(), name="echo")
+    p, chain, aport = start_chain(ctx, bins, {"upgrade_timeout": "30s",
+                                              "shutdown_timeout": "30s"},
+                                  {"web": {"backend": "echo"}},
+                                  {"echo": {"server": "e " + be.addr}},
+                                  allow=(r"^upgrade failed: ",))
+    port = p.port("web")
+    est = EchoConn(port, 71)
+    est.exchange(256 * H.KiB, "an open connection, before")
+    old = chain.pid
+    bins.fault("stop:listeners")
+    try:
+        new, mark = sigusr2(chain, "SIGUSR2 (the new process stops)")
+        H.check(H.wait_until(lambda: proc_state(new) == "T", 30, 0.01),
+                "the new process with SPLICED_UPGRADE_FAULT=stop:listeners",
+                "stopped (state T) within 30 s", proc_state(new))
+    finally:
+        bins.restore()
+    t0 = time.monotonic()
+    os.kill(old, signal.SIGTERM)
+    H.check(p.wait_line(r"info: .*draining connections", 10, since=mark),
+            "SIGTERM to pid %d" % old, "'... draining connections ...' within 10 s", "none")
+    est.exchange(256 * H.KiB, "the open connection, after SIGTERM")
+    line = p.wait_line(r"upgrade failed: ", max(0.0, GIVE_UP - (time.monotonic() - t0)),
+                       since=mark)
+    t_fail = time.monotonic() - t0
+    H.check(line, "SIGTERM while pid %d is stopped after taking the listening sockets"
+            % new, "'upgrade failed: ...' within %.0f s (upgrade_timeout is %s)" % (
+                GIVE_UP, p.glob["upgrade_timeout"]),
+            "none after %.1f s; new pid %d: %s" % (t_fail, new, proc_state(new)))
+    H.log("SIGTERM -> %.2f s -> %s" % (t_fail, line))
+    H.check(H.wait_until(lambda: proc_state(new) is None, 10), "the stopped process "
+            "%d" % new, "killed and reaped by pid %d (gone from /proc) within 10 s" % old,
+            "state %s" % proc_state(new))
+    chain.statuses[new] = "reaped by pid %d" % old
+    H.check(chain.alive(old), "pid %d after the upgrade was given up" % old,
+            "draining its open connection", proc_state(old))
+    ok = H.wait_until(lambda: refuses(port), 5, 0.05)
+    H.check(ok, "connects to the listener while pid %d drains" % old,
+            "refused within 5 s", "accepted into a backlog (LISTEN sockets: %s)"
+            % listening_on(port))
+    est.exchange(1 * H.MiB, "the open connection, while draining")
+    est.finish(be, "the open connection")
+    st = chain.reap(old, 30)
+    H.check_eq(status_text(st), "exit 0", "pid %d once its connection ended" % old)
+    p.stopped = True
+    p.check_log()
+    H.check_eq(chain.leftovers(), [], "processes left behind")
+
+
 if __name__ == "__main__":
     H.main([test_under_upgrades, test_handshake_waits, test_handshake_stuck,
             test_socket_activated, test_admin_unix,
-            test_reload_after], deadline=280, doc=__doc__)
+            test_reload_after, test_sigterm_frozen], deadline=280, doc=__doc__)
