@@ -1803,7 +1803,59 @@ def test_sigterm_frozen(ctx):
     H.check_eq(chain.leftovers(), [], "processes left behind")
 
 
+
+def test_workers_change(ctx):
+    """[global] workers edited between upgrades (2, then 1, then 3): the
+    new process accepts on every handed listening socket (one per old
+    worker, SO_REUSEPORT), so no client waits in a backlog nobody reads."""
+    bins = Bins(ctx)
+    be = ctx.backend(H.echo(), name="echo")
+    p, chain, aport = start_chain(ctx, bins, {"workers": 2, "upgrade_timeout": "30s"},
+                                  {"web": {"backend": "echo"}},
+                                  {"echo": {"server": "e " + be.addr}})
+    port = p.port("web")
+    held = [EchoConn(port, 90 + k) for k in range(4)]
+    for k, c in enumerate(held):
+        c.exchange(64 * H.KiB, "held connection %d, before" % k)
+    H.check_eq(admin_json(aport, "/status")["workers"], 2, "/status workers at start")
+    for step, n in enumerate((1, 3), 1):
+        what = "upgrade %d (workers = %d)" % (step, n)
+        p.glob["workers"] = n
+        with open(p.config_path, "w") as f:
+            f.write(H.render_config(p.glob, p.listeners, p.backends, p.ports))
+        loop = ctx.register(H.EchoClients(port, n=2, sizes=(1000, 32 * H.KiB),
+                                          seed=7000 + 100 * step))
+        H.check(H.wait_until(lambda: loop.done >= 3, 10), "%s: a client loop" % what,
+                "3 round trips before the upgrade", loop.done)
+        mark = p.mark()
+        new, handed = upgrade(chain, what, aport)
+        ready = p.wait_line(r"info: ready: .*\b\d+ workers?\b", 5, since=mark)
+        H.check(ready and re.search(r"\b%d workers?\b" % n, ready),
+                "%s: the new process's ready line" % what, "%d worker(s)" % n, ready)
+        H.check_eq(admin_json(aport, "/status")["workers"], n, "%s: /status workers" % what)
+        H.check(handed >= len(held), "%s: connections handed" % what,
+                ">= %d" % len(held), handed)
+        done0 = loop.done
+        H.check(H.wait_until(lambda: loop.done >= done0 + 3, 10), "%s: the client loop"
+                % what, "3 more round trips after it", loop.done - done0)
+        loop.stop()
+        H.check_eq(loop.failures[:3], [], "%s: round trips of the client loop across it"
+                   % what)
+        t0 = time.monotonic()
+        for k in range(200):
+            served(port, 10000 * step + k, 200, what="%s: short client %d of 200 in a row"
+                   % (what, k + 1), deadline=5)
+        H.log("%s: pid %d; %d loop round trips unharmed; 200 short clients in a row "
+              "served in %.1f s" % (what, new, loop.done, time.monotonic() - t0))
+        for k, c in enumerate(held):
+            c.exchange(64 * H.KiB, "held connection %d, after %s" % (k, what))
+    for k, c in enumerate(held):
+        c.finish(be, "held connection %d" % k)
+    end_chain(chain, fds=False)
+
+
 if __name__ == "__main__":
     H.main([test_under_upgrades, test_handshake_waits, test_handshake_stuck,
             test_socket_activated, test_admin_unix,
-            test_reload_after, test_sigterm_frozen], deadline=280, doc=__doc__)
+            test_reload_after, test_sigterm_frozen,
+            test_workers_change], deadline=280, doc=__doc__)
