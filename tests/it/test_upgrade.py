@@ -1426,15 +1426,13 @@ def wait_active(aport, name, n, what):
             "%d within 10 s" % n, listener_active(aport, name))
 
 
-def pp_proxy(ctx, bins, glob, allow=()):
-    """A listener `pp` with accept_proxy = on over an echo backend."""
+def pp_proxy(ctx, bins, glob, handshake="10s", allow=()):
+    """A listener `pp` with accept_proxy = on (timeout_handshake =
+    handshake) over an echo backend."""
     be = ctx.backend(H.echo(), name="echo")
-    g = {"timeout_handshake": "10s"}
-    g.update(glob)
     p, chain, aport = start_chain(
-        ctx, bins, {k: v for k, v in g.items() if k != "timeout_handshake"},
-        {"pp": {"backend": "echo", "accept_proxy": "on",
-                "timeout_handshake": g["timeout_handshake"]}},
+        ctx, bins, glob, {"pp": {"backend": "echo", "accept_proxy": "on",
+                                 "timeout_handshake": handshake}},
         {"echo": {"server": "e " + be.addr}}, allow=allow)
     return p, chain, aport, be
 
@@ -1514,8 +1512,7 @@ def test_handshake_stuck(ctx):
     """A PROXY header that does not end within upgrade_timeout fails the
     upgrade; the old process serves on, that client included."""
     bins = Bins(ctx)
-    p, chain, aport, be = pp_proxy(ctx, bins, {"upgrade_timeout": "1s",
-                                               "timeout_handshake": "10s"},
+    p, chain, aport, be = pp_proxy(ctx, bins, {"upgrade_timeout": "1s"}, handshake="10s",
                                    allow=(r"^upgrade failed: ",))
     # The new process's own deadline may pass as the old one's does: it
     # says so before the old one kills it.
