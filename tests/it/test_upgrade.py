@@ -68,8 +68,9 @@ back at the first one's baseline).
 handshake_waits: listener with accept_proxy = on; an established
   connection, and a client that sent half a PROXY v1 header when SIGUSR2
   comes: the old process says P took the listening sockets, then no verdict
-  for 1.5 s (both processes running, /status still the old pid) and a client
-  that connects meanwhile gets no answer (it waits in the backlog). The rest
+  for 1.5 s (both processes running, /status still the old pid); a client
+  that connects then gets no answer for 0.5 s and the old process's count
+  of open connections stays 2 (it waits in the backlog). The rest
   of the header with 64 KiB: the handover follows (>= 2 connections); the
   connection echoes those 64 KiB and 2 MiB more through P byte-exact (sha256
   at the client and at the backend), as do the late client and the
@@ -1457,22 +1458,28 @@ def test_handshake_waits(ctx):
     took = p.wait_line(r"upgrade: pid %d took \d+ listening sockets" % new, 20, since=mark)
     H.check(took, "the old process", "'upgrade: pid %d took N listening sockets' within "
             "20 s" % new, "none; last lines:\n      " + "\n      ".join(p.lines[-10:]))
-    # A client that comes now waits in the backlog: connected, not served.
-    late = EchoConn(port, 13, header=pp_header(("192.0.2.8", 4712), port))
-    late.send(b"x" * 1000)
     no_line(p, r"upgrade: handed |upgrade failed: ", 1.5, mark,
             "while a PROXY header is half sent (%d of %d bytes)" % (half, len(hdr)))
     H.check(chain.alive(new) and chain.alive(old), "both processes while the header "
             "waits", "running", "old %s, new %s" % (proc_state(old), proc_state(new)))
     H.check_eq(status_pid(aport), old, "GET /status pid while the header waits")
-    late.sock.settimeout(0.2)
+    # The old one stops accepting right after its 'took' line: a client
+    # that comes now waits in the backlog, connected, neither accepted by
+    # the old process (its count stays) nor served.
+    late = EchoConn(port, 13, header=pp_header(("192.0.2.8", 4712), port))
+    late.send(b"x" * 1000)
+    late.sock.settimeout(0.5)
     try:
         early = late.sock.recv(1000)
     except socket.timeout:
         early = None
     late.sock.settimeout(H.IO_TIMEOUT)
-    H.check(early is None, "a client that came during the hold", "no answer yet (it "
-            "waits in the backlog)", repr(early))
+    H.check(early is None, "a client that came during the hold", "no answer within "
+            "0.5 s (it waits in the backlog)", repr(early))
+    H.check_eq(listener_active(aport, "pp"), 2, "the old process's open connections "
+               "once a client came during the hold")
+    no_line(p, r"upgrade: handed |upgrade failed: ", 0, mark,
+            "while a PROXY header is half sent, after a client came")
     H.log("pid %d took the listening sockets; no handover for 1.5 s while the header "
           "is half sent" % new)
 
