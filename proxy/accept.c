@@ -3,6 +3,7 @@
 #include "spliced/accept.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <stdbool.h>
@@ -14,6 +15,7 @@
 
 #include "spliced/conn.h"
 #include "spliced/fdreserve.h"
+#include "spliced/handover.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
 
@@ -362,7 +364,8 @@ accept_wake(struct acceptor *a)
 	struct listener_set *ls;
 	size_t kept = 0;
 
-	if (a == NULL)
+	/* Held by an upgrade: its waiting clients are being handed over. */
+	if (a == NULL || a->held)
 		return;
 	ls = a->set->ls;
 
@@ -406,7 +409,68 @@ accept_hold(struct acceptor *a, bool hold)
 }
 
 size_t
-accept_waiting(const struct acceptor *a)
+accept_waiting_count(const struct acceptor *a)
 {
 	return a != NULL ? a->nwait : 0;
+}
+
+int
+accept_export(struct acceptor *a, unsigned worker, struct handover_items *items)
+{
+	size_t first = items->n;
+
+	for (size_t i = 0; a != NULL && i < a->nwait; i++) {
+		const struct waiting *c = &a->wait[i];
+		struct handover_item *it = handover_items_add(items);
+
+		if (it == NULL) {
+			items->n = first;
+			errno = ENOMEM;
+			return -1;
+		}
+		memset(it, 0, sizeof(*it));
+		it->rec.waiting = 1;
+		snprintf(it->rec.listener, sizeof(it->rec.listener), "%s",
+		    a->set->ls->l[c->li].cfg->name);
+		memcpy(&it->rec.peer, &c->peer, c->peerlen);
+		it->rec.peerlen = c->peerlen;
+		it->rec.worker = worker;
+		it->rec.nfds = 1;
+		it->fds[0] = c->fd;
+	}
+	return 0;
+}
+
+void
+accept_release(struct acceptor *a)
+{
+	/* The new process has these clients: closing our copy ends nothing. */
+	for (size_t i = 0; a != NULL && i < a->nwait; i++)
+		close(a->wait[i].fd);
+	if (a != NULL)
+		a->nwait = 0;
+}
+
+void
+accept_adopt(struct acceptor *a, const char *listener, int fd,
+    const struct sockaddr *peer, socklen_t peerlen)
+{
+	const struct listener_set *ls = a->set->ls;
+	size_t li;
+
+	for (li = 0; li < ls->n; li++)
+		if (strcmp(ls->l[li].cfg->name, listener) == 0)
+			break;
+	if (li == ls->n || enqueue(a, fd, li, peer, peerlen) == -1) {
+		struct linger lg = { 1, 0 };
+
+		log_warn("upgrade: cannot take over a client waiting on "
+		    "listener %s; resetting it", listener);
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+		return;
+	}
+	/* At its limit, as the old process was: it waits for a slot. */
+	a->set->full[li] = true;
+	apply(a, li);
 }

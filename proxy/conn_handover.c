@@ -93,6 +93,7 @@ describe(struct conn *c, unsigned worker, struct handover_item *it)
 	r->worker = worker;
 	r->started_sec = c->started.tv_sec;
 	r->started_nsec = c->started.tv_nsec;
+	r->frozen_ms = c->frozen_ms;
 	r->one_done = c->one_done;
 	r->first_end = (uint8_t)c->first_end;
 	relay_export(&c->up, &r->up);
@@ -117,6 +118,17 @@ freeze(struct conn *c)
 	relay_freeze(&c->down);
 	event_del(&c->timer);
 	c->frozen = true;
+	c->frozen_ms = clock_coarse_ms();
+}
+
+/* Time spent frozen is not the peers' silence: the idle clock skips it. */
+static void
+unfreeze_clock(struct conn *c, uint64_t since)
+{
+	uint64_t now = clock_coarse_ms(), d = now > since ? now - since : 0;
+
+	c->up.last_io_ms += d;
+	c->down.last_io_ms += d;
 }
 
 /* Arm what a relaying connection waits on: its directions' events, and
@@ -161,16 +173,23 @@ conn_home_export(struct conn_home *h, unsigned worker,
 	struct conn *c;
 
 	TAILQ_FOREACH(c, &h->conns, link) {
-		if ((it = handover_items_add(items)) == NULL)
-			goto fail;
+		/* The caller waited for none to be unsettled: one would have
+		 * directions never set up. */
+		if (!c->relaying) {
+			errno = EAGAIN;
+			goto undo;
+		}
+		if ((it = handover_items_add(items)) == NULL) {
+			errno = ENOMEM;
+			goto undo;
+		}
 		freeze(c);
 		describe(c, worker, it);
 	}
 	return 0;
-fail:
+undo:
 	items->n = first;
 	conn_home_thaw(h);
-	errno = ENOMEM;
 	return -1;
 }
 
@@ -182,8 +201,26 @@ conn_home_thaw(struct conn_home *h)
 	/* run_again() may close c: take the next one first. */
 	for (c = TAILQ_FIRST(&h->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->frozen)
+		if (c->frozen) {
+			unfreeze_clock(c, c->frozen_ms);
 			(void)run_again(c);
+		}
+	}
+}
+
+void
+conn_home_abort_frozen(struct conn_home *h)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&h->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (!c->frozen)
+			continue;
+		c->frozen = false;
+		conn_reset_fd(c->cfd);
+		conn_reset_fd(c->bfd);
+		conn_close(c, CONN_LOCAL_ERROR);
 	}
 }
 
@@ -235,18 +272,12 @@ find_listener(const struct worker_snap *snap, const char *name)
 	return NULL;
 }
 
-static bool
-dir_ok(const struct handover_dir *d)
-{
-	return (d->state == RELAY_READING || d->state == RELAY_WRITING ||
-	    d->state == RELAY_DONE) && d->mode < RELAY_MODE_MAX_;
-}
-
 bool
 conn_adopt_check(const struct worker_snap *snap, const struct handover_conn *r,
     char *err, size_t errlen)
 {
-	unsigned want = 2 + 2 * (r->up.has_pipe != 0) + 2 * (r->down.has_pipe != 0);
+	unsigned want = r->waiting ? 1 : 2 + 2 * (r->up.has_pipe != 0) +
+	    2 * (r->down.has_pipe != 0);
 
 	if (memchr(r->listener, 0, sizeof(r->listener)) == NULL ||
 	    memchr(r->backend, 0, sizeof(r->backend)) == NULL ||
@@ -255,7 +286,8 @@ conn_adopt_check(const struct worker_snap *snap, const struct handover_conn *r,
 	    memchr(r->sni, 0, sizeof(r->sni)) == NULL ||
 	    r->peerlen > sizeof(r->peer) ||
 	    r->server_addrlen > sizeof(r->server_addr) || r->nfds != want ||
-	    !dir_ok(&r->up) || !dir_ok(&r->down)) {
+	    (!r->waiting && (!relay_adopt_ok(&r->up) ||
+	    !relay_adopt_ok(&r->down)))) {
 		snprintf(err, errlen, "a connection record that makes no sense");
 		return false;
 	}
@@ -394,5 +426,6 @@ conn_adopt(struct conn_home *h, const struct handover_conn *r, const int *fds,
 		conn_close(c, CONN_LOCAL_ERROR);
 		return;
 	}
+	unfreeze_clock(c, r->frozen_ms);
 	(void)run_again(c);
 }

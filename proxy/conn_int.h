@@ -82,6 +82,7 @@ struct conn {
 	unsigned attempts;
 	bool relaying, closed;
 	bool frozen;                /* handed over, unless the upgrade fails */
+	uint64_t frozen_ms;         /* clock_coarse_ms() when it froze */
 	char *srvtext;              /* taken over: "NAME/ADDRESS" of its server */
 	bool fdwait;                /* on h->fdwait */
 	unsigned pins;              /* >0: a caller up the stack still uses c */

@@ -79,6 +79,14 @@ handover_send(int sock, enum handover_type type, const void *body, size_t len,
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
 			return -1;
+		/* ENOBUFS: out of kernel memory, and POLLOUT would not wait
+		 * for it to come back: a millisecond, then again. */
+		if (errno == ENOBUFS)
+			nanosleep(&(struct timespec){ 0, 1000 * 1000 }, NULL);
+		if (handover_now_ms() >= deadline_ms) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
 		if (wait_ready(sock, POLLOUT, deadline_ms) == -1)
 			return -1;
 	}
@@ -127,11 +135,18 @@ handover_recv(int sock, enum handover_type *type, void *body, size_t cap,
 	for (cm = CMSG_FIRSTHDR(&m); cm != NULL; cm = CMSG_NXTHDR(&m, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
 			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			const unsigned char *p = CMSG_DATA(cm);
 
-			if (got + k > HANDOVER_MAX_FDS)
-				k = HANDOVER_MAX_FDS - got;
-			memcpy(fds + got, CMSG_DATA(cm), k * sizeof(int));
-			got += k;
+			/* Past what the caller has room for: closed here. */
+			for (size_t i = 0; i < k; i++) {
+				int fd;
+
+				memcpy(&fd, p + i * sizeof(int), sizeof(int));
+				if (got < HANDOVER_MAX_FDS)
+					fds[got++] = fd;
+				else
+					close(fd);
+			}
 		}
 	if (n == 0) {
 		close_fds(fds, got);

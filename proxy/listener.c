@@ -319,41 +319,62 @@ listener_proc_take_handed(struct listener_proc *p, const int *fds, size_t n)
 	return 0;
 }
 
+/* Append a copy of fd (named: a passed socket). -1: out of fds or memory. */
+static int
+fds_add(struct listener_fd **v, size_t *n, size_t *cap, int fd,
+    const char *name)
+{
+	struct listener_fd *grown;
+	int d;
+
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 16;
+
+		if ((grown = realloc(*v, c * sizeof(*grown))) == NULL)
+			return -1;
+		*v = grown;
+		*cap = c;
+	}
+	if ((d = fcntl(fd, F_DUPFD_CLOEXEC, 0)) == -1)
+		return -1;
+	(*v)[(*n)++] = (struct listener_fd){ d, name };
+	return 0;
+}
+
+void
+listener_fds_free(struct listener_fd *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		close(v[i].fd);
+	free(v);
+}
+
 int
 listener_proc_fds(struct listener_proc *p, struct listener_fd **out, size_t *n)
 {
-	struct listener_fd *v = NULL, *grown;
+	struct listener_fd *v = NULL;
 	struct listener_sock *k;
 	size_t cap = 0;
 	int rc = -1;
 
 	*n = 0;
+	/* Copies, taken under the lock: a worker that drains closes its own
+	 * fds meanwhile, and a number closed may be reused for anything. */
 	pthread_mutex_lock(&p->lock);
-	for (size_t i = 0; i < p->npassed; i++) {
-		if ((grown = realloc(v, (*n + 1) * sizeof(*v))) == NULL)
+	for (size_t i = 0; i < p->npassed; i++)
+		if (fds_add(&v, n, &cap, p->passed[i]->fds[0],
+		    p->passed[i]->name) == -1)
 			goto out;
-		v = grown;
-		cap = *n + 1;
-		v[(*n)++] = (struct listener_fd){ p->passed[i]->fds[0],
-		    p->passed[i]->name };
-	}
 	LIST_FOREACH(k, &p->bound, link)
-		for (unsigned i = 0; i < k->nfds; i++) {
-			if (k->fds[i] < 0)
-				continue;
-			if (*n == cap) {
-				cap = cap ? cap * 2 : 16;
-				if ((grown = realloc(v, cap * sizeof(*v))) == NULL)
-					goto out;
-				v = grown;
-			}
-			v[(*n)++] = (struct listener_fd){ k->fds[i], NULL };
-		}
+		for (unsigned i = 0; i < k->nfds; i++)
+			if (k->fds[i] >= 0 && fds_add(&v, n, &cap, k->fds[i],
+			    NULL) == -1)
+				goto out;
 	rc = 0;
 out:
 	pthread_mutex_unlock(&p->lock);
 	if (rc == -1) {
-		free(v);
+		listener_fds_free(v, *n);
 		v = NULL;
 		*n = 0;
 	}
@@ -436,7 +457,7 @@ sock_get(struct listener_set *ls, const struct config_listener *l, size_t b0,
 		}
 	for (size_t i = 0; i < p->nhanded; i++) {
 		k = p->handed[i];
-		if (!addr_equal(&k->addr, a) || k->addr.wildcard != a->wildcard)
+		if (!sock_matches(k, a))
 			continue;
 		/* The set takes the list's reference: bound from now on, as
 		 * if this process had bound it. */

@@ -135,6 +135,7 @@ main_take_sockets(struct proc *p, struct main_handed *hd)
 	char err[CONFIG_ERR_MAX];
 	struct sdnotify_fd *fds = NULL, *all;
 	size_t n = 0;
+	int rc;
 
 	if (sdnotify_listen_fds(&fds, &n, err, sizeof(err)) == -1) {
 		log_error("socket activation: %s", err);
@@ -156,14 +157,20 @@ main_take_sockets(struct proc *p, struct main_handed *hd)
 	}
 	p->lp = listener_proc_new(p->nw, fds, n);
 	sdnotify_fds_free(fds, n);
-	if (p->lp == NULL ||
-	    listener_proc_take_handed(p->lp, hd->bound, hd->nbound) == -1) {
+	if (p->lp == NULL) {
 		log_error("out of memory");
 		return -1;
 	}
+	/* Taken, or closed by it on failure: no longer ours either way. */
+	rc = listener_proc_take_handed(p->lp, hd->bound, hd->nbound);
 	free(hd->bound);
 	hd->bound = NULL;
 	hd->nbound = 0;
+	if (rc == -1) {
+		log_error("upgrade: cannot take the listening sockets: %s",
+		    strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 

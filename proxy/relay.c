@@ -413,6 +413,27 @@ relay_export(const struct relay_dir *d, struct handover_dir *hd)
 	    .p_wake_bytes = p->wake_bytes };
 }
 
+bool
+relay_adopt_ok(const struct handover_dir *hd)
+{
+	/* Bytes are held only while WRITING, and by the mover in use, in a
+	 * buffer no larger than buffer_size may be, or a pipe no fuller
+	 * than its size: a record saying otherwise did not come from a
+	 * clean point. A pipe needs a pool to go back to, which only a
+	 * build that splices has. */
+	return (hd->state == RELAY_READING || hd->state == RELAY_WRITING ||
+	    hd->state == RELAY_DONE) && hd->mode < RELAY_MODE_MAX_ &&
+	    (hd->state == RELAY_WRITING) == (hd->pipe_queued > 0 ||
+	    hd->buf_len > 0) &&
+	    (hd->buf_len == 0 || hd->mode == RELAY_MODE_COPY) &&
+	    hd->buf_len <= RELAY_ADOPT_BUF_MAX &&
+	    (hd->pipe_queued == 0 || (hd->mode == RELAY_MODE_SPLICE &&
+	    hd->has_pipe)) && hd->pipe_queued <= hd->pipe_size &&
+	    (!hd->has_pipe || zc_splice_supported()) &&
+	    hd->p_splice <= CONFIG_SPLICE_NEVER &&
+	    hd->p_queue <= RELAY_QUEUE_STREAM;
+}
+
 int
 relay_adopt(struct relay_dir *d, const struct handover_dir *hd, int rfd,
     int wfd, const void *data)
@@ -420,15 +441,8 @@ relay_adopt(struct relay_dir *d, const struct handover_dir *hd, int rfd,
 	struct relay_policy_state *p = &d->policy;
 	size_t n = hd->buf_len;
 
-	/* Bytes are held only while WRITING, and by the mover in use: a
-	 * record saying otherwise did not come from a clean point. */
-	if ((hd->state != RELAY_READING && hd->state != RELAY_WRITING &&
-	    hd->state != RELAY_DONE) || hd->mode >= RELAY_MODE_MAX_ ||
-	    (hd->has_pipe && (rfd < 0 || wfd < 0 || d->ctx->pipes == NULL)) ||
-	    (hd->state == RELAY_WRITING) != (hd->pipe_queued > 0 || n > 0) ||
-	    (n > 0 && hd->mode != RELAY_MODE_COPY) ||
-	    (hd->pipe_queued > 0 && (hd->mode != RELAY_MODE_SPLICE ||
-	    !hd->has_pipe))) {
+	if (!relay_adopt_ok(hd) || (hd->has_pipe && (rfd < 0 || wfd < 0 ||
+	    d->ctx->pipes == NULL))) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -1,6 +1,7 @@
 /* proxy/statcarry.c: counters to bytes and back (statcarry.h).
  *
- *   shape:  u32 x 9    the array sizes this build counts with
+ *   shape:  u32 x 10   the array sizes this build counts with, and a
+ *                      hash of its histograms' bounds
  *   totals: u64 ...    connections, reasons, connect failures, handed,
  *                      adopted, bytes by mode, fallbacks by reason
  *   u64 fallbacks of the sample
@@ -17,7 +18,24 @@
 #include "spliced/stats.h"
 #include "spliced/worker.h"
 
-#define SHAPE_N 9
+#define SHAPE_N 10
+
+/* FNV-1a of the histograms' bucket bounds: other bounds with the same
+ * count would file counts under the wrong `le`. */
+static uint32_t
+bounds_hash(void)
+{
+	const double *le[2] = { stats_connect_le, stats_duration_le };
+	uint32_t h = 2166136261u;
+
+	for (int k = 0; k < 2; k++) {
+		const unsigned char *b = (const unsigned char *)le[k];
+
+		for (size_t i = 0; i < STATS_HIST_MAX * sizeof(double); i++)
+			h = (h ^ b[i]) * 16777619u;
+	}
+	return h;
+}
 
 static void
 shape(uint32_t v[SHAPE_N])
@@ -25,7 +43,7 @@ shape(uint32_t v[SHAPE_N])
 	const uint32_t s[SHAPE_N] = { CONN_REASON_MAX_, RELAY_MODE_MAX_,
 	    RELAY_FALLBACK_MAX_, STATS_DENY_MAX_, STATS_HS_KIND_MAX_,
 	    STATS_HS_RESULT_MAX_, STATS_DIR_MAX_, STATS_HIST_MAX + 1,
-	    (uint32_t)sizeof(uint64_t) };
+	    (uint32_t)sizeof(uint64_t), bounds_hash() };
 
 	memcpy(v, s, sizeof(s));
 }

@@ -35,6 +35,7 @@
 #include "spliced/statcarry.h"
 #include "spliced/stats.h"
 #include "spliced/worker.h"
+#include "upgrade_int.h"
 
 extern char **environ;
 
@@ -47,224 +48,63 @@ extern char **environ;
 static char upgrade_exe[PATH_MAX];
 static char **upgrade_argv;
 
-struct upgrade {
-	struct proc *p;
-	struct admin *admin;
-	struct event *finished;     /* the main loop's */
-	pthread_t thread;
-	atomic_bool cancel;
-	atomic_bool handed;         /* the commit point was passed */
-	/* A cancel shuts the socket down, which ends any wait on it at
-	 * once; not once COMMIT is sent: then only the new process's answer
-	 * (COMMITTED, or its end) says who holds the connections. */
-	pthread_mutex_t lock;
-	bool committing;
-	pid_t child;
-	int sock;
-	uint64_t deadline_ms;
-	struct event_base *base;    /* the thread's: query answers */
-	struct handover_items *items;       /* [p->nw] */
-	struct stats_sample *samples;       /* [p->nw] */
-	struct worker_totals *totals;       /* [p->nw] */
-	bool frozen;
-	char why[512];
-};
+
+/* argv[0] in PATH, as execvp would find it, into upgrade_exe. */
+static bool
+upgrade_search_path(const char *name)
+{
+	const char *path = getenv("PATH"), *p, *end;
+
+	for (p = path; p != NULL && *p != '\0'; p = *end ? end + 1 : end) {
+		int n;
+
+		end = strchrnul(p, ':');
+		n = snprintf(upgrade_exe, sizeof(upgrade_exe), "%.*s/%s",
+		    (int)(end - p), p, name);
+		if (end > p && n > 0 && (size_t)n < sizeof(upgrade_exe) &&
+		    access(upgrade_exe, X_OK) == 0)
+			return true;
+	}
+	return false;
+}
 
 void
 upgrade_remember(int argc, char **argv)
 {
-	ssize_t n = readlink("/proc/self/exe", upgrade_exe,
-	    sizeof(upgrade_exe) - 1);
+	char cwd[PATH_MAX];
+	ssize_t n;
 
 	(void)argc;
 	upgrade_argv = argv;
-	/* Elsewhere (no /proc): argv[0], as the shell found it. */
-	if (n <= 0)
-		snprintf(upgrade_exe, sizeof(upgrade_exe), "%s", argv[0]);
-	else
+	/* The path as started, made absolute but not resolved: a symlink
+	 * switched to a new release (current -> releases/v2) must lead to
+	 * the new binary, which /proc/self/exe (resolved) would not. */
+	if (strchr(argv[0], '/') != NULL) {
+		size_t a = strlen(argv[0]), c = 0;
+
+		if (argv[0][0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL)
+			c = strlen(cwd);
+		if (c + 1 + a < sizeof(upgrade_exe)) {
+			memcpy(upgrade_exe, cwd, c);
+			if (c > 0)
+				upgrade_exe[c++] = '/';
+			memcpy(upgrade_exe + c, argv[0], a + 1);
+			return;
+		}
+	}
+	if (upgrade_search_path(argv[0]))
+		return;
+	if ((n = readlink("/proc/self/exe", upgrade_exe,
+	    sizeof(upgrade_exe) - 1)) > 0)
 		upgrade_exe[n] = '\0';
-}
-
-static int fail(struct upgrade *u, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* ---- asking the workers ---- */
-
-struct upgrade_ask {
-	struct upgrade *u;
-	struct worker_query q;
-	struct event *done;         /* one each: activations do not add up */
-	void (*fn)(struct upgrade_ask *, struct worker *);
-	unsigned index;
-	unsigned answer;
-	int rc;
-	bool answered;              /* done fired (the asking thread's) */
-	atomic_uint *left;
-};
-
-static void
-ask_fn(struct worker *w, void *arg)
-{
-	struct upgrade_ask *a = arg;
-
-	a->fn(a, w);
-}
-
-static void
-ask_done_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct upgrade_ask *a = arg;
-
-	(void)fd, (void)what;
-	a->answered = true;
-	atomic_fetch_sub(a->left, 1);
-}
-
-/* Past the deadline: take back the questions not yet asked of a worker
- * stuck in a callback (one being answered now is waited for). True
- * when any was taken back. */
-static bool
-ask_cancel(struct upgrade *u, struct upgrade_ask *a, unsigned n)
-{
-	bool any = false;
-
-	for (unsigned i = 0; i < n; i++)
-		if (!a[i].answered && worker_query_cancel(u->p->w[i], &a[i].q)) {
-			a[i].answered = true;
-			a[i].rc = -1;
-			atomic_fetch_sub(a[i].left, 1);
-			any = true;
-		}
-	return any;
-}
-
-/* Run fn on every worker's loop and wait for all of them. Workers answer
- * within a loop turn; one that does not by the upgrade's deadline (stuck
- * in a callback: the watchdog's business) fails the step, unless
- * `undoing`: the way back waits for every worker. The sum of their
- * answers; *failed when any returned -1 or did not answer. An event per
- * worker: two activations of one event before its callback runs make
- * one call. */
-static unsigned
-ask_all_(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
-    bool undoing, bool *failed)
-{
-	struct timeval slice = { 0, 100 * 1000 };
-	uint64_t deadline;
-	unsigned nw = u->p->nw, sum = 0, asked = 0;
-	struct upgrade_ask *a = calloc(nw, sizeof(*a));
-	atomic_uint left;
-
-	*failed = a == NULL;
-	if (a == NULL)
-		return 0;
-	atomic_init(&left, nw);
-	for (unsigned i = 0; i < nw; i++) {
-		a[i] = (struct upgrade_ask){ .u = u, .fn = fn, .index = i,
-		    .left = &left };
-		if ((a[i].done = event_new(u->base, -1, 0, ask_done_cb,
-		    &a[i])) == NULL) {
-			*failed = true;
-			goto out;
-		}
-	}
-	for (; asked < nw; asked++) {
-		a[asked].q = (struct worker_query){ .fn = ask_fn,
-		    .arg = &a[asked], .done = a[asked].done };
-		worker_query(u->p->w[asked], &a[asked].q);
-	}
-	/* A healthy worker answers within milliseconds: the grace second
-	 * keeps the upgrade's own deadline checks (settle) first to say why. */
-	deadline = u->deadline_ms > handover_now_ms() + 1000 ? u->deadline_ms :
-	    handover_now_ms() + 1000;
-	while (atomic_load(&left) > 0) {
-		if (!undoing && handover_now_ms() >= deadline &&
-		    ask_cancel(u, a, nw))
-			fail(u, "a worker did not answer within upgrade_timeout");
-		if (atomic_load(&left) == 0)
-			break;
-		event_base_loopexit(u->base, &slice);
-		event_base_loop(u->base, EVLOOP_ONCE | EVLOOP_NO_EXIT_ON_EMPTY);
-	}
-	for (unsigned i = 0; i < nw; i++) {
-		sum += a[i].answer;
-		*failed |= a[i].rc == -1;
-	}
-out:
-	for (unsigned i = 0; i < nw; i++)
-		if (a[i].done != NULL)
-			event_free(a[i].done);
-	free(a);
-	return sum;
-}
-
-static unsigned
-ask_all(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *),
-    bool *failed)
-{
-	return ask_all_(u, fn, false, failed);
-}
-
-/* The way back (thaw, accept again): every worker, however long. */
-static void
-ask_all_undo(struct upgrade *u, void (*fn)(struct upgrade_ask *, struct worker *))
-{
-	bool failed;
-
-	(void)ask_all_(u, fn, true, &failed);
-}
-
-static void
-hold_fn(struct upgrade_ask *a, struct worker *w)
-{
-	(void)a;
-	worker_hold(w, true);
-}
-
-static void
-resume_fn(struct upgrade_ask *a, struct worker *w)
-{
-	(void)a;
-	worker_hold(w, false);
-}
-
-static void
-unsettled_fn(struct upgrade_ask *a, struct worker *w)
-{
-	a->answer = worker_unsettled(w);
-}
-
-static void
-export_fn(struct upgrade_ask *a, struct worker *w)
-{
-	a->rc = worker_export(w, &a->u->items[a->index]);
-	a->answer = (unsigned)a->u->items[a->index].n;
-}
-
-static void
-thaw_fn(struct upgrade_ask *a, struct worker *w)
-{
-	(void)a;
-	worker_thaw(w);
-}
-
-static void
-counters_fn(struct upgrade_ask *a, struct worker *w)
-{
-	a->rc = worker_counters(w, &a->u->samples[a->index],
-	    &a->u->totals[a->index]);
-}
-
-static void
-release_fn(struct upgrade_ask *a, struct worker *w)
-{
-	a->answer = worker_release(w);
+	else
+		snprintf(upgrade_exe, sizeof(upgrade_exe), "%s", argv[0]);
 }
 
 /* ---- the steps ---- */
 
-static int
-fail(struct upgrade *u, const char *fmt, ...)
+int
+upgrade_fail(struct upgrade *u, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -276,6 +116,31 @@ fail(struct upgrade *u, const char *fmt, ...)
 	return -1;
 }
 
+/* A FAIL among what the new process left in the socket: 0 with u->why
+ * set, or -1 when there is none. */
+static int
+read_fail(struct upgrade *u, const char *step)
+{
+	char buf[HANDOVER_MAX_MSG];
+	enum handover_type t;
+	int fds[HANDOVER_MAX_FDS];
+	size_t n, nfds;
+	unsigned version;
+
+	while (handover_recv(u->sock, &t, buf, sizeof(buf) - 1, &n, fds, &nfds,
+	    handover_now_ms(), &version) == 0) {
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (t == HANDOVER_FAIL) {
+			buf[n] = '\0';
+			(void)upgrade_fail(u, "pid %ld gave up %s: %s", (long)u->child,
+			    step, buf);
+			return 0;
+		}
+	}
+	return -1;
+}
+
 /* Why the socket failed: mostly, what became of the new process. */
 static int
 fail_io(struct upgrade *u, const char *step, int err)
@@ -284,7 +149,11 @@ fail_io(struct upgrade *u, const char *step, int err)
 	pid_t r = 0;
 
 	if (atomic_load(&u->cancel) && !u->committing)
-		return fail(u, "cancelled by a signal to stop");
+		return upgrade_fail(u, "cancelled by a signal to stop");
+	/* A sender that failed may have missed the new process's reason,
+	 * sent before it went away: it is still in the socket. */
+	if ((err == EPIPE || err == ECONNRESET) && read_fail(u, step) == 0)
+		return -1;
 	/* It closed its end: it is exiting; give it a moment to say how. */
 	for (int i = 0; i < 100 && r == 0 && err == ECONNRESET; i++) {
 		r = waitpid(u->child, &st, WNOHANG);
@@ -294,18 +163,18 @@ fail_io(struct upgrade *u, const char *step, int err)
 	if (r == u->child) {
 		u->child = -1;
 		if (WIFEXITED(st))
-			return fail(u, "pid %ld exited with status %d %s",
+			return upgrade_fail(u, "pid %ld exited with status %d %s",
 			    (long)r, WEXITSTATUS(st), step);
-		return fail(u, "pid %ld was killed by signal %d %s", (long)r,
+		return upgrade_fail(u, "pid %ld was killed by signal %d %s", (long)r,
 		    WTERMSIG(st), step);
 	}
 	if (err == ETIMEDOUT)
-		return fail(u, "pid %ld did not answer within upgrade_timeout "
+		return upgrade_fail(u, "pid %ld did not answer within upgrade_timeout "
 		    "%s", (long)u->child, step);
 	if (err == EPROTO)
-		return fail(u, "pid %ld speaks another handover version %s",
+		return upgrade_fail(u, "pid %ld speaks another handover version %s",
 		    (long)u->child, step);
-	return fail(u, "pid %ld %s: %s", (long)u->child, step, strerror(err));
+	return upgrade_fail(u, "pid %ld %s: %s", (long)u->child, step, strerror(err));
 }
 
 /* The next message, which must be `want` (a FAIL's text is the reason). */
@@ -320,7 +189,7 @@ expect(struct upgrade *u, enum handover_type want, void *body, size_t cap,
 	unsigned version;
 
 	if (atomic_load(&u->cancel) && !u->committing)
-		return fail(u, "cancelled by a signal to stop");
+		return upgrade_fail(u, "cancelled by a signal to stop");
 	if (handover_recv(u->sock, &t, buf, sizeof(buf) - 1, &n, fds, &nfds,
 	    u->deadline_ms, &version) == -1)
 		return fail_io(u, step, errno);
@@ -328,10 +197,10 @@ expect(struct upgrade *u, enum handover_type want, void *body, size_t cap,
 		close(fds[i]);
 	if (t == HANDOVER_FAIL) {
 		buf[n] = '\0';
-		return fail(u, "pid %ld gave up %s: %s", (long)u->child, step, buf);
+		return upgrade_fail(u, "pid %ld gave up %s: %s", (long)u->child, step, buf);
 	}
 	if (t != want || n > cap)
-		return fail(u, "pid %ld sent message %d %s", (long)u->child,
+		return upgrade_fail(u, "pid %ld sent message %d %s", (long)u->child,
 		    (int)t, step);
 	if (n > 0)
 		memcpy(body, buf, n);
@@ -345,7 +214,7 @@ send_msg(struct upgrade *u, enum handover_type t, const void *body,
     size_t len, const int *fds, size_t nfds, const char *step)
 {
 	if (atomic_load(&u->cancel) && !u->committing)
-		return fail(u, "cancelled by a signal to stop");
+		return upgrade_fail(u, "cancelled by a signal to stop");
 	if (handover_send(u->sock, t, body, len, fds, nfds, u->deadline_ms) == -1)
 		return fail_io(u, step, errno);
 	return 0;
@@ -365,14 +234,14 @@ spawn(struct upgrade *u, int their)
 	for (char **e = environ; *e != NULL; e++)
 		n++;
 	if ((env = calloc(n + 2, sizeof(*env))) == NULL)
-		return fail(u, "out of memory");
+		return upgrade_fail(u, "out of memory");
 	for (size_t i = 0, k = 0; i < n; i++)
 		if (strncmp(environ[i], "SPLICED_UPGRADE_FD=", 19) != 0)
 			env[k++] = environ[i];
 	/* F_DUPFD: a copy without FD_CLOEXEC, for the child alone. */
 	if ((fd = fcntl(their, F_DUPFD, 3)) == -1) {
 		free(env);
-		return fail(u, "cannot pass the socket: %s", strerror(errno));
+		return upgrade_fail(u, "cannot pass the socket: %s", strerror(errno));
 	}
 	snprintf(var, sizeof(var), "SPLICED_UPGRADE_FD=%d", fd);
 	for (n = 0; env[n] != NULL; n++)
@@ -394,7 +263,7 @@ spawn(struct upgrade *u, int their)
 	free(env);
 	if (rc != 0) {
 		u->child = -1;
-		return fail(u, "cannot start %s: %s", upgrade_exe, strerror(rc));
+		return upgrade_fail(u, "cannot start %s: %s", upgrade_exe, strerror(rc));
 	}
 	log_info("upgrade: started %s as pid %ld", upgrade_exe, (long)u->child);
 	return 0;
@@ -411,7 +280,8 @@ send_listeners(struct upgrade *u, size_t *count)
 	int rc = -1;
 
 	if (listener_proc_fds(u->p->lp, &v, &n) == -1)
-		return fail(u, "out of memory");
+		return upgrade_fail(u, "cannot copy the listening sockets: %s",
+		    strerror(errno));
 	for (size_t i = 0; i <= n; i++) {
 		bool last = i == n;
 
@@ -437,7 +307,7 @@ send_listeners(struct upgrade *u, size_t *count)
 	rc = send_msg(u, HANDOVER_LISTEN_END, NULL, 0, NULL, 0,
 	    "taking the listening sockets");
 out:
-	free(v);
+	listener_fds_free(v, n);
 	return rc;
 }
 
@@ -451,15 +321,15 @@ settle(struct upgrade *u)
 	bool failed;
 
 	for (;;) {
-		left = ask_all(u, unsettled_fn, &failed);
+		left = upgrade_ask_all(u, upgrade_unsettled_fn, &failed);
 		if (failed)
-			return fail(u, "out of memory");
+			return upgrade_fail(u, "out of memory");
 		if (left == 0)
 			return 0;
 		if (atomic_load(&u->cancel))
-			return fail(u, "cancelled by a signal to stop");
+			return upgrade_fail(u, "cancelled by a signal to stop");
 		if (handover_now_ms() >= u->deadline_ms)
-			return fail(u, "%u connections were still connecting or "
+			return upgrade_fail(u, "%u connections were still connecting or "
 			    "in a handshake when upgrade_timeout passed", left);
 		nanosleep(&poll, NULL);
 	}
@@ -494,11 +364,11 @@ send_conns(struct upgrade *u, size_t *count)
 	bool failed;
 
 	if ((u->items = calloc(u->p->nw, sizeof(*u->items))) == NULL)
-		return fail(u, "out of memory");
+		return upgrade_fail(u, "out of memory");
 	u->frozen = true;
-	*count = ask_all(u, export_fn, &failed);
+	*count = upgrade_ask_all(u, upgrade_export_fn, &failed);
 	if (failed)
-		return fail(u, "out of memory describing the connections");
+		return upgrade_fail(u, "out of memory describing the connections");
 	for (unsigned w = 0; w < u->p->nw; w++)
 		for (size_t i = 0; i < u->items[w].n; i++)
 			if (send_conn(u, &u->items[w].v[i]) == -1)
@@ -536,19 +406,19 @@ send_stats(struct upgrade *u)
 	int rc = -1;
 
 	if (stats_sample_init(&all, 0) == -1)
-		return fail(u, "out of memory");
+		return upgrade_fail(u, "out of memory");
 	if ((u->samples = calloc(u->p->nw, sizeof(*u->samples))) == NULL ||
 	    (u->totals = calloc(u->p->nw, sizeof(*u->totals))) == NULL) {
-		fail(u, "out of memory");
+		upgrade_fail(u, "out of memory");
 		goto out;
 	}
-	ask_all(u, counters_fn, &failed);
+	upgrade_ask_all(u, upgrade_counters_fn, &failed);
 	for (unsigned w = 0; w < u->p->nw && !failed; w++) {
 		failed = stats_sample_merge(&all, &u->samples[w]) == -1;
 		totals_sum(&t, &u->totals[w]);
 	}
 	if (failed || statcarry_encode(&all, &t, &buf, &len) == -1) {
-		fail(u, "out of memory gathering the counters");
+		upgrade_fail(u, "out of memory gathering the counters");
 		goto out;
 	}
 	for (size_t off = 0; off < len; off += HANDOVER_MAX_MSG)
@@ -569,6 +439,35 @@ out:
 	return rc;
 }
 
+/* COMMIT went out and COMMITTED did not come. If the new process ended
+ * (its end read, in order, after anything it sent), it never committed:
+ * the connections go on here. If it is still there (upgrade_timeout),
+ * it is stopped first, then whatever it managed to send is read: a
+ * COMMITTED means it may have moved bytes of the connections, which
+ * then cannot go on here either (u->lost: undo() resets them). */
+static void
+commit_unsure(struct upgrade *u)
+{
+	char buf[HANDOVER_MAX_MSG];
+	enum handover_type t;
+	int fds[HANDOVER_MAX_FDS], st;
+	size_t n, nfds;
+	unsigned version;
+
+	if (u->child <= 0)
+		return;
+	kill(u->child, SIGKILL);
+	(void)waitpid(u->child, &st, 0);
+	u->child = -1;
+	while (handover_recv(u->sock, &t, buf, sizeof(buf), &n, fds, &nfds,
+	    handover_now_ms(), &version) == 0) {
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (t == HANDOVER_COMMITTED)
+			u->lost = true;
+	}
+}
+
 /* From here a cancel no longer interrupts (see struct upgrade). */
 static int
 begin_commit(struct upgrade *u)
@@ -577,7 +476,7 @@ begin_commit(struct upgrade *u)
 
 	pthread_mutex_lock(&u->lock);
 	if (atomic_load(&u->cancel))
-		rc = fail(u, "cancelled by a signal to stop");
+		rc = upgrade_fail(u, "cancelled by a signal to stop");
 	else
 		u->committing = true;
 	pthread_mutex_unlock(&u->lock);
@@ -594,7 +493,7 @@ run(struct upgrade *u, uint64_t t0)
 	int sv[2];
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
-		return fail(u, "socketpair: %s", strerror(errno));
+		return upgrade_fail(u, "socketpair: %s", strerror(errno));
 	pthread_mutex_lock(&u->lock);
 	u->sock = sv[0];
 	pthread_mutex_unlock(&u->lock);
@@ -606,6 +505,9 @@ run(struct upgrade *u, uint64_t t0)
 	if (expect(u, HANDOVER_HELLO, &hello, sizeof(hello), &n,
 	    "before the handover") == -1)
 		return -1;
+	if (n != sizeof(hello) || (pid_t)hello.pid != u->child)
+		return upgrade_fail(u, "pid %ld said hello as pid %lu", (long)u->child,
+		    (unsigned long)hello.pid);
 	if (send_listeners(u, &socks) == -1 ||
 	    expect(u, HANDOVER_LISTENING, NULL, 0, NULL,
 	    "taking the listening sockets") == -1)
@@ -614,7 +516,7 @@ run(struct upgrade *u, uint64_t t0)
 	    socks);
 	/* From here clients wait in the backlogs until the new process
 	 * accepts, or until this one does again. */
-	ask_all(u, hold_fn, &failed);
+	upgrade_ask_all(u, upgrade_hold_fn, &failed);
 	if (settle(u) == -1)
 		return -1;
 	frozen_at = handover_now_ms();
@@ -622,13 +524,16 @@ run(struct upgrade *u, uint64_t t0)
 	    expect(u, HANDOVER_RECEIVED, NULL, 0, NULL,
 	    "taking the connections") == -1 ||
 	    send_stats(u) == -1 || begin_commit(u) == -1 ||
-	    send_msg(u, HANDOVER_COMMIT, NULL, 0, NULL, 0, "at the commit") == -1 ||
-	    expect(u, HANDOVER_COMMITTED, NULL, 0, NULL, "at the commit") == -1)
+	    send_msg(u, HANDOVER_COMMIT, NULL, 0, NULL, 0, "at the commit") == -1)
 		return -1;
+	if (expect(u, HANDOVER_COMMITTED, NULL, 0, NULL, "at the commit") == -1) {
+		commit_unsure(u);
+		return -1;
+	}
 	/* The commit point: the connections are the new process's. */
 	atomic_store(&u->handed, true);
 	admin_handed(u->admin, true);
-	n = ask_all(u, release_fn, &failed);
+	n = upgrade_ask_all(u, upgrade_release_fn, &failed);
 	u->frozen = false;
 	/* Their bytes move again once the new process's workers run: until
 	 * then is the pause they saw. Past the commit nothing depends on the
@@ -653,11 +558,15 @@ undo(struct upgrade *u)
 		(void)waitpid(u->child, &st, 0);
 	}
 	if (u->frozen)
-		ask_all_undo(u, thaw_fn);
+		upgrade_ask_undo(u, u->lost ? upgrade_abort_fn : upgrade_thaw_fn);
 	u->frozen = false;
-	ask_all_undo(u, resume_fn);
-	log_warn("upgrade failed: %s; still serving %u connections", u->why,
-	    listener_proc_active(u->p->lp));
+	upgrade_ask_undo(u, upgrade_resume_fn);
+	if (u->lost)
+		log_error("upgrade failed: %s; it had committed, so its "
+		    "connections were reset; serving again", u->why);
+	else
+		log_warn("upgrade failed: %s; still serving %u connections",
+		    u->why, listener_proc_active(u->p->lp));
 }
 
 static void *
@@ -682,6 +591,21 @@ thread_main(void *arg)
 	return NULL;
 }
 
+/* u, its questions and its base. */
+static void
+asks_free(struct upgrade *u)
+{
+	if (u == NULL)
+		return;
+	for (unsigned i = 0; u->asks != NULL && i < u->p->nw; i++)
+		if (u->asks[i].done != NULL)
+			event_free(u->asks[i].done);
+	free(u->asks);
+	if (u->base != NULL)
+		event_base_free(u->base);
+	free(u);
+}
+
 struct upgrade *
 upgrade_start(struct proc *p, struct admin *admin, struct event *finished)
 {
@@ -689,12 +613,14 @@ upgrade_start(struct proc *p, struct admin *admin, struct event *finished)
 	sigset_t all, old;
 	int rc;
 
-	if (u == NULL || (u->base = event_base_new()) == NULL) {
-		log_warn("upgrade failed: out of memory");
-		free(u);
-		return NULL;
-	}
+	if (u == NULL)
+		goto nomem;
 	u->p = p;
+	if ((u->base = event_base_new()) == NULL ||
+	    (u->asks = calloc(p->nw, sizeof(*u->asks))) == NULL)
+		goto nomem;
+	if (upgrade_asks_init(u) == -1)
+		goto nomem;
 	u->admin = admin;
 	u->finished = finished;
 	u->sock = -1;
@@ -710,11 +636,15 @@ upgrade_start(struct proc *p, struct admin *admin, struct event *finished)
 	if (rc != 0) {
 		log_warn("upgrade failed: cannot start its thread: %s",
 		    strerror(rc));
-		event_base_free(u->base);
-		free(u);
+		pthread_mutex_destroy(&u->lock);
+		asks_free(u);
 		return NULL;
 	}
 	return u;
+nomem:
+	log_warn("upgrade failed: out of memory");
+	asks_free(u);
+	return NULL;
 }
 
 void
@@ -746,6 +676,5 @@ upgrade_free(struct upgrade *u)
 		return;
 	pthread_join(u->thread, NULL);
 	pthread_mutex_destroy(&u->lock);
-	event_base_free(u->base);
-	free(u);
+	asks_free(u);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "spliced/handover.h"
@@ -57,6 +58,8 @@ upgrade_child_open(struct upgrade_child **out)
 	struct upgrade_child *c;
 	char *end;
 	long fd;
+	int type = 0;
+	socklen_t len = sizeof(type);
 
 	*out = NULL;
 	if (v == NULL)
@@ -64,8 +67,10 @@ upgrade_child_open(struct upgrade_child **out)
 	errno = 0;
 	fd = strtol(v, &end, 10);
 	unsetenv("SPLICED_UPGRADE_FD");
-	if (errno != 0 || *end != '\0' || fd < 3 || fd > 65535) {
-		log_error("SPLICED_UPGRADE_FD=%s: not an fd", v);
+	if (errno != 0 || *end != '\0' || fd < 3 || fd > 65535 ||
+	    getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
+	    type != SOCK_SEQPACKET) {
+		log_error("SPLICED_UPGRADE_FD=%s: not the upgrade's socket", v);
 		return -1;
 	}
 	/* Never into a process this one starts (its own upgrade). */
@@ -361,8 +366,10 @@ upgrade_child_take(struct upgrade_child *c, struct worker **w, unsigned nw,
 	if (send_msg(c, HANDOVER_LISTENING, NULL, 0) == -1)
 		return -1;
 	if (take_conns(c, w[0], deadline, why, sizeof(why)) == -1) {
-		if (why[0] != '\0')
+		if (why[0] != '\0') {
+			log_error("upgrade: giving up: %s", why);
 			upgrade_child_fail(c, why);
+		}
 		return -1;
 	}
 	if (send_msg(c, HANDOVER_RECEIVED, NULL, 0) == -1 ||

@@ -16,12 +16,20 @@
 #include "spliced/accept.h"
 #include "spliced/clock.h"
 #include "spliced/fdreserve.h"
+#include "spliced/handover.h"
 #include "spliced/log.h"
 #include "spliced/pipepool.h"
 #include "spliced/stats.h"
 #include "spliced/zerocopy.h"
 
 enum worker_cmd { WORKER_RUN, WORKER_DRAIN, WORKER_STOP };
+
+struct worker_waiting {
+	int fd;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+	char listener[HANDOVER_NAME_MAX];
+};
 
 struct worker {
 	unsigned id;
@@ -52,6 +60,10 @@ struct worker {
 	pthread_mutex_t qlock;
 	bool qlock_ok;
 	struct worker_query *queries;
+	/* A binary upgrade's clients waiting for a slot, until the acceptor
+	 * exists to take them (run()). */
+	struct worker_waiting *waiting;
+	size_t nwaiting;
 };
 
 struct worker_conf *
@@ -453,6 +465,9 @@ worker_free(struct worker *w)
 	stats_worker_free(w->stats);
 	if (w->qlock_ok)
 		pthread_mutex_destroy(&w->qlock);
+	for (size_t i = 0; i < w->nwaiting; i++)
+		close(w->waiting[i].fd);
+	free(w->waiting);
 	free(w);
 }
 
@@ -467,8 +482,15 @@ run(void *arg)
 	pthread_setname_np(pthread_self(), name);
 
 	if ((w->acc = accept_new(w->base, w->id, w->home, w->cur->conf->ls,
-	    wake_peers, w)) != NULL)
+	    wake_peers, w)) != NULL) {
+		for (size_t i = 0; i < w->nwaiting; i++)
+			accept_adopt(w->acc, w->waiting[i].listener,
+			    w->waiting[i].fd, (struct sockaddr *)&w->waiting[i].peer,
+			    w->waiting[i].peerlen);
+		w->nwaiting = 0;
+		accept_wake(w->acc);
 		event_base_dispatch(w->base);
+	}
 	/* Whatever is left (a stop, or a failed start) ends here, on the
 	 * thread that owns it. */
 	stop_accepting(w);
@@ -674,13 +696,22 @@ worker_hold(struct worker *w, bool hold)
 unsigned
 worker_unsettled(struct worker *w)
 {
-	return conn_home_unsettled(w->home) + (unsigned)accept_waiting(w->acc);
+	return conn_home_unsettled(w->home);
 }
 
 int
 worker_export(struct worker *w, struct handover_items *items)
 {
-	return conn_home_export(w->home, w->id, items);
+	size_t first = items->n;
+
+	if (conn_home_export(w->home, w->id, items) == -1)
+		return -1;
+	if (accept_export(w->acc, w->id, items) == -1) {
+		items->n = first;
+		conn_home_thaw(w->home);
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -689,10 +720,19 @@ worker_thaw(struct worker *w)
 	conn_home_thaw(w->home);
 }
 
+void
+worker_abort_frozen(struct worker *w)
+{
+	conn_home_abort_frozen(w->home);
+}
+
 unsigned
 worker_release(struct worker *w)
 {
-	return conn_home_release(w->home);
+	unsigned n = (unsigned)accept_waiting_count(w->acc);
+
+	accept_release(w->acc);
+	return conn_home_release(w->home) + n;
 }
 
 bool
@@ -706,7 +746,24 @@ void
 worker_adopt(struct worker *w, const struct handover_conn *r, const int *fds,
     const void *const data[2])
 {
-	conn_adopt(w->home, r, fds, data);
+	struct worker_waiting *g;
+
+	if (!r->waiting) {
+		conn_adopt(w->home, r, fds, data);
+		return;
+	}
+	/* The acceptor exists once the worker runs (run()): it waits here. */
+	if ((g = realloc(w->waiting, (w->nwaiting + 1) * sizeof(*g))) == NULL) {
+		log_warn("upgrade: out of memory taking over a waiting client; "
+		    "closing it");
+		close(fds[0]);
+		return;
+	}
+	w->waiting = g;
+	g[w->nwaiting++] = (struct worker_waiting){ .fd = fds[0],
+	    .peer = r->peer, .peerlen = r->peerlen };
+	snprintf(g[w->nwaiting - 1].listener, sizeof(g->listener), "%s",
+	    r->listener);
 }
 
 int
@@ -728,5 +785,22 @@ worker_adopt_stats(struct worker *w, const struct stats_sample *s,
 		w->relay.stats.bytes[m] += t->relay.bytes[m];
 	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
 		w->relay.stats.fallbacks[f] += t->relay.fallbacks[f];
+	/* The exit lines' per-server counts (worker_server_totals_add): on
+	 * the server line's first address in this worker's balancer. */
+	for (size_t i = 0; i < s->ns; i++)
+		for (size_t b = 0; b < w->cur->conf->bs->n; b++) {
+			struct backend_lb *lb = &w->cur->lb[b];
+
+			if (strcmp(lb->cfg->name, s->s[i].backend) != 0)
+				continue;
+			for (size_t k = 0; k < lb->n; k++)
+				if (strcmp(lb->entry[k]->name, s->s[i].name) == 0) {
+					lb->stats[k].connections +=
+					    s->s[i].connections;
+					lb->stats[k].connect_failures +=
+					    s->s[i].connect_failures;
+					break;
+				}
+		}
 	return stats_worker_adopt(w->stats, s);
 }

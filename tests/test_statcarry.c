@@ -202,7 +202,7 @@ static void
 test_forged_count(void **state)
 {
 	uint8_t *buf;
-	size_t len, at = 9 * 4 + 8 * (1 + CONN_REASON_MAX_ + 1 + 2 +
+	size_t len, at = 10 * 4 + 8 * (1 + CONN_REASON_MAX_ + 1 + 2 +
 	    RELAY_MODE_MAX_ + 2 * RELAY_FALLBACK_MAX_);
 	uint32_t n;
 
@@ -223,7 +223,7 @@ static void
 test_name_with_nul(void **state)
 {
 	uint8_t *buf;
-	size_t len, at = 9 * 4 + 8 * (1 + CONN_REASON_MAX_ + 1 + 2 +
+	size_t len, at = 10 * 4 + 8 * (1 + CONN_REASON_MAX_ + 1 + 2 +
 	    RELAY_MODE_MAX_ + 2 * RELAY_FALLBACK_MAX_) + 12;
 
 	(void)state;

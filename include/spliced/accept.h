@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #define ACCEPT_FD_PAUSE_MS 200
 
@@ -63,8 +64,19 @@ void accept_pause(struct acceptor *, int err, const char *what);
  * (the upgrade failed). New clients wait in the kernel's backlog
  * meanwhile, which the new process reads once it commits. NULL is fine. */
 void accept_hold(struct acceptor *, bool hold);
-/* Clients accepted that wait for a slot (none take part in an upgrade:
- * it waits for them to be admitted). NULL is fine. */
-size_t accept_waiting(const struct acceptor *);
+/* A binary upgrade. The old process, held: describe the clients waiting
+ * for a slot (records with `waiting` set: listener, peer, their socket)
+ * at the end of *items, 0 or -1 (ENOMEM); once the new process has them,
+ * close this process's copies. The new process: such a client waits for
+ * a slot of its listener here (closed with an RST when there is none of
+ * that name). NULL acceptors are fine for export and release. */
+struct handover_items;
+int accept_export(struct acceptor *, unsigned worker,
+    struct handover_items *);
+void accept_release(struct acceptor *);
+/* How many clients wait for a slot. NULL is fine. */
+size_t accept_waiting_count(const struct acceptor *);
+void accept_adopt(struct acceptor *, const char *listener, int fd,
+    const struct sockaddr *peer, socklen_t peerlen);
 
 #endif

@@ -143,6 +143,9 @@ void conn_home_add_stats(struct conn_home *, const struct conn_stats *);
  * with ENOMEM: then none is frozen. */
 int conn_home_export(struct conn_home *, unsigned worker,
     struct handover_items *);
+/* The new process committed, then failed: every frozen connection is
+ * closed with an RST to both peers (CONN_LOCAL_ERROR). */
+void conn_home_abort_frozen(struct conn_home *);
 /* The upgrade failed: every frozen connection runs again as it was. */
 void conn_home_thaw(struct conn_home *);
 /* The new process holds the frozen connections: close this process's

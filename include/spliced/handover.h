@@ -15,9 +15,10 @@
  *   old -> new  LISTEN ...   listening sockets (fds), then LISTEN_END
  *   new -> old  LISTENING    took them (it does not accept yet)
  *   old -> new  CONN [DATA]  one per connection (fds: sockets, pipes;
- *                            DATA: copy-buffer bytes), then CONN_END
- *                            with the old process's counters
+ *                            DATA: copy-buffer bytes) or client waiting
+ *                            for a slot, then CONN_END with the count
  *   new -> old  RECEIVED     holds them all (nothing runs yet)
+ *   old -> new  STATS ...    the old process's counters (statcarry.h)
  *   old -> new  COMMIT
  *   new -> old  COMMITTED    the commit point: from here on the
  *                            connections are the new process's
@@ -101,11 +102,17 @@ struct handover_dir {
 	uint64_t p_threshold, p_burst, p_wake_bytes;
 };
 
+/* Names: a config line holds at most 200 bytes (inih), so a name fits. */
+#define HANDOVER_NAME_MAX 200
+
 struct handover_conn {
-	char listener[64];
-	char backend[64];           /* "" when none */
-	char server[64];            /* the server line's name */
-	char server_text[192];      /* "NAME/ADDRESS", for the access log */
+	uint8_t waiting;            /* a client accepted, waiting for a slot:
+	                               only listener, peer and its socket */
+	uint8_t pad0_[3];
+	char listener[HANDOVER_NAME_MAX];
+	char backend[HANDOVER_NAME_MAX];    /* "" when none */
+	char server[HANDOVER_NAME_MAX];     /* the server line's name */
+	char server_text[HANDOVER_NAME_MAX + 80];  /* "NAME/ADDRESS": the access log */
 	char sni[256];              /* "" when none */
 	struct sockaddr_storage peer;
 	uint32_t peerlen;
@@ -113,6 +120,7 @@ struct handover_conn {
 	struct sockaddr_storage server_addr;
 	uint32_t worker;            /* the old worker's index */
 	int64_t started_sec, started_nsec;      /* CLOCK_MONOTONIC */
+	uint64_t frozen_ms;         /* CLOCK_MONOTONIC_COARSE: frozen since */
 	uint8_t one_done, first_end;
 	uint8_t nfds;               /* client, backend, then pipes: up's, down's */
 	uint8_t pad_;

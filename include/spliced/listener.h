@@ -115,16 +115,17 @@ uint32_t listener_scope(const struct listener *);
  * passed one every worker shares, or the handed ones it accepts on. */
 int listener_sock_fd(const struct listener_sock *, unsigned id, unsigned j);
 
-/* A binary upgrade (upgrade.h). The old process: every listening fd it
- * has, the passed ones with their name (name NULL: bound by spliced);
- * *out malloc'd, the fds still the process's. 0, or -1 (ENOMEM). Any
- * thread. */
+/* A binary upgrade (upgrade.h). The old process: a copy (dup) of every
+ * listening fd it has, the passed ones with their name (name NULL: bound
+ * by spliced); *out malloc'd, free it with listener_fds_free() (which
+ * closes the copies). 0, or -1 (out of memory or fds). Any thread. */
 struct listener_fd {
 	int fd;
 	const char *name;
 };
 int listener_proc_fds(struct listener_proc *, struct listener_fd **out,
     size_t *n);
+void listener_fds_free(struct listener_fd *, size_t n);
 /* The new process, before its first bind: the sockets the old one bound
  * (one per worker it had), taken over (closed on failure). A bind line
  * of their address uses them, as if bound here. 0, or -1 (ENOMEM). */

@@ -144,6 +144,10 @@ void relay_export(const struct relay_dir *, struct handover_dir *);
  * caller's. */
 int relay_adopt(struct relay_dir *, const struct handover_dir *hd, int rfd,
     int wfd, const void *data);
+/* Whether relay_adopt() would take hd (checked before the commit: after
+ * it, a refusal would cost the connection). */
+#define RELAY_ADOPT_BUF_MAX (64u * 1024 * 1024)     /* buffer_size's most */
+bool relay_adopt_ok(const struct handover_dir *hd);
 /* The pipe of a direction whose bytes another process now holds: its fds
  * are closed, and it leaves the pool's count (not counted as dirty). */
 void relay_forget_pipe(struct relay_dir *);

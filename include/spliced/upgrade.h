@@ -1,7 +1,8 @@
 /* include/spliced/upgrade.h: the binary upgrade (SIGUSR2, DESIGN.md §9).
  *
  * The running ("old") process starts the binary it was started from (the
- * path on disk, which a package upgrade has replaced) with its own
+ * path on disk, which a package upgrade has replaced, or a symlink
+ * switched to another release) with its own
  * arguments and environment, plus SPLICED_UPGRADE_FD: one end of a unix
  * SOCK_SEQPACKET socket (handover.h has the messages). The new process
  * reads its config as any start does; a config it cannot serve ends it
@@ -45,9 +46,11 @@ struct upgrade;                 /* the old process's side: upgrade.c */
 struct upgrade_child;           /* the new process's side: upgrade_child.c */
 struct worker;
 
-/* At start-up, before anything else: where this binary is on disk and
- * how it was started, for the upgrade to start it again. argv is kept
- * (not copied): main()'s. */
+/* At start-up, before anything else: where this binary is on disk (the
+ * path it was started by, made absolute, symlinks not resolved, so that
+ * one switched to a new release leads there; or found in PATH) and how
+ * it was started, for the upgrade to start it again. argv is kept (not
+ * copied): main()'s. */
 void upgrade_remember(int argc, char **argv);
 
 /* ---- the old process ---- */

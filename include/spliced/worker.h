@@ -153,6 +153,9 @@ unsigned worker_unsettled(struct worker *);
  * -1 (ENOMEM: none frozen). */
 int worker_export(struct worker *, struct handover_items *);
 void worker_thaw(struct worker *);
+/* The new process committed and then failed: the frozen connections
+ * cannot go on (it may have moved their bytes): reset them. */
+void worker_abort_frozen(struct worker *);
 /* Let go of the frozen connections (the new process has them). */
 unsigned worker_release(struct worker *);
 /* The new process, before worker_start(), on the starting thread: */
