@@ -373,8 +373,10 @@ upgrade_child_take(struct upgrade_child *c, struct worker **w, unsigned nw,
 		return -1;
 	}
 	if (send_msg(c, HANDOVER_RECEIVED, NULL, 0) == -1 ||
-	    take_stats(c, deadline) == -1 ||
-	    send_msg(c, HANDOVER_COMMITTED, NULL, 0) == -1)
+	    take_stats(c, deadline) == -1)
+		return -1;
+	fault("commit");
+	if (send_msg(c, HANDOVER_COMMITTED, NULL, 0) == -1)
 		return -1;
 	/* The commit point: every connection is ours now. */
 	for (size_t i = 0; i < c->nconns; i++) {

@@ -29,8 +29,11 @@
  * again, logs why, and stops the new process (SIGKILL) if it still runs.
  *
  * Test hook: SPLICED_UPGRADE_FAULT=stop:hello|stop:listeners|
- * stop:connections in the new process's environment makes it stop
- * itself (SIGSTOP) at that point, so that a test can kill it there. */
+ * stop:connections|stop:commit in the new process's environment makes it
+ * stop itself (SIGSTOP) at that point (after its config; after the
+ * listening sockets; after the first connection; with COMMIT read and
+ * COMMITTED not yet sent), so that a test can kill it there, or let
+ * upgrade_timeout pass. */
 #ifndef SPLICED_UPGRADE_H
 #define SPLICED_UPGRADE_H
 

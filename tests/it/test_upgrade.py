@@ -1916,8 +1916,75 @@ def test_workers_change(ctx):
     end_chain(chain, fds=False)
 
 
+def test_waiting_client(ctx):
+    """At max_connections, a client spliced accepted and holds waiting for
+    a slot is handed over with the connections: after the upgrade, the
+    connection holding the slot ends, and the waiting client is served by
+    the new process, byte-exact (it is neither reset nor left behind)."""
+    if ctx.mode != "auto":
+        raise H.Skip("about the acceptor, not the relay: runs with splice=auto only")
+    bins = Bins(ctx)
+    be = ctx.backend(H.echo(), name="echo")
+    p, chain, aport = start_chain(ctx, bins, {"max_connections": "1"},
+                                  {"web": {"backend": "echo"}},
+                                  {"echo": {"server": "e " + be.addr}})
+    port = p.port("web")
+    est = EchoConn(port, 81)
+    est.exchange(64 * H.KiB, "the connection holding the one slot")
+    before = H.proc_fd_count(chain.pid)
+    waiting = EchoConn(port, 82)
+    H.check(H.wait_until(lambda: H.proc_fd_count(chain.pid) == before + 1, 10, 0.01),
+            "a second client at max_connections 1", "accepted by pid %d and held "
+            "waiting (one fd more than %d)" % (chain.pid, before),
+            H.proc_fd_count(chain.pid))
+    data = waiting.rnd.randbytes(32 * H.KiB)
+    waiting.send(data)
+    _, handed = upgrade(chain, "the upgrade with a client waiting", aport)
+    H.check(handed >= 2, "connections handed over", ">= 2 (one relaying, one "
+            "waiting for a slot)", handed)
+    est.exchange(64 * H.KiB, "the connection holding the slot, after")
+    est.finish(be, "the connection holding the slot")
+    back = waiting.recv_exact(len(data), "the waiting client, once the slot freed")
+    H.check(back == data, "the waiting client's echo", "the bytes it sent", "other bytes")
+    waiting.exchange(256 * H.KiB, "the waiting client, served")
+    waiting.finish(be, "the waiting client")
+    end_chain(chain)
+
+
+def test_stop_at_commit(ctx):
+    """The new process stops with COMMIT read and COMMITTED not sent: at
+    upgrade_timeout the old one kills it, finds no COMMITTED, and resumes
+    every connection as it was (byte-exact); a later upgrade succeeds."""
+    bins = Bins(ctx)
+    be = ctx.backend(H.echo(), name="echo")
+    p, chain, aport = start_chain(ctx, bins, {"upgrade_timeout": "3s"},
+                                  {"web": {"backend": "echo"}},
+                                  {"echo": {"server": "e " + be.addr}},
+                                  allow=(r"^upgrade failed: ",))
+    port = p.port("web")
+    est = EchoConn(port, 91)
+    est.exchange(256 * H.KiB, "an open connection, before")
+    bins.fault("stop:commit")
+    try:
+        new, mark = sigusr2(chain, "SIGUSR2 (the new process stops at the commit)")
+        H.check(H.wait_until(lambda: proc_state(new) == "T", 30, 0.01),
+                "the new process with SPLICED_UPGRADE_FAULT=stop:commit",
+                "stopped (state T) within 30 s", proc_state(new))
+    finally:
+        bins.restore()
+    await_failure(chain, new, mark, r"pid %d did not answer within upgrade_timeout "
+                  r"at the commit" % new, "the upgrade stopped at the commit", 20)
+    est.exchange(1 * H.MiB, "the open connection, resumed by the old process")
+    served(port, 92, what="a new client after the failed commit")
+    upgrade(chain, "a good upgrade after it", aport)
+    est.exchange(256 * H.KiB, "the open connection, in the new process")
+    est.finish(be, "the open connection")
+    end_chain(chain)
+
+
 if __name__ == "__main__":
     H.main([test_under_upgrades, test_handshake_waits, test_handshake_stuck,
             test_socket_activated, test_admin_unix,
             test_reload_after, test_sigterm_frozen,
-            test_workers_change], deadline=280, doc=__doc__)
+            test_workers_change, test_waiting_client, test_stop_at_commit],
+           deadline=280, doc=__doc__)
