@@ -335,25 +335,56 @@ settle(struct upgrade *u)
 	}
 }
 
-/* One connection: its record and fds, then its copy-buffer bytes. */
+/* Connections in CONN messages of as many records as fit (size and fds),
+ * each message followed by its records' copy-buffer bytes, in order. */
+struct handover_batch {
+	struct handover_conn rec[HANDOVER_BATCH];
+	const struct handover_item *items[HANDOVER_BATCH];
+	int fds[HANDOVER_MAX_FDS];
+	size_t n, nfds;
+};
+
 static int
-send_conn(struct upgrade *u, const struct handover_item *it)
+send_batch(struct upgrade *u, struct handover_batch *b)
 {
-	const struct handover_dir *d[2] = { &it->rec.up, &it->rec.down };
-
-	if (send_msg(u, HANDOVER_CONN, &it->rec, sizeof(it->rec), it->fds,
-	    it->rec.nfds, "taking the connections") == -1)
+	if (b->n == 0)
+		return 0;
+	if (send_msg(u, HANDOVER_CONN, b->rec, b->n * sizeof(b->rec[0]),
+	    b->fds, b->nfds, "taking the connections") == -1)
 		return -1;
-	for (int k = 0; k < 2; k++)
-		for (size_t off = 0; off < d[k]->buf_len; off += HANDOVER_MAX_MSG) {
-			size_t n = d[k]->buf_len - off;
+	for (size_t i = 0; i < b->n; i++) {
+		const struct handover_item *it = b->items[i];
+		const struct handover_dir *d[2] = { &it->rec.up, &it->rec.down };
 
-			if (n > HANDOVER_MAX_MSG)
-				n = HANDOVER_MAX_MSG;
-			if (send_msg(u, HANDOVER_DATA, (const char *)it->data[k] +
-			    off, n, NULL, 0, "taking the connections") == -1)
-				return -1;
-		}
+		for (int k = 0; k < 2; k++)
+			for (size_t off = 0; off < d[k]->buf_len;
+			    off += HANDOVER_MAX_MSG) {
+				size_t n = d[k]->buf_len - off;
+
+				if (n > HANDOVER_MAX_MSG)
+					n = HANDOVER_MAX_MSG;
+				if (send_msg(u, HANDOVER_DATA,
+				    (const char *)it->data[k] + off, n, NULL, 0,
+				    "taking the connections") == -1)
+					return -1;
+			}
+	}
+	b->n = b->nfds = 0;
+	return 0;
+}
+
+/* it joins the batch, sent first when it would not fit. */
+static int
+send_conn(struct upgrade *u, struct handover_batch *b,
+    const struct handover_item *it)
+{
+	if ((b->n == HANDOVER_BATCH || b->nfds + it->rec.nfds >
+	    HANDOVER_MAX_FDS) && send_batch(u, b) == -1)
+		return -1;
+	b->rec[b->n] = it->rec;
+	b->items[b->n++] = it;
+	memcpy(b->fds + b->nfds, it->fds, it->rec.nfds * sizeof(int));
+	b->nfds += it->rec.nfds;
 	return 0;
 }
 
@@ -361,18 +392,29 @@ static int
 send_conns(struct upgrade *u, size_t *count)
 {
 	struct handover_end end = { 0 };
+	struct handover_batch *b;
 	bool failed;
 
-	if ((u->items = calloc(u->p->nw, sizeof(*u->items))) == NULL)
+	if ((u->items = calloc(u->p->nw, sizeof(*u->items))) == NULL ||
+	    (b = calloc(1, sizeof(*b))) == NULL)
 		return upgrade_fail(u, "out of memory");
 	u->frozen = true;
 	*count = upgrade_ask_all(u, upgrade_export_fn, &failed);
-	if (failed)
+	if (failed) {
+		free(b);
 		return upgrade_fail(u, "out of memory describing the connections");
+	}
 	for (unsigned w = 0; w < u->p->nw; w++)
 		for (size_t i = 0; i < u->items[w].n; i++)
-			if (send_conn(u, &u->items[w].v[i]) == -1)
+			if (send_conn(u, b, &u->items[w].v[i]) == -1) {
+				free(b);
 				return -1;
+			}
+	if (send_batch(u, b) == -1) {
+		free(b);
+		return -1;
+	}
+	free(b);
 	end.conns = *count;
 	return send_msg(u, HANDOVER_CONN_END, &end, sizeof(end), NULL, 0,
 	    "taking the connections");

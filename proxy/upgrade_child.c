@@ -39,6 +39,8 @@ struct upgrade_child {
 	size_t nconns, cap;
 	uint8_t *stats;             /* the old process's counters */
 	size_t nstats;
+	/* A CONN message: room for HANDOVER_BATCH records. */
+	_Alignas(struct handover_conn) uint8_t batch[HANDOVER_MAX_MSG];
 };
 
 /* SPLICED_UPGRADE_FAULT=stop:WHERE: stop here, for a test to kill us. */
@@ -261,44 +263,58 @@ take_conns(struct upgrade_child *c, struct worker *w, uint64_t deadline,
     char *why, size_t whylen)
 {
 	struct handover_end end;
+	struct handover_conn *recs = (struct handover_conn *)c->batch;
 	struct held *h;
 	enum handover_type t;
-	union { struct handover_conn rec; struct handover_end end; } u;
 	int fds[HANDOVER_MAX_FDS];
-	size_t len, nfds;
+	size_t len, nfds, n, used;
 
 	for (;;) {
-		if (recv_msg(c, &t, &u, sizeof(u), &len, fds, &nfds,
-		    deadline) == -1)
+		if (recv_msg(c, &t, c->batch, sizeof(c->batch), &len, fds,
+		    &nfds, deadline) == -1)
 			return -1;
 		if (t == HANDOVER_CONN_END && len == sizeof(end)) {
-			end = u.end;
+			memcpy(&end, c->batch, sizeof(end));
 			break;
 		}
-		if (t != HANDOVER_CONN || len != sizeof(u.rec) ||
-		    nfds != u.rec.nfds || nfds > HANDOVER_CONN_FDS) {
+		n = len / sizeof(*recs);
+		used = 0;
+		for (size_t i = 0; t == HANDOVER_CONN && i < n; i++)
+			used += recs[i].nfds <= HANDOVER_CONN_FDS ?
+			    recs[i].nfds : HANDOVER_MAX_FDS + 1;
+		if (t != HANDOVER_CONN || n == 0 || len % sizeof(*recs) != 0 ||
+		    used != nfds) {
 			close_all(fds, nfds);
-			snprintf(why, whylen, "message %d where a connection "
-			    "was due", (int)t);
+			snprintf(why, whylen, "message %d where connections "
+			    "were due", (int)t);
 			return -1;
 		}
-		if ((h = held_add(c)) == NULL) {
-			close_all(fds, nfds);
-			snprintf(why, whylen, "out of memory");
-			return -1;
+		used = 0;
+		for (size_t i = 0; i < n; i++) {
+			if ((h = held_add(c)) == NULL) {
+				close_all(fds + used, nfds - used);
+				snprintf(why, whylen, "out of memory");
+				return -1;
+			}
+			h->rec = recs[i];
+			memcpy(h->fds, fds + used, h->rec.nfds * sizeof(*fds));
+			used += h->rec.nfds;
 		}
-		h->rec = u.rec;
-		memcpy(h->fds, fds, nfds * sizeof(*fds));
-		if (!worker_adopt_check(w, &h->rec, why, whylen))
-			return -1;
-		if (take_data(c, &h->data[0], h->rec.up.buf_len, deadline) == -1 ||
-		    take_data(c, &h->data[1], h->rec.down.buf_len, deadline) == -1) {
-			snprintf(why, whylen, "a connection's buffered bytes "
-			    "did not come");
-			return -1;
+		/* Held (theirs to close) before any check can fail. */
+		for (size_t i = c->nconns - n; i < c->nconns; i++) {
+			h = &c->conns[i];
+			if (!worker_adopt_check(w, &h->rec, why, whylen))
+				return -1;
+			if (take_data(c, &h->data[0], h->rec.up.buf_len,
+			    deadline) == -1 || take_data(c, &h->data[1],
+			    h->rec.down.buf_len, deadline) == -1) {
+				snprintf(why, whylen, "a connection's buffered "
+				    "bytes did not come");
+				return -1;
+			}
 		}
-		if (c->nconns == 1)
-			fault("connections");
+		if (c->nconns == n)
+			fault("connections");   /* the first batch came */
 	}
 	if (end.conns != c->nconns) {
 		snprintf(why, whylen, "%zu connections came, %llu were sent",

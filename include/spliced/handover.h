@@ -14,9 +14,9 @@
  *   new -> old  HELLO        its config loaded; version and pid
  *   old -> new  LISTEN ...   listening sockets (fds), then LISTEN_END
  *   new -> old  LISTENING    took them (it does not accept yet)
- *   old -> new  CONN [DATA]  one per connection (fds: sockets, pipes;
- *                            DATA: copy-buffer bytes) or client waiting
- *                            for a slot, then CONN_END with the count
+ *   old -> new  CONN [DATA]  a batch of connections (fds: sockets,
+ *                            pipes; DATA: their copy-buffer bytes) or
+ *                            clients waiting for a slot; CONN_END, the count
  *   new -> old  RECEIVED     holds them all (nothing runs yet)
  *   old -> new  STATS ...    the old process's counters (statcarry.h)
  *   old -> new  COMMIT
@@ -126,6 +126,10 @@ struct handover_conn {
 	uint8_t pad_;
 	struct handover_dir up, down;
 };
+
+/* Records per CONN message (each with up to HANDOVER_CONN_FDS fds, all
+ * of them within HANDOVER_MAX_FDS). */
+#define HANDOVER_BATCH (HANDOVER_MAX_MSG / sizeof(struct handover_conn))
 
 /* A connection on its way out of the old process: its record, fds
  * (rec.nfds of them, still the old connection's: sendmsg passes copies)
