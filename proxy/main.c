@@ -288,6 +288,7 @@ main_serve(struct proc *p)
 		if (upgrade_child_take(hd.uc, p->w, p->nw,
 		    p->cfg->upgrade_timeout_ms) == -1)
 			goto out;
+		upgrade_child_servers(hd.uc, p->bs);
 		admin_handed(admin, false);
 	}
 	/* The workers never see those signals: only this thread does. */

@@ -29,6 +29,7 @@
 
 #include "proc.h"
 #include "spliced/admin.h"
+#include "spliced/backend.h"
 #include "spliced/handover.h"
 #include "spliced/listener.h"
 #include "spliced/log.h"
@@ -510,6 +511,51 @@ commit_unsure(struct upgrade *u)
 	}
 }
 
+/* The servers' states, in SERVERS messages; the new process sets them
+ * before its checks and workers start. */
+static int
+send_servers(struct upgrade *u)
+{
+	size_t per = HANDOVER_MAX_MSG / sizeof(*u->servers);
+
+	for (size_t i = 0; i < u->nservers; i += per) {
+		size_t n = u->nservers - i < per ? u->nservers - i : per;
+
+		if (send_msg(u, HANDOVER_SERVERS, u->servers + i,
+		    n * sizeof(*u->servers), NULL, 0, "taking the servers") == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* On the main thread: what every server's state is now. 0 / -1 ENOMEM. */
+static int
+servers_take(struct upgrade *u, const struct backend_set *bs)
+{
+	size_t n = 0;
+
+	for (size_t b = 0; b < bs->n; b++)
+		n += bs->b[b].n;
+	if (n > 0 && (u->servers = calloc(n, sizeof(*u->servers))) == NULL)
+		return -1;
+	for (size_t b = 0; b < bs->n; b++)
+		for (size_t i = 0; i < bs->b[b].n; i++) {
+			const struct server_state *st = bs->b[b].servers[i];
+			struct handover_server *s = &u->servers[u->nservers++];
+
+			snprintf(s->backend, sizeof(s->backend), "%s",
+			    bs->b[b].cfg->name);
+			snprintf(s->server, sizeof(s->server), "%s",
+			    bs->b[b].entry[i]->name);
+			memcpy(&s->addr, &st->addr.ss, st->addr.len);
+			s->addrlen = st->addr.len;
+			s->up = atomic_load(&st->up);
+			s->admin = (uint8_t)atomic_load(&st->admin);
+			s->weight = (uint16_t)atomic_load(&st->weight);
+		}
+	return 0;
+}
+
 /* From here a cancel no longer interrupts (see struct upgrade). */
 static int
 begin_commit(struct upgrade *u)
@@ -565,7 +611,8 @@ run(struct upgrade *u, uint64_t t0)
 	if (send_conns(u, &conns) == -1 ||
 	    expect(u, HANDOVER_RECEIVED, NULL, 0, NULL,
 	    "taking the connections") == -1 ||
-	    send_stats(u) == -1 || begin_commit(u) == -1 ||
+	    send_stats(u) == -1 || send_servers(u) == -1 ||
+	    begin_commit(u) == -1 ||
 	    send_msg(u, HANDOVER_COMMIT, NULL, 0, NULL, 0, "at the commit") == -1)
 		return -1;
 	if (expect(u, HANDOVER_COMMITTED, NULL, 0, NULL, "at the commit") == -1) {
@@ -643,6 +690,7 @@ asks_free(struct upgrade *u)
 		if (u->asks[i].done != NULL)
 			event_free(u->asks[i].done);
 	free(u->asks);
+	free(u->servers);
 	if (u->base != NULL)
 		event_base_free(u->base);
 	free(u);
@@ -661,7 +709,7 @@ upgrade_start(struct proc *p, struct admin *admin, struct event *finished)
 	if ((u->base = event_base_new()) == NULL ||
 	    (u->asks = calloc(p->nw, sizeof(*u->asks))) == NULL)
 		goto nomem;
-	if (upgrade_asks_init(u) == -1)
+	if (upgrade_asks_init(u) == -1 || servers_take(u, p->bs) == -1)
 		goto nomem;
 	u->admin = admin;
 	u->finished = finished;

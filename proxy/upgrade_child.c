@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "spliced/backend.h"
 #include "spliced/handover.h"
 #include "spliced/log.h"
 #include "spliced/sdnotify.h"
@@ -39,6 +40,8 @@ struct upgrade_child {
 	size_t nconns, cap;
 	uint8_t *stats;             /* the old process's counters */
 	size_t nstats;
+	struct handover_server *servers;    /* its servers' states */
+	size_t nservers;
 	/* A CONN message: room for HANDOVER_BATCH records. */
 	_Alignas(struct handover_conn) uint8_t batch[HANDOVER_MAX_MSG];
 };
@@ -324,7 +327,27 @@ take_conns(struct upgrade_child *c, struct worker *w, uint64_t deadline,
 	return 0;
 }
 
-/* STATS messages until COMMIT. */
+/* A SERVERS message's records, appended. -1 (logged). */
+static int
+take_servers(struct upgrade_child *c, const uint8_t *buf, size_t len)
+{
+	size_t n = len / sizeof(*c->servers);
+	struct handover_server *g;
+
+	if (len % sizeof(*c->servers) != 0) {
+		log_error("upgrade: pid %ld sent a SERVERS message of %zu bytes",
+		    (long)c->parent, len);
+		return -1;
+	}
+	if ((g = realloc(c->servers, (c->nservers + n) * sizeof(*g))) == NULL)
+		return -1;
+	c->servers = g;
+	memcpy(g + c->nservers, buf, len);
+	c->nservers += n;
+	return 0;
+}
+
+/* STATS and SERVERS messages until COMMIT. */
 static int
 take_stats(struct upgrade_child *c, uint64_t deadline)
 {
@@ -340,6 +363,11 @@ take_stats(struct upgrade_child *c, uint64_t deadline)
 		close_all(fds, nfds);
 		if (t == HANDOVER_COMMIT)
 			return 0;
+		if (t == HANDOVER_SERVERS) {
+			if (take_servers(c, buf, len) == -1)
+				return -1;
+			continue;
+		}
 		if (t != HANDOVER_STATS) {
 			log_error("upgrade: pid %ld sent message %d before the "
 			    "commit", (long)c->parent, (int)t);
@@ -410,6 +438,38 @@ upgrade_child_take(struct upgrade_child *c, struct worker **w, unsigned nw,
 }
 
 void
+upgrade_child_servers(const struct upgrade_child *c, struct backend_set *bs)
+{
+	for (size_t i = 0; i < c->nservers; i++) {
+		const struct handover_server *s = &c->servers[i];
+
+		if (memchr(s->backend, 0, sizeof(s->backend)) == NULL ||
+		    memchr(s->server, 0, sizeof(s->server)) == NULL ||
+		    s->addrlen > sizeof(s->addr))
+			continue;
+		/* What the admin endpoint set, by name (a server gone from
+		 * the config is not found: nothing to carry). */
+		if (s->admin != BACKEND_ADMIN_READY || s->weight != 0)
+			(void)backend_server_set_admin(bs, s->backend, s->server,
+			    s->admin < BACKEND_ADMIN_MAX_ ? s->admin : -1,
+			    s->weight <= 256 ? s->weight : 0);
+		for (size_t b = 0; b < bs->n; b++) {
+			const struct backend_shared *sh = &bs->b[b];
+
+			if (strcmp(sh->cfg->name, s->backend) != 0)
+				continue;
+			for (size_t k = 0; k < sh->n; k++)
+				if (strcmp(sh->entry[k]->name, s->server) == 0 &&
+				    sh->servers[k]->addr.len == s->addrlen &&
+				    memcmp(&sh->servers[k]->addr.ss, &s->addr,
+				    s->addrlen) == 0)
+					(void)backend_server_set_up(
+					    sh->servers[k], s->up != 0);
+		}
+	}
+}
+
+void
 upgrade_child_report(const struct upgrade_child *c, pid_t *pid, size_t *socks,
     size_t *conns)
 {
@@ -446,6 +506,7 @@ upgrade_child_free(struct upgrade_child *c)
 	}
 	free(c->conns);
 	free(c->stats);
+	free(c->servers);
 	close(c->sock);
 	free(c);
 }

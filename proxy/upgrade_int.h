@@ -54,6 +54,10 @@ struct upgrade {
 	 * (thaw, accept again) and the release after the commit must never
 	 * fail for memory. */
 	struct upgrade_ask *asks;   /* [p->nw], each with its done event */
+	/* The servers' states, taken on the main thread at the start (the
+	 * main thread alone may read p->bs). */
+	struct handover_server *servers;
+	size_t nservers;
 	atomic_uint left;
 	struct handover_items *items;       /* [p->nw] */
 	struct stats_sample *samples;       /* [p->nw] */

@@ -19,6 +19,8 @@
  *                            clients waiting for a slot; CONN_END, the count
  *   new -> old  RECEIVED     holds them all (nothing runs yet)
  *   old -> new  STATS ...    the old process's counters (statcarry.h)
+ *   old -> new  SERVERS ...  its servers' states: up or down, and what
+ *                            the admin endpoint set (drain, maint, weight)
  *   old -> new  COMMIT
  *   new -> old  COMMITTED    the commit point: from here on the
  *                            connections are the new process's
@@ -35,6 +37,9 @@
 
 #define HANDOVER_MAGIC 0x53504c55u      /* "SPLU" */
 #define HANDOVER_VERSION 1
+/* Names: a config line holds at most 200 bytes (inih), so a name fits. */
+#define HANDOVER_NAME_MAX 200
+
 /* The most fds one message carries (SCM_MAX_FD is 253). */
 #define HANDOVER_MAX_FDS 250
 /* The largest message: a DATA chunk, or a block of counters. */
@@ -56,6 +61,7 @@ enum handover_type {
 	HANDOVER_COMMITTED,
 	HANDOVER_STATS,
 	HANDOVER_RUNNING,
+	HANDOVER_SERVERS,
 };
 
 struct handover_hdr {
@@ -80,6 +86,18 @@ struct handover_sock {
 	char name[64];              /* PASSED: its FileDescriptorName */
 };
 
+/* SERVERS: one per server address, as the old process saw it when the
+ * upgrade began. */
+struct handover_server {
+	char backend[HANDOVER_NAME_MAX];
+	char server[HANDOVER_NAME_MAX];
+	struct sockaddr_storage addr;
+	uint32_t addrlen;
+	uint8_t up;
+	uint8_t admin;              /* enum backend_admin */
+	uint16_t weight;            /* 0: the config line's */
+};
+
 struct handover_end {           /* CONN_END */
 	uint64_t conns;
 };
@@ -101,9 +119,6 @@ struct handover_dir {
 	uint32_t p_full_reads, p_short_wakes;
 	uint64_t p_threshold, p_burst, p_wake_bytes;
 };
-
-/* Names: a config line holds at most 200 bytes (inih), so a name fits. */
-#define HANDOVER_NAME_MAX 200
 
 struct handover_conn {
 	uint8_t waiting;            /* a client accepted, waiting for a slot:

@@ -95,6 +95,12 @@ int upgrade_child_listeners(struct upgrade_child *, int **bound,
  * carries on). */
 int upgrade_child_take(struct upgrade_child *, struct worker **w,
     unsigned nw, unsigned timeout_ms);
+/* After upgrade_child_take(), before the health checks start: each
+ * server is up or down as the old process saw it, with the runtime state
+ * the admin endpoint gave it (drain, maint, weight), matched by backend
+ * and server name (and address, for up or down). */
+struct backend_set;
+void upgrade_child_servers(const struct upgrade_child *, struct backend_set *);
 /* The old process's pid, and how many sockets and connections came. */
 void upgrade_child_report(const struct upgrade_child *, pid_t *pid,
     size_t *socks, size_t *conns);

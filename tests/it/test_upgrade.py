@@ -1982,9 +1982,57 @@ def test_stop_at_commit(ctx):
     end_chain(chain)
 
 
+def server_states(aport):
+    """{server name: (health, admin, weight)} of backend app, from /status."""
+    for b in admin_json(aport, "/status").get("backends", []):
+        if b.get("name") == "app":
+            return {v["name"]: (v["health"], v["admin"], v["weight"])
+                    for v in b.get("servers", [])}
+    return {}
+
+
+def test_server_states(ctx):
+    """The servers' states go along: a server the checks found down is down
+    in the new process from its first answer (no traffic tried on it), and
+    one drained with a new weight through the admin endpoint stays so."""
+    if ctx.mode != "auto":
+        raise H.Skip("no byte is relayed here: runs with splice=auto only")
+    bins = Bins(ctx)
+    be = ctx.backend(H.echo(), name="echo")
+    dead = H.free_port()
+    p, chain, aport = start_chain(
+        ctx, bins, {}, {"web": {"backend": "app"}},
+        {"app": {"server": ["a " + be.addr, "b %s:%d" % (H.LOCAL, dead),
+                            "c " + be.addr],
+                 "health_check": "tcp", "health_interval": "200ms",
+                 "health_timeout": "200ms", "fall": "1", "rise": "50"}},
+        allow=(r"server app/b .* is down", r"health check"))
+    H.check(H.wait_until(lambda: server_states(aport).get("b", ("",))[0] == "down",
+                         10, 0.05), "server app/b (nothing listens on its port)",
+            "down by its health checks within 10 s", server_states(aport))
+    r = H.subprocess.run([bins.real, "ctl", "--admin", "%s:%d" % (H.LOCAL, aport),
+                          "server", "app/a", "drain", "--weight", "7"],
+                         capture_output=True, text=True, timeout=20)
+    H.check_eq(r.returncode, 0, "spliced ctl server app/a drain --weight 7: exit "
+               "status (%s)" % r.stderr.strip())
+    before = server_states(aport)
+    H.check_eq((before["a"][1], before["a"][2]), ("drain", 7), "app/a before")
+    new, _ = upgrade(chain, "an upgrade with a server down and one drained", aport)
+    after = server_states(aport)
+    H.check_eq(status_pid(aport), new, "GET /status pid")
+    H.check_eq(after["b"][0], "down", "app/b in the new process's first /status "
+               "(rise 50 x 200 ms would take 10 s to bring it up)")
+    H.check_eq((after["a"][1], after["a"][2]), ("drain", 7), "app/a in the new process")
+    H.check_eq(after["c"][:2], ("up", "ready"), "app/c in the new process")
+    for i in range(10):
+        served(p.port("web"), 100 + i, what="client %d (to app/c: a drained, b down)" % i)
+    end_chain(chain)
+
+
 if __name__ == "__main__":
     H.main([test_under_upgrades, test_handshake_waits, test_handshake_stuck,
             test_socket_activated, test_admin_unix,
             test_reload_after, test_sigterm_frozen,
-            test_workers_change, test_waiting_client, test_stop_at_commit],
+            test_workers_change, test_waiting_client, test_stop_at_commit,
+            test_server_states],
            deadline=280, doc=__doc__)
