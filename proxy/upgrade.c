@@ -49,7 +49,6 @@ extern char **environ;
 static char upgrade_exe[PATH_MAX];
 static char **upgrade_argv;
 
-
 /* argv[0] in PATH, as execvp would find it, into upgrade_exe. */
 static bool
 upgrade_search_path(const char *name)

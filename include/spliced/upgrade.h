@@ -15,9 +15,12 @@
  *     still in a handshake or connecting (bounded by their own timeouts:
  *     they finish here, then travel), freezes every connection (the
  *     workers stop polling them: nothing moves, nothing is lost) and
- *     sends each whole: both sockets, a pipe with the bytes in it, the
- *     copy buffer's bytes, each direction's state, counters and stamps;
- *  3. the new process holds them all and says so; the old one commits;
+ *     sends each whole, in batches: both sockets, a pipe with the bytes
+ *     in it, the copy buffer's bytes, each direction's state, counters
+ *     and stamps; clients accepted and waiting for a slot go too;
+ *  3. the new process holds them all and says so; the old one sends its
+ *     counters and its servers' states (up or down, drain, maint,
+ *     weight) and commits;
  *     the new one confirms (the commit point) and starts: workers,
  *     connections, accepting; it sends systemd MAINPID= and READY=1;
  *  4. the old process closes its copies of the fds (no peer sees

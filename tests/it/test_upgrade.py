@@ -114,7 +114,20 @@ workers_change: workers = 2, edited to 1 before the first upgrade and to 3
   before the second: P's ready line and /status say so; a client loop of
   echo round trips across each upgrade fails none; afterwards 200 short
   clients in a row are each served within 5 s (none refused, none left in
-  a backlog nobody reads); 4 held connections byte-exact throughout."""
+  a backlog nobody reads); 4 held connections byte-exact throughout.
+waiting_client (auto only): max_connections = 1, one connection holding
+  the slot and a second client accepted and held waiting (one fd more in
+  the old process): the upgrade hands over both (>= 2); once the first
+  ends, the waiting client's 32 KiB come back and 256 KiB more, byte-exact.
+stop_at_commit: upgrade_timeout = 3s, P stopped with COMMIT read and
+  COMMITTED not sent (stop:commit): "upgrade failed: pid P did not answer
+  within upgrade_timeout at the commit", P reaped; the open connection
+  resumes in the old process (1 MiB byte-exact), a new client is served, and
+  a good upgrade follows.
+server_states (auto only): backend app with a (drained through `spliced
+  ctl server app/a drain --weight 7`), b (nothing listens: down by its
+  checks; rise 50 x 200 ms) and c: in P's first /status b is down, a is
+  drain with weight 7, c up; 10 clients served (by c)."""
 
 import ctypes
 import ctypes.util
