@@ -196,6 +196,19 @@ admin_fd_matches(const struct config *cfg, int fd)
 	    memcmp(&ss, &cfg->admin.addr.ss, len) == 0;
 }
 
+bool
+admin_health_is_down(const struct admin *a)
+{
+	return a != NULL && a->health_down;
+}
+
+void
+admin_health_set_down(struct admin *a)
+{
+	if (a != NULL)
+		a->health_down = true;
+}
+
 int
 admin_listen_fd(const struct admin *a)
 {

@@ -289,6 +289,11 @@ main_serve(struct proc *p)
 		    p->cfg->upgrade_timeout_ms) == -1)
 			goto out;
 		upgrade_child_servers(hd.uc, p->bs);
+		if (upgrade_child_health_down(hd.uc)) {
+			admin_health_set_down(admin);
+			log_info("upgrade: /healthz stays down, as pid %ld had it "
+			    "(spliced ctl health up to change it)", (long)getppid());
+		}
 		admin_handed(admin, false);
 	}
 	/* The workers never see those signals: only this thread does. */

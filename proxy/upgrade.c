@@ -416,6 +416,7 @@ send_conns(struct upgrade *u, size_t *count)
 	}
 	free(b);
 	end.conns = *count;
+	end.health_down = u->health_down;
 	return send_msg(u, HANDOVER_CONN_END, &end, sizeof(end), NULL, 0,
 	    "taking the connections");
 }
@@ -710,6 +711,7 @@ upgrade_start(struct proc *p, struct admin *admin, struct event *finished)
 		goto nomem;
 	if (upgrade_asks_init(u) == -1 || servers_take(u, p->bs) == -1)
 		goto nomem;
+	u->health_down = admin_health_is_down(admin);
 	u->admin = admin;
 	u->finished = finished;
 	u->sock = -1;

@@ -42,6 +42,7 @@ struct upgrade_child {
 	size_t nstats;
 	struct handover_server *servers;    /* its servers' states */
 	size_t nservers;
+	bool health_down;           /* its /healthz was set down */
 	/* A CONN message: room for HANDOVER_BATCH records. */
 	_Alignas(struct handover_conn) uint8_t batch[HANDOVER_MAX_MSG];
 };
@@ -319,6 +320,7 @@ take_conns(struct upgrade_child *c, struct worker *w, uint64_t deadline,
 		if (c->nconns == n)
 			fault("connections");   /* the first batch came */
 	}
+	c->health_down = end.health_down != 0;
 	if (end.conns != c->nconns) {
 		snprintf(why, whylen, "%zu connections came, %llu were sent",
 		    c->nconns, (unsigned long long)end.conns);
@@ -467,6 +469,12 @@ upgrade_child_servers(const struct upgrade_child *c, struct backend_set *bs)
 					    sh->servers[k], s->up != 0);
 		}
 	}
+}
+
+bool
+upgrade_child_health_down(const struct upgrade_child *c)
+{
+	return c->health_down;
 }
 
 void

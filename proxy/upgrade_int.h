@@ -58,6 +58,7 @@ struct upgrade {
 	 * main thread alone may read p->bs). */
 	struct handover_server *servers;
 	size_t nservers;
+	bool health_down;           /* the admin endpoint's /healthz, at the start */
 	atomic_uint left;
 	struct handover_items *items;       /* [p->nw] */
 	struct stats_sample *samples;       /* [p->nw] */

@@ -73,6 +73,10 @@ void admin_take_handed(int fd);
  * too (the old one, before the commit; the new one, after it): then
  * admin_free() leaves a unix socket's file in place. Any thread. */
 int admin_listen_fd(const struct admin *);
+/* What `spliced ctl health` set (main thread): an upgrade's new process
+ * answers /healthz as the old one did (NULL: up). */
+bool admin_health_is_down(const struct admin *);
+void admin_health_set_down(struct admin *);
 void admin_handed(struct admin *, bool shared);
 /* Serve on p->base (after the workers exist: p->w), reading p's current
  * generation (p->cfg, p->bs) at every request, and sv for the drain. 0,

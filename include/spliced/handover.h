@@ -100,6 +100,8 @@ struct handover_server {
 
 struct handover_end {           /* CONN_END */
 	uint64_t conns;
+	uint8_t health_down;        /* `spliced ctl health down` was in force */
+	uint8_t pad_[7];
 };
 
 /* One direction of a connection, as relay.h's struct relay_dir holds it

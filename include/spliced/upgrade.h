@@ -104,6 +104,9 @@ int upgrade_child_take(struct upgrade_child *, struct worker **w,
  * and server name (and address, for up or down). */
 struct backend_set;
 void upgrade_child_servers(const struct upgrade_child *, struct backend_set *);
+/* Whether the old process's /healthz was set down (`spliced ctl health
+ * down`): the new one answers the same until `health up`. */
+bool upgrade_child_health_down(const struct upgrade_child *);
 /* The old process's pid, and how many sockets and connections came. */
 void upgrade_child_report(const struct upgrade_child *, pid_t *pid,
     size_t *socks, size_t *conns);
