@@ -116,6 +116,7 @@ class Instance:
         self.pids = []              # every process this instance ran
         self.live = set()           # those not reaped yet: the only ones kill_all() signals
         self.killed = False
+        self.baseline = None
 
     def write_config(self, servers):
         text = CONFIG % {"k": self.k, "n": len(INSTANCES), "mode": self.fleet.mode,
@@ -141,6 +142,59 @@ class Instance:
             raise CaseFailure("%s: spliced prints 'info: ready'" % self.name,
                               "within %.0f s" % READY_TIMEOUT,
                               "exit status %s" % self.proc.poll())
+        self.baseline = self.settled_fds()
+
+    # -- /proc: fds and sockets ----------------------------------------------
+
+    def fds(self):
+        try:
+            return os.listdir("/proc/%d/fd" % self.pid)
+        except OSError:
+            return []
+
+    def settled_fds(self, timeout=3.0):
+        """The fd count once two samples 0.3 s apart agree."""
+        end, prev = time.monotonic() + timeout, len(self.fds())
+        while time.monotonic() < end:
+            time.sleep(0.3)
+            cur = len(self.fds())
+            if cur == prev:
+                break
+            prev = cur
+        return prev
+
+    def close_wait(self):
+        """'local -> remote' of its sockets in CLOSE_WAIT (/proc/PID/net/tcp
+        is the table of the process's own namespace)."""
+        inodes = set()
+        for fd in self.fds():
+            try:
+                m = re.match(r"socket:\[(\d+)\]", os.readlink("/proc/%d/fd/%s"
+                                                              % (self.pid, fd)))
+            except OSError:
+                continue
+            if m:
+                inodes.add(m.group(1))
+        out = []
+        with open("/proc/%d/net/tcp" % self.pid) as f:
+            next(f)
+            for row in f:
+                p = row.split()
+                if p[3] == "08" and p[9] in inodes:
+                    out.append("%s -> %s" % (p[1], p[2]))
+        return out
+
+    def check_fds(self, timeout=20.0):
+        """Its fd count back at the first process's baseline (pooled pipes
+        close about a second after their last use), none of its sockets in
+        CLOSE_WAIT."""
+        ok = wait_until(lambda: len(self.fds()) <= self.baseline, timeout, 0.2)
+        check(ok, "%s: pid %d's fd count" % (self.name, self.pid),
+              "back at the baseline of %d within %.0f s" % (self.baseline, timeout),
+              len(self.fds()))
+        cw = self.close_wait()
+        check(not cw, "%s: pid %d's sockets in CLOSE_WAIT" % (self.name, self.pid),
+              "none", cw)
 
     def _read(self, stream):
         for raw in stream:
@@ -276,10 +330,11 @@ class Instance:
               % (self.name, self.pid), "killed by signal 9", st)
 
     def stop(self):
-        """SIGTERM: exit 0, and no line at warn or error the fleet did not
-        expect."""
+        """Its fds back at the baseline, no socket in CLOSE_WAIT; SIGTERM:
+        exit 0, and no line at warn or error the fleet did not expect."""
         if self.pid is None or self.killed:
             return
+        self.check_fds()
         os.kill(self.pid, signal.SIGTERM)
         st = self.reap(self.pid, STOP_TIMEOUT)
         pid, self.pid = self.pid, None
