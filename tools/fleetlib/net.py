@@ -82,6 +82,15 @@ class Ns:
         return run(["ip", "netns", "del", self.name])
 
 
+def alive(pid):
+    """A process that has not exited (a zombie has)."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def sweep_stale(log):
     """Namespaces of runs that were killed before their cleanup."""
     try:
@@ -90,7 +99,7 @@ def sweep_stale(log):
         return
     for n in names:
         m = re.match(PREFIX + r"(\d+)-", n)
-        if m and not os.path.exists("/proc/" + m.group(1)):
+        if m and not alive(m.group(1)):
             log("removing namespace %s of a run that is gone" % n)
             Ns(n).delete()
 
