@@ -11,6 +11,7 @@ from .base import (IO_TIMEOUT, SERVERS, CaseFailure, check, check_eq, default_lo
                    wait_until)
 from .fleet import Fleet
 
+
 def fmt_counts(counter, names):
     return " ".join("%s %d" % (n, counter.get(n, 0)) for n in names)
 
@@ -98,16 +99,19 @@ def case_a(f, per_addr=6):
         mk = sorted(a for a in both if was[a] != now[a])
         check_eq(mk, sorted(a for a in moved if a in both),
                  "addresses that moved as %s alone saw them" % i.name)
-        seen.append("%s %d of %d" % (i.name, len(mk), sum(1 for a in moved if a in both)))
+        seen.append("%s saw %d move" % (i.name, len(mk)))
     f.stop_instances()
     fig = {"clients": len(addrs), "connections": len(conns), "failures": 0,
            "per_instance_before": dict(inst0), "per_instance_after": dict(inst1),
            "moved": moved, "moved_fraction": frac}
     f.log("case a: clients %d, connections %d (%d before, %d after be4), failures 0"
           % (len(addrs), len(conns), len(before), len(after)))
-    f.log("case a: moved %d of %d addresses = %.1f%% (1/(N+1) = 25%%), all to be4; "
-          "through each instance alone (of those it carried in both rounds): %s"
-          % (len(moved), len(addrs), 100 * frac, ", ".join(seen)))
+    f.log("case a: addresses per backend: before %s; after %s"
+          % (fmt_counts(collections.Counter(b0.values()), SERVERS[:3]),
+             fmt_counts(collections.Counter(b1.values()), SERVERS)))
+    f.log("case a: moved %d of %d addresses = %.1f%% (1/(N+1) = 25%%), all to be4, the "
+          "same through every instance: %s, and no other (of the addresses each carried "
+          "in both rounds)" % (len(moved), len(addrs), 100 * frac, ", ".join(seen)))
     f.log("case a: moved: %s" % " ".join(moved))
     return fig
 
@@ -178,9 +182,9 @@ def upgrade_step(f, inst, longs, load):
             "handover": took, "withdrawn_s": round(time.monotonic() - t_w, 2),
             "t_upgraded": t_up}
     f.log("%s: health down, route withdrawn, wait-empty: exit %d (%d long streams left), "
-          "SIGUSR2: handed %d to pid %d %s; health up, route back after %.1f s; "
-          "%.1f s in all" % (what, wait_rc, len(mine), n, new, took,
-                             time.monotonic() - t_w, time.monotonic() - t0))
+          "SIGUSR2: handed %d to pid %d %s; health up, route back %.1f s after its "
+          "withdrawal; %.1f s in all" % (what, wait_rc, len(mine), n, new, took,
+                                         t_up - t_w, time.monotonic() - t0))
     return step
 
 
@@ -283,9 +287,10 @@ def case_c(f, victim=2):
     addrs = len({c.addr for c in conns})
     f.log("case c: clients %d, connections %d (%d short, %d long), per instance %s; "
           "failures %d, all on %s (%d long streams, %d short connections before the "
-          "withdrawal); after the withdrawal %d connections, 0 failures (%s)"
+          "withdrawal; the other %d long streams intact); after the withdrawal %d "
+          "connections, 0 failures (%s)"
           % (addrs, len(conns), len(shorts), len(longs), fmt_counts(per, names),
-             len(failed), v.name, lf, len(failed) - lf, len(after),
+             len(failed), v.name, lf, len(failed) - lf, len(longs) - lf, len(after),
              fmt_counts(per_after, names)))
     return {"clients": addrs, "connections": len(conns), "failures": len(failed),
             "failures_long": lf, "failures_short": len(failed) - lf,

@@ -19,6 +19,7 @@ from .procs import Backends, Instance
 
 PR_SET_CHILD_SUBREAPER = 36
 
+
 class Fleet:
     """Namespaces, backends, three instances and the client side; close()
     (also at exit) ends every process and deletes every namespace."""
@@ -32,8 +33,8 @@ class Fleet:
         self.nclients = nclients
         self.log = log or default_log
         self.keep = keep
-        self.tmp = tempfile.mkdtemp(prefix="spliced-fleet-", dir=tmp)
-        self.exe = os.path.join(self.tmp, "bin", "spliced")
+        self.tmp_parent = tmp
+        self.tmp = self.exe = None
         Fleet.serial += 1
         self.net = Net("%s%d-%d" % (PREFIX, os.getpid(), Fleet.serial), nclients, pin)
         self.backends = None
@@ -56,6 +57,8 @@ class Fleet:
         atexit.register(self.close)
         try:
             sweep_stale(self.log)
+            self.tmp = tempfile.mkdtemp(prefix="spliced-fleet-", dir=self.tmp_parent)
+            self.exe = os.path.join(self.tmp, "bin", "spliced")
             os.makedirs(os.path.dirname(self.exe))
             self.install_binary()
             if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -146,7 +149,7 @@ class Fleet:
         return ld
 
     def owners(self):
-        """{(address, port): instance name} of every SYN each instance got."""
+        """{(address, port): {names of the instances that got its SYN}}."""
         res = {}
         for i in self.instances:
             for key in self.net.syn(i.k):
@@ -179,6 +182,7 @@ class Fleet:
         if self.closed:
             return
         self.closed = True
+        atexit.unregister(self.close)
         for ld in self.loads:
             ld.halt.set()
         for s in self.longs:
@@ -188,6 +192,8 @@ class Fleet:
         if self.backends is not None:
             self.backends.close()
         self.net.close(self.log)
+        if self.tmp is None:
+            return
         if self.keep or self.failed:
             self.log("fleet: configs and binary kept in %s" % self.tmp)
         else:
