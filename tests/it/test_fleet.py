@@ -14,16 +14,18 @@ rolling_upgrade: long echo streams and loops of short byte-checked
   (/healthz 503), route withdrawn, `spliced ctl wait-empty all --timeout 3s`
   (exit 1 naming exactly the long streams on it, which /connections lists),
   a new binary and SIGUSR2 (those streams handed to the new pid, the old
-  exits 0, /status names the new one), no new connection reached it
-  meanwhile, `spliced ctl health up` (/healthz 200), route back, short
-  connections reach it again. Failures: 0; every long stream carried bytes
-  after its instance's upgrade and ended cleanly.
+  exits 0, /status names the new one), no connection started after the
+  withdrawal reached it, `spliced ctl health up` (/healthz 200), route
+  back, short connections reach it again. Failures: 0; every long stream
+  carried bytes after its instance's upgrade and ended cleanly. The new
+  process's /healthz before `health up` must still be 503, as after a
+  SIGHUP.
 sigkill: instance 2 SIGKILLed, its route withdrawn after 2 failed /healthz
   checks 0.5 s apart: every failed connection had reached it (its long
   streams all fail), the others' long streams are intact, >= 100 connections
   started after the withdrawal all succeed through the other two.
-Each case ends its instances with SIGTERM: exit 0, no unexpected warn or
-error line. Skipped (77) only where the fleet cannot be made (not root, no
+Each case ends its instances with SIGTERM: fds back at the baseline, no
+CLOSE_WAIT, exit 0, no unexpected warn or error line. Skipped (77) only where the fleet cannot be made (not root, no
 network namespaces, veth, nftables or multipath routes)."""
 
 import os

@@ -164,6 +164,11 @@ def upgrade_step(f, inst, longs, load):
              "gave it, and nothing else")
     n, new, took = inst.upgrade()
     check_eq(n, len(mine), what + ": connections the upgrade handed over")
+    # What the operator set goes along, as it does over a SIGHUP (and as a
+    # server's drain, maint and weight go along): a readiness check must not
+    # see the instance ready before `health up`. Judged at the end of the
+    # case, so that the rest still runs.
+    healthz_new, _ = inst.http("GET", "/healthz")
     syn = f.net.syn(inst.k)
     late = [c for c in load.started_after(t_w) if (c.addr, c.port) in syn]
     check(not late, what + ": connections started after its route was withdrawn that "
@@ -180,11 +185,12 @@ def upgrade_step(f, inst, longs, load):
     none_failed(what + ", its route back", longs, load)
     step = {"instance": inst.name, "long": len(mine), "handed": n, "new_pid": new,
             "handover": took, "withdrawn_s": round(time.monotonic() - t_w, 2),
-            "t_upgraded": t_up}
+            "healthz_after_upgrade": healthz_new, "t_upgraded": t_up}
     f.log("%s: health down, route withdrawn, wait-empty: exit %d (%d long streams left), "
-          "SIGUSR2: handed %d to pid %d %s; health up, route back %.1f s after its "
-          "withdrawal; %.1f s in all" % (what, wait_rc, len(mine), n, new, took,
-                                         t_up - t_w, time.monotonic() - t0))
+          "SIGUSR2: handed %d to pid %d %s, its /healthz %s; health up, route back "
+          "%.1f s after its withdrawal; %.1f s in all"
+          % (what, wait_rc, len(mine), n, new, took, healthz_new, t_up - t_w,
+             time.monotonic() - t0))
     return step
 
 
@@ -213,12 +219,16 @@ def case_b(f):
     f.stop_instances()
     per = collections.Counter(c.via for c in shorts)
     rtt = max(s.max_rtt for s in longs)
+    ready = {s["instance"]: s["healthz_after_upgrade"] for s in steps}
     addrs = len({c.addr for c in conns})
     f.log("case b: clients %d, connections %d (%d short, %d long; %.1f MiB echoed), "
           "failures 0; short ones per instance %s; longest round trip of a long stream "
           "%.0f ms" % (addrs, len(conns), len(shorts), len(longs),
                        sum(c.n for c in conns) / 1048576.0, fmt_counts(per, names),
                        1000 * rtt))
+    check(all(v == 503 for v in ready.values()), "case b: GET /healthz of the new "
+          "process after SIGUSR2, before `spliced ctl health up` (the old one was set "
+          "down; a SIGHUP keeps that)", "503 on every instance: still down", ready)
     return {"clients": addrs, "connections": len(conns), "short": len(shorts),
             "long": len(longs), "failures": 0, "per_instance": dict(per),
             "steps": [{k: v for k, v in s.items() if k != "t_upgraded"} for s in steps],
