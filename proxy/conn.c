@@ -51,6 +51,17 @@ conn_reason_name(enum conn_reason r)
 	return names[r];
 }
 
+void
+conn_stats_add(struct conn_stats *to, const struct conn_stats *from)
+{
+	to->connections += from->connections;
+	to->connect_failures += from->connect_failures;
+	to->handed += from->handed;
+	to->adopted += from->adopted;
+	for (int r = 0; r < CONN_REASON_MAX_; r++)
+		to->reasons[r] += from->reasons[r];
+}
+
 /* Arm c's timer. A timer that cannot be armed (out of memory) would leave
  * the connection unwatched for good: it ends instead. False then (c is
  * closed). */

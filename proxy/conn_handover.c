@@ -41,12 +41,7 @@ conn_home_unsettled(const struct conn_home *h)
 void
 conn_home_add_stats(struct conn_home *h, const struct conn_stats *st)
 {
-	h->st.connections += st->connections;
-	h->st.connect_failures += st->connect_failures;
-	h->st.handed += st->handed;
-	h->st.adopted += st->adopted;
-	for (int r = 0; r < CONN_REASON_MAX_; r++)
-		h->st.reasons[r] += st->reasons[r];
+	conn_stats_add(&h->st, st);
 }
 
 static void

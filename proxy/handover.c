@@ -92,9 +92,8 @@ handover_send(int sock, enum handover_type type, const void *body, size_t len,
 	}
 }
 
-/* Close the fds a message brought that the caller will not get. */
-static void
-close_fds(const int *fds, size_t n)
+void
+handover_close_fds(const int *fds, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		close(fds[i]);
@@ -149,7 +148,7 @@ handover_recv(int sock, enum handover_type *type, void *body, size_t cap,
 			}
 		}
 	if (n == 0) {
-		close_fds(fds, got);
+		handover_close_fds(fds, got);
 		errno = ECONNRESET;
 		return -1;
 	}
@@ -157,12 +156,12 @@ handover_recv(int sock, enum handover_type *type, void *body, size_t cap,
 	    h.version != HANDOVER_VERSION) {
 		if ((size_t)n >= sizeof(h) && h.magic == HANDOVER_MAGIC)
 			*version = h.version;
-		close_fds(fds, got);
+		handover_close_fds(fds, got);
 		errno = EPROTO;
 		return -1;
 	}
 	if (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		close_fds(fds, got);
+		handover_close_fds(fds, got);
 		errno = EMSGSIZE;
 		return -1;
 	}

@@ -52,6 +52,15 @@ relay_ctx_init(struct relay_ctx *ctx, struct event_base *base,
 }
 
 void
+relay_stats_add(struct relay_stats *to, const struct relay_stats *from)
+{
+	for (int m = 0; m < RELAY_MODE_MAX_; m++)
+		to->bytes[m] += from->bytes[m];
+	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
+		to->fallbacks[f] += from->fallbacks[f];
+}
+
+void
 relay_ctx_cleanup(struct relay_ctx *ctx)
 {
 	for (unsigned i = 0; i < ctx->nbufs; i++)

@@ -129,8 +129,7 @@ read_fail(struct upgrade *u, const char *step)
 
 	while (handover_recv(u->sock, &t, buf, sizeof(buf) - 1, &n, fds, &nfds,
 	    handover_now_ms(), &version) == 0) {
-		for (size_t i = 0; i < nfds; i++)
-			close(fds[i]);
+		handover_close_fds(fds, nfds);
 		if (t == HANDOVER_FAIL) {
 			buf[n] = '\0';
 			(void)upgrade_fail(u, "pid %ld gave up %s: %s", (long)u->child,
@@ -193,8 +192,7 @@ expect(struct upgrade *u, enum handover_type want, void *body, size_t cap,
 	if (handover_recv(u->sock, &t, buf, sizeof(buf) - 1, &n, fds, &nfds,
 	    u->deadline_ms, &version) == -1)
 		return fail_io(u, step, errno);
-	for (size_t i = 0; i < nfds; i++)
-		close(fds[i]);
+	handover_close_fds(fds, nfds);
 	if (t == HANDOVER_FAIL) {
 		buf[n] = '\0';
 		return upgrade_fail(u, "pid %ld gave up %s: %s", (long)u->child, step, buf);
@@ -421,21 +419,6 @@ send_conns(struct upgrade *u, size_t *count)
 	    "taking the connections");
 }
 
-static void
-totals_sum(struct worker_totals *to, const struct worker_totals *f)
-{
-	to->conn.connections += f->conn.connections;
-	to->conn.connect_failures += f->conn.connect_failures;
-	to->conn.handed += f->conn.handed;
-	to->conn.adopted += f->conn.adopted;
-	for (int r = 0; r < CONN_REASON_MAX_; r++)
-		to->conn.reasons[r] += f->conn.reasons[r];
-	for (int m = 0; m < RELAY_MODE_MAX_; m++)
-		to->relay.bytes[m] += f->relay.bytes[m];
-	for (int k = 0; k < RELAY_FALLBACK_MAX_; k++)
-		to->relay.fallbacks[k] += f->relay.fallbacks[k];
-}
-
 /* The counters, once the connections are frozen (nothing counts any
  * more), in STATS messages; the new process adds them to its own. */
 static int
@@ -458,7 +441,8 @@ send_stats(struct upgrade *u)
 	upgrade_ask_all(u, upgrade_counters_fn, &failed);
 	for (unsigned w = 0; w < u->p->nw && !failed; w++) {
 		failed = stats_sample_merge(&all, &u->samples[w]) == -1;
-		totals_sum(&t, &u->totals[w]);
+		conn_stats_add(&t.conn, &u->totals[w].conn);
+		relay_stats_add(&t.relay, &u->totals[w].relay);
 	}
 	if (failed || statcarry_encode(&all, &t, &buf, &len) == -1) {
 		upgrade_fail(u, "out of memory gathering the counters");
@@ -504,8 +488,7 @@ commit_unsure(struct upgrade *u)
 	u->child = -1;
 	while (handover_recv(u->sock, &t, buf, sizeof(buf), &n, fds, &nfds,
 	    handover_now_ms(), &version) == 0) {
-		for (size_t i = 0; i < nfds; i++)
-			close(fds[i]);
+		handover_close_fds(fds, nfds);
 		if (t == HANDOVER_COMMITTED)
 			u->lost = true;
 	}

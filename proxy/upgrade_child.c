@@ -131,13 +131,6 @@ recv_msg(struct upgrade_child *c, enum handover_type *t, void *body,
 	return -1;
 }
 
-static void
-close_all(const int *fds, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		close(fds[i]);
-}
-
 static int
 add_fd(int **v, size_t *n, int fd)
 {
@@ -191,7 +184,7 @@ upgrade_child_listeners(struct upgrade_child *c, int **bound, size_t *nbound,
 		if (t == HANDOVER_LISTEN_END)
 			break;
 		if (t != HANDOVER_LISTEN || len != nfds * sizeof(*kinds)) {
-			close_all(fds, nfds);
+			handover_close_fds(fds, nfds);
 			log_error("upgrade: pid %ld sent message %d for the "
 			    "listening sockets", (long)c->parent, (int)t);
 			return -1;
@@ -209,7 +202,7 @@ upgrade_child_listeners(struct upgrade_child *c, int **bound, size_t *nbound,
 			else
 				close(fds[i]);
 			if (rc == -1) {
-				close_all(fds + i, nfds - i);
+				handover_close_fds(fds + i, nfds - i);
 				log_error("upgrade: out of memory");
 				return -1;
 			}
@@ -253,7 +246,7 @@ take_data(struct upgrade_child *c, uint8_t **data, size_t want,
 		if (recv_msg(c, &t, *data + got, want - got, &len, fds, &nfds,
 		    deadline) == -1)
 			return -1;
-		close_all(fds, nfds);
+		handover_close_fds(fds, nfds);
 		if (t != HANDOVER_DATA || len == 0)
 			return -1;
 		got += len;
@@ -288,7 +281,7 @@ take_conns(struct upgrade_child *c, struct worker *w, uint64_t deadline,
 			    recs[i].nfds : HANDOVER_MAX_FDS + 1;
 		if (t != HANDOVER_CONN || n == 0 || len % sizeof(*recs) != 0 ||
 		    used != nfds) {
-			close_all(fds, nfds);
+			handover_close_fds(fds, nfds);
 			snprintf(why, whylen, "message %d where connections "
 			    "were due", (int)t);
 			return -1;
@@ -296,7 +289,7 @@ take_conns(struct upgrade_child *c, struct worker *w, uint64_t deadline,
 		used = 0;
 		for (size_t i = 0; i < n; i++) {
 			if ((h = held_add(c)) == NULL) {
-				close_all(fds + used, nfds - used);
+				handover_close_fds(fds + used, nfds - used);
 				snprintf(why, whylen, "out of memory");
 				return -1;
 			}
@@ -362,7 +355,7 @@ take_stats(struct upgrade_child *c, uint64_t deadline)
 		if (recv_msg(c, &t, buf, sizeof(buf), &len, fds, &nfds,
 		    deadline) == -1)
 			return -1;
-		close_all(fds, nfds);
+		handover_close_fds(fds, nfds);
 		if (t == HANDOVER_COMMIT)
 			return 0;
 		if (t == HANDOVER_SERVERS) {
@@ -508,7 +501,7 @@ upgrade_child_free(struct upgrade_child *c)
 	if (c == NULL)
 		return;
 	for (size_t i = 0; i < c->nconns; i++) {
-		close_all(c->conns[i].fds, c->conns[i].rec.nfds);
+		handover_close_fds(c->conns[i].fds, c->conns[i].rec.nfds);
 		free(c->conns[i].data[0]);
 		free(c->conns[i].data[1]);
 	}

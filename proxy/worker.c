@@ -596,18 +596,8 @@ worker_finished(const struct worker *w)
 void
 worker_totals_add(const struct worker *w, struct worker_totals *t)
 {
-	const struct conn_stats *st = conn_home_stats(w->home);
-
-	t->conn.connections += st->connections;
-	t->conn.connect_failures += st->connect_failures;
-	t->conn.handed += st->handed;
-	t->conn.adopted += st->adopted;
-	for (int r = 0; r < CONN_REASON_MAX_; r++)
-		t->conn.reasons[r] += st->reasons[r];
-	for (int m = 0; m < RELAY_MODE_MAX_; m++)
-		t->relay.bytes[m] += w->relay.stats.bytes[m];
-	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
-		t->relay.fallbacks[f] += w->relay.stats.fallbacks[f];
+	conn_stats_add(&t->conn, conn_home_stats(w->home));
+	relay_stats_add(&t->relay, &w->relay.stats);
 }
 
 /* Each worker counts in the balancer of the backend of that name in its
@@ -781,10 +771,7 @@ worker_adopt_stats(struct worker *w, const struct stats_sample *s,
     const struct worker_totals *t)
 {
 	conn_home_add_stats(w->home, &t->conn);
-	for (int m = 0; m < RELAY_MODE_MAX_; m++)
-		w->relay.stats.bytes[m] += t->relay.bytes[m];
-	for (int f = 0; f < RELAY_FALLBACK_MAX_; f++)
-		w->relay.stats.fallbacks[f] += t->relay.fallbacks[f];
+	relay_stats_add(&w->relay.stats, &t->relay);
 	/* The exit lines' per-server counts (worker_server_totals_add): on
 	 * the server line's first address in this worker's balancer. */
 	for (size_t i = 0; i < s->ns; i++)

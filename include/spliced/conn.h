@@ -166,6 +166,9 @@ bool conn_adopt_check(const struct worker_snap *, const struct handover_conn *,
 void conn_adopt(struct conn_home *, const struct handover_conn *rec,
     const int *fds, const void *const data[2]);
 
+/* Add every counter of from to to. */
+void conn_stats_add(struct conn_stats *to, const struct conn_stats *from);
+
 const char *conn_reason_name(enum conn_reason);
 
 #endif

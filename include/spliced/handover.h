@@ -180,6 +180,9 @@ int handover_recv(int sock, enum handover_type *, void *body, size_t cap,
     size_t *len, int *fds, size_t *nfds, uint64_t deadline_ms,
     unsigned *version);
 
+/* Close n fds a message brought (those nobody takes). */
+void handover_close_fds(const int *fds, size_t n);
+
 /* CLOCK_MONOTONIC in ms (the deadlines above). */
 uint64_t handover_now_ms(void);
 

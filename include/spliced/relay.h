@@ -94,6 +94,9 @@ struct relay_dir {
 	const struct relay_dir *other;   /* the connection's other direction */
 };
 
+/* Add every counter of from to to. */
+void relay_stats_add(struct relay_stats *to, const struct relay_stats *from);
+
 /* pipes: NULL never splices. 0, or -1 with errno (ENOMEM: no room for the
  * list of idle buffers). relay_ctx_cleanup() is safe either way. */
 int relay_ctx_init(struct relay_ctx *, struct event_base *,
